@@ -1,0 +1,329 @@
+package normalize
+
+import "net/netip"
+
+// Config sizes a Normalizer.
+type Config struct {
+	// HandshakeSlots bounds the handshake table (SYN decisions awaiting their
+	// SYN-ACK). Default 4096; rounded up to a power of two.
+	HandshakeSlots int
+	// MarkMask is [rules] mark: the mark/connmark bits tcpnorm may use for
+	// flows whose later segments need rewriting. 0 disables stateful actions.
+	MarkMask uint32
+}
+
+// Normalizer decides and applies rewrites for the packets of one queue worker.
+// It is not safe for concurrent use: each worker owns one, and both directions
+// of a connection reach the same worker.
+type Normalizer struct {
+	cfg Config
+	hs  handshakes
+}
+
+// New returns a Normalizer for one worker.
+func New(cfg Config) *Normalizer {
+	if cfg.HandshakeSlots <= 0 {
+		cfg.HandshakeSlots = 4096
+	}
+	n := &Normalizer{cfg: cfg}
+	n.hs.init(cfg.HandshakeSlots)
+	return n
+}
+
+// Stats are a worker's own counters, beyond what each Result says.
+type Stats struct {
+	HandshakeEvictions uint64 // SYN decisions replaced before their SYN-ACK
+}
+
+// Stats returns the worker's counters. Call it from the worker's goroutine.
+func (n *Normalizer) Stats() Stats { return Stats{HandshakeEvictions: n.hs.evicted} }
+
+// segment is one parsed TCP segment.
+type segment struct {
+	tcp      TCP
+	ip       []byte // the IP header: IPv4 or IPv6 by its version
+	complete bool   // the whole segment is in the buffer
+}
+
+func (s *segment) addrs() (src, dst netip.Addr) {
+	if s.ip[0]>>4 == 4 {
+		return IPv4(s.ip).Src(), IPv4(s.ip).Dst()
+	}
+	return IPv6(s.ip).Src(), IPv6(s.ip).Dst()
+}
+
+// pseudoHeaderSum is the sum of the addresses, for a full checksum.
+func (s *segment) pseudoHeaderSum() uint32 {
+	if s.ip[0]>>4 == 4 {
+		return IPv4(s.ip).pseudoHeaderSum()
+	}
+	return IPv6(s.ip).pseudoHeaderSum()
+}
+
+// parse finds the TCP segment in an IPv4 or IPv6 packet. The reason is
+// non-zero (not ReasonNoPolicy) when there is no segment to work on.
+func parse(pkt []byte) (segment, Reason) {
+	var s segment
+	if len(pkt) == 0 {
+		return s, ReasonNotTCP
+	}
+	switch pkt[0] >> 4 {
+	case 4:
+		ip := IPv4(pkt)
+		if !ip.IsValid() || ip.Protocol() != protoTCP {
+			return s, ReasonNotTCP
+		}
+		if ip.IsFragment() {
+			return s, ReasonFragment
+		}
+		end := int(ip.TotalLength())
+		s.complete = end <= len(pkt)
+		end = min(end, len(pkt))
+		s.tcp = TCP(pkt[ip.HeaderLength():end])
+	case 6:
+		ip := IPv6(pkt)
+		if !ip.IsValid() || ip.PayloadLength() == 0 {
+			return s, ReasonNotTCP
+		}
+		off, proto, frag, ok := ip.transport()
+		if !ok {
+			return s, ReasonNotTCP
+		}
+		if frag {
+			return s, ReasonFragment
+		}
+		if proto != protoTCP {
+			return s, ReasonNotTCP
+		}
+		end := IPv6MinimumSize + int(ip.PayloadLength())
+		if off > end {
+			return s, ReasonNotTCP
+		}
+		s.complete = end <= len(pkt)
+		end = min(end, len(pkt))
+		s.tcp = TCP(pkt[off:end])
+	default:
+		return s, ReasonNotTCP
+	}
+	s.ip = pkt
+	if !s.tcp.IsValid() {
+		return s, ReasonNotTCP
+	}
+	return s, ReasonNoPolicy
+}
+
+// Packet normalizes one IPv4 or IPv6 packet in place under table t and
+// returns what to tell the kernel. It never allocates and never panics on any
+// input; anything it cannot parse is accepted unchanged.
+func (n *Normalizer) Packet(pkt []byte, t Table, m Meta) Result {
+	var r Result
+	seg, why := parse(pkt)
+	if why != ReasonNoPolicy {
+		r.Why.Reason = why
+		return r
+	}
+	tcp := seg.tcp
+	switch tcp.Flags() & (FlagSYN | FlagACK | FlagRST | FlagFIN) {
+	case FlagSYN:
+		r.Kind = KindSYN
+		src, dst := seg.addrs()
+		r.Flow = Flow{Client: src, Server: dst, ClientPort: tcp.SrcPort(), ServerPort: tcp.DstPort()}
+	case FlagSYN | FlagACK:
+		r.Kind = KindSYNACK
+		src, dst := seg.addrs()
+		r.Flow = Flow{Client: dst, Server: src, ClientPort: tcp.DstPort(), ServerPort: tcp.SrcPort()}
+	default:
+		r.Why.Reason = ReasonNotHandshake
+		return r
+	}
+
+	var rec *handshake
+	if r.Kind == KindSYNACK {
+		rec = n.hs.get(r.Flow)
+	}
+	if rec != nil {
+		r.Policy, r.Dir = rec.pol, rec.dir
+	} else {
+		r.Policy, r.Dir = lookup(t, &r.Flow)
+		if r.Policy == nil {
+			r.Why.Reason = ReasonNoPolicy
+			return r
+		}
+	}
+	pol := r.Policy
+
+	opts := summarize(tcp.Options())
+	switch {
+	case opts.auth:
+		r.Why.Reason = ReasonAuthenticated
+		return r
+	case opts.malformed:
+		r.Why.Reason = ReasonMalformed
+		if r.Kind == KindSYN && pol.DropMalformed {
+			r.Why.Reason = ReasonMalformedDrop
+			if pol.Mode == Enforce {
+				r.Verdict = Drop
+			}
+		}
+		return r
+	}
+
+	var ch Change
+	shift := uint8(noShift)
+	if opts.ws != nil {
+		shift = min(opts.ws[2], MaxWindowShift)
+	}
+	switch {
+	case r.Kind == KindSYN:
+		ch = synChanges(pol, &opts, shift)
+	case rec != nil:
+		ch = synAckChanges(pol, &opts, shift, rec.stripped)
+	default:
+		// A SYN-ACK whose SYN this worker never saw (a restart, or an
+		// evicted record): only MSS, which is per direction, is clamped.
+		ch = mssChange(pol, &opts)
+	}
+	if pol.ClearECN && (rec != nil || r.Kind == KindSYN) && tcp.clearECN(false) {
+		ch |= ChECNCleared
+	}
+	r.Why.Changes = ch
+	if ch&ChWSClamped != 0 {
+		r.Why.WSOld, r.Why.WSNew = opts.ws[2], pol.WindowScaleMax
+	}
+	if ch&ChMSSClamped != 0 {
+		r.Why.MSSOld, r.Why.MSSNew = optMSS(opts.mss), pol.MSSMax
+	}
+	if r.Kind == KindSYN {
+		n.hs.put(handshake{flow: r.Flow, pol: pol, dir: r.Dir, stripped: ch, synShift: shift})
+	}
+
+	switch {
+	case rec == nil && r.Kind == KindSYNACK:
+		r.Why.Reason = ReasonNoRecord
+	case pol.Mode == LogOnly:
+		r.Why.Reason = ReasonLogOnly
+	default:
+		r.Why.Reason = ReasonApplied
+	}
+	if ch == 0 || pol.Mode == LogOnly {
+		return r
+	}
+	if m.Truncated || !seg.complete {
+		r.Why.Reason = ReasonTruncated
+		return r
+	}
+	apply(&seg, &opts, pol, ch, m.CsumNotReady)
+	r.Modified = true
+	return r
+}
+
+// lookup finds the policy for a handshake segment: the server as the remote
+// peer of an outbound connection, else the client as the peer of an inbound
+// one. The server port is the policy's port in both directions.
+func lookup(t Table, f *Flow) (*Policy, Direction) {
+	if t == nil {
+		return nil, 0
+	}
+	if p := t.Lookup(f.Server, f.ServerPort, Outbound); p != nil {
+		return p, Outbound
+	}
+	if p := t.Lookup(f.Client, f.ServerPort, Inbound); p != nil {
+		return p, Inbound
+	}
+	return nil, 0
+}
+
+// synChanges decides what the policy changes in a SYN.
+func synChanges(pol *Policy, o *optionSummary, shift uint8) Change {
+	var ch Change
+	if o.ws != nil {
+		switch pol.WindowScale {
+		case WSStrip:
+			ch |= ChWSStripped
+		case WSClamp:
+			if shift > pol.WindowScaleMax {
+				ch |= ChWSClamped
+			}
+		}
+	}
+	if o.ts != nil && pol.Timestamps == TSStrip {
+		ch |= ChTSStripped
+	}
+	if o.sackok != nil && pol.StripSACKOK {
+		ch |= ChSACKOKStripped
+	}
+	if o.unknown > 0 && pol.StripUnknown {
+		ch |= ChUnknownStripped
+	}
+	return ch | mssChange(pol, o)
+}
+
+// synAckChanges decides what changes in a SYN-ACK: window scale, timestamps
+// and SACK-permitted are stripped only where the SYN's were, so both ends
+// agree on what was negotiated (RFC 7323 section 1.3).
+func synAckChanges(pol *Policy, o *optionSummary, shift uint8, syn Change) Change {
+	var ch Change
+	if o.ws != nil {
+		switch {
+		case syn&ChWSStripped != 0:
+			ch |= ChWSStripped
+		case pol.WindowScale == WSClamp && shift > pol.WindowScaleMax:
+			ch |= ChWSClamped
+		}
+	}
+	if o.ts != nil && syn&ChTSStripped != 0 {
+		ch |= ChTSStripped
+	}
+	if o.sackok != nil && syn&ChSACKOKStripped != 0 {
+		ch |= ChSACKOKStripped
+	}
+	if o.unknown > 0 && pol.StripUnknown {
+		ch |= ChUnknownStripped
+	}
+	return ch | mssChange(pol, o)
+}
+
+func mssChange(pol *Policy, o *optionSummary) Change {
+	if o.mss != nil && pol.MSSMax != 0 && optMSS(o.mss) > pol.MSSMax {
+		return ChMSSClamped
+	}
+	return 0
+}
+
+// apply rewrites the segment's header in place and fixes its checksum:
+// incrementally over the header words (RFC 1624), or in full when the
+// kernel left the checksum unfinished.
+func apply(seg *segment, o *optionSummary, pol *Policy, ch Change, csumNotReady bool) {
+	tcp := seg.tcp
+	hdr := tcp[:tcp.DataOffset()]
+	var old uint16
+	if !csumNotReady {
+		old = fold(sum16(hdr, 0))
+	}
+	if ch&ChWSStripped != 0 {
+		nopFill(o.ws)
+	}
+	if ch&ChWSClamped != 0 {
+		o.ws[2] = pol.WindowScaleMax
+	}
+	if ch&ChTSStripped != 0 {
+		nopFill(o.ts)
+	}
+	if ch&ChSACKOKStripped != 0 {
+		nopFill(o.sackok)
+	}
+	if ch&ChMSSClamped != 0 {
+		setOptMSS(o.mss, pol.MSSMax)
+	}
+	if ch&ChUnknownStripped != 0 {
+		stripUnknown(tcp.Options())
+	}
+	if ch&ChECNCleared != 0 {
+		tcp.clearECN(true)
+	}
+	if csumNotReady {
+		tcp.SetChecksum(fullTCPChecksum(seg.pseudoHeaderSum(), tcp))
+		return
+	}
+	tcp.SetChecksum(updateChecksum(tcp.Checksum(), old, fold(sum16(hdr, 0))))
+}
