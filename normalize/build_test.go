@@ -81,7 +81,8 @@ func build(t testing.TB, s seg) []byte {
 // tcpOf finds the TCP header of a packet built above.
 func tcpOf(t testing.TB, pkt []byte) TCP {
 	t.Helper()
-	s, r := parse(pkt)
+	var s segment
+	r := parse(pkt, &s)
 	if r != ReasonNoPolicy {
 		t.Fatalf("parse: %v", r)
 	}
@@ -92,7 +93,8 @@ func tcpOf(t testing.TB, pkt []byte) TCP {
 // the checksum field, over a freshly built pseudo-header.
 func verifies(t testing.TB, pkt []byte) bool {
 	t.Helper()
-	s, r := parse(pkt)
+	var s segment
+	r := parse(pkt, &s)
 	if r != ReasonNoPolicy {
 		t.Fatalf("parse: %v", r)
 	}
@@ -123,7 +125,8 @@ func verifies(t testing.TB, pkt []byte) bool {
 }
 
 func fixCsum(t testing.TB, pkt []byte) {
-	s, _ := parse(pkt)
+	var s segment
+	parse(pkt, &s)
 	s.tcp.SetChecksum(fullTCPChecksum(s.pseudoHeaderSum(), s.tcp))
 }
 

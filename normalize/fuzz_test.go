@@ -43,7 +43,8 @@ func FuzzPacket(f *testing.F) {
 		tab := table(pol, lab4, lab6, remote)
 		meta := Meta{CsumNotReady: flags&1 != 0, Truncated: flags&2 != 0}
 		orig := append([]byte(nil), pkt...)
-		seg, why := parse(orig)
+		var seg segment
+		why := parse(orig, &seg)
 		before := why == ReasonNoPolicy && seg.complete && verifies(t, orig)
 
 		n := New(Config{})

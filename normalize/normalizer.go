@@ -62,19 +62,18 @@ func (s *segment) pseudoHeaderSum() uint32 {
 
 // parse finds the TCP segment in an IPv4 or IPv6 packet. The reason is
 // non-zero (not ReasonNoPolicy) when there is no segment to work on.
-func parse(pkt []byte) (segment, Reason) {
-	var s segment
+func parse(pkt []byte, s *segment) Reason {
 	if len(pkt) == 0 {
-		return s, ReasonNotTCP
+		return ReasonNotTCP
 	}
 	switch pkt[0] >> 4 {
 	case 4:
 		ip := IPv4(pkt)
 		if !ip.IsValid() || ip.Protocol() != protoTCP {
-			return s, ReasonNotTCP
+			return ReasonNotTCP
 		}
 		if ip.IsFragment() {
-			return s, ReasonFragment
+			return ReasonFragment
 		}
 		end := int(ip.TotalLength())
 		s.complete = end <= len(pkt)
@@ -83,33 +82,33 @@ func parse(pkt []byte) (segment, Reason) {
 	case 6:
 		ip := IPv6(pkt)
 		if !ip.IsValid() || ip.PayloadLength() == 0 {
-			return s, ReasonNotTCP
+			return ReasonNotTCP
 		}
 		off, proto, frag, ok := ip.transport()
 		if !ok {
-			return s, ReasonNotTCP
+			return ReasonNotTCP
 		}
 		if frag {
-			return s, ReasonFragment
+			return ReasonFragment
 		}
 		if proto != protoTCP {
-			return s, ReasonNotTCP
+			return ReasonNotTCP
 		}
 		end := IPv6MinimumSize + int(ip.PayloadLength())
 		if off > end {
-			return s, ReasonNotTCP
+			return ReasonNotTCP
 		}
 		s.complete = end <= len(pkt)
 		end = min(end, len(pkt))
 		s.tcp = TCP(pkt[off:end])
 	default:
-		return s, ReasonNotTCP
+		return ReasonNotTCP
 	}
 	s.ip = pkt
 	if !s.tcp.IsValid() {
-		return s, ReasonNotTCP
+		return ReasonNotTCP
 	}
-	return s, ReasonNoPolicy
+	return ReasonNoPolicy
 }
 
 // Packet normalizes one IPv4 or IPv6 packet in place under table t and
@@ -117,8 +116,8 @@ func parse(pkt []byte) (segment, Reason) {
 // input; anything it cannot parse is accepted unchanged.
 func (n *Normalizer) Packet(pkt []byte, t Table, m Meta) Result {
 	var r Result
-	seg, why := parse(pkt)
-	if why != ReasonNoPolicy {
+	var seg segment
+	if why := parse(pkt, &seg); why != ReasonNoPolicy {
 		r.Why.Reason = why
 		return r
 	}
