@@ -13,6 +13,8 @@ type handshake struct {
 	dir      Direction
 	stripped Change // options stripped (or, log-only, to be stripped) from the SYN
 	synShift uint8  // the SYN's window shift, noShift if none
+	synHasTS bool
+	synTS    uint32 // the SYN's TSval
 	age      uint64 // insertion order; 0 marks a free slot
 }
 

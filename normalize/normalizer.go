@@ -8,16 +8,28 @@ type Config struct {
 	// SYN-ACK). Default 4096; rounded up to a power of two.
 	HandshakeSlots int
 	// MarkMask is [rules] mark: the mark/connmark bits tcpnorm may use for
-	// flows whose later segments need rewriting. 0 disables stateful actions.
+	// flows whose later segments need rewriting (see NewMarkBits). 0, or a
+	// mask NewMarkBits refuses, disables the stateful actions.
 	MarkMask uint32
+	// FlowSlots bounds the timestamp-repair state ([flows] max for this
+	// worker). Default 65536.
+	FlowSlots int
+	// FlowIdle is [flows] idle_timeout in nanoseconds: idle repair state may
+	// be replaced. Default 5 minutes.
+	FlowIdle int64
+	// TSRateMax caps the remote clock rate (ticks per second) repair
+	// assumes. Default 1000000.
+	TSRateMax uint32
 }
 
 // Normalizer decides and applies rewrites for the packets of one queue worker.
 // It is not safe for concurrent use: each worker owns one, and both directions
 // of a connection reach the same worker.
 type Normalizer struct {
-	cfg Config
-	hs  handshakes
+	cfg   Config
+	hs    handshakes
+	marks MarkBits
+	flows flowTable
 }
 
 // New returns a Normalizer for one worker.
@@ -25,18 +37,43 @@ func New(cfg Config) *Normalizer {
 	if cfg.HandshakeSlots <= 0 {
 		cfg.HandshakeSlots = 4096
 	}
+	if cfg.FlowSlots <= 0 {
+		cfg.FlowSlots = 65536
+	}
+	if cfg.FlowIdle <= 0 {
+		cfg.FlowIdle = 300e9
+	}
+	if cfg.TSRateMax == 0 {
+		cfg.TSRateMax = 1000000
+	}
 	n := &Normalizer{cfg: cfg}
 	n.hs.init(cfg.HandshakeSlots)
+	n.marks, _ = NewMarkBits(cfg.MarkMask)
+	if n.marks.ok {
+		n.flows.init(cfg.FlowSlots, cfg.FlowIdle)
+	}
 	return n
 }
 
 // Stats are a worker's own counters, beyond what each Result says.
 type Stats struct {
 	HandshakeEvictions uint64 // SYN decisions replaced before their SYN-ACK
+	FlowEvictions      uint64 // repair state replaced before its flow went idle
 }
 
 // Stats returns the worker's counters. Call it from the worker's goroutine.
-func (n *Normalizer) Stats() Stats { return Stats{HandshakeEvictions: n.hs.evicted} }
+func (n *Normalizer) Stats() Stats {
+	return Stats{HandshakeEvictions: n.hs.evicted, FlowEvictions: n.flows.evicted}
+}
+
+// SeedRepair starts a flow's timestamp-repair state from the remote's
+// handshake TSval (Result.Seed), for the worker that will see the flow's
+// later segments.
+func (n *Normalizer) SeedRepair(f Flow, tsval uint32, now int64) {
+	if n.marks.ok {
+		n.flows.seed(f, tsval, now)
+	}
+}
 
 // segment is one parsed TCP segment.
 type segment struct {
@@ -132,6 +169,10 @@ func (n *Normalizer) Packet(pkt []byte, t Table, m Meta) Result {
 		src, dst := seg.addrs()
 		r.Flow = Flow{Client: dst, Server: src, ClientPort: tcp.DstPort(), ServerPort: tcp.SrcPort()}
 	default:
+		if fields := n.marks.get(m.Mark); fields&(fieldDelta|fieldRepair) != 0 {
+			n.stateful(&r, &seg, fields, &m)
+			return r
+		}
 		r.Why.Reason = ReasonNotHandshake
 		return r
 	}
@@ -193,7 +234,14 @@ func (n *Normalizer) Packet(pkt []byte, t Table, m Meta) Result {
 		r.Why.MSSOld, r.Why.MSSNew = optMSS(opts.mss), pol.MSSMax
 	}
 	if r.Kind == KindSYN {
-		n.hs.put(handshake{flow: r.Flow, pol: pol, dir: r.Dir, stripped: ch, synShift: shift})
+		h := handshake{flow: r.Flow, pol: pol, dir: r.Dir, stripped: ch, synShift: shift}
+		if opts.ts != nil {
+			h.synTS, h.synHasTS = optTSval(opts.ts), true
+		}
+		n.hs.put(h)
+	}
+	if rec != nil && pol.Mode == Enforce && n.marks.ok {
+		n.markFlow(&r, rec, &opts, shift, ch, m.Mark)
 	}
 
 	switch {
@@ -214,6 +262,25 @@ func (n *Normalizer) Packet(pkt []byte, t Table, m Meta) Result {
 	apply(&seg, &opts, pol, ch, m.CsumNotReady)
 	r.Modified = true
 	return r
+}
+
+// markFlow sets the mark fields of a SYN-ACK whose flow needs its later
+// segments rewritten, and the remote's handshake TSval for repair.
+func (n *Normalizer) markFlow(r *Result, rec *handshake, o *optionSummary, shift uint8, ch Change, mark uint32) {
+	ts := o.ts != nil && rec.synHasTS && ch&ChTSStripped == 0
+	f, ok := handshakeMark(r.Policy, r.Dir, rec.synShift, shift, ts)
+	if !ok {
+		return
+	}
+	r.SetMark = true
+	r.Mark = mark&^n.marks.Saved() | n.marks.put(f)
+	if f&fieldRepair != 0 {
+		r.HasSeed = true
+		r.Seed = rec.synTS
+		if r.Dir == Outbound {
+			r.Seed = optTSval(o.ts)
+		}
+	}
 }
 
 // lookup finds the policy for a handshake segment: the server as the remote

@@ -31,6 +31,8 @@ type Meta struct {
 	// Mark is the packet mark as queued. Later segments of stateful flows
 	// carry tcpnorm's bits in it (restored from the connmark).
 	Mark uint32
+	// Now is a monotonic clock reading in nanoseconds (timestamp repair).
+	Now int64
 }
 
 // Reason says why a packet got the result it got. One per packet.
@@ -205,4 +207,9 @@ type Result struct {
 	Policy  *Policy   // the policy in force, or nil
 	Flow    Flow      // filled for handshake segments that parsed
 	Why     Why
+	// HasSeed: the flow's timestamps are repaired from now on; Seed is the
+	// remote's handshake TSval, for Normalizer.SeedRepair of the worker
+	// that sees the flow's later segments.
+	HasSeed bool
+	Seed    uint32
 }

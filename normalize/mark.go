@@ -1,0 +1,84 @@
+package normalize
+
+import (
+	"errors"
+	"math/bits"
+)
+
+// Fields of tcpnorm's part of the packet mark and connmark. They sit in the
+// lowest MarkFieldBits bits of [rules] mark, which must be contiguous.
+//
+// The handshake verdict sets the saved fields on the SYN-ACK; a filter-table
+// rule saves them to the connmark; mangle restores them on later segments,
+// adds fieldOriginal on packets in conntrack's ORIGINAL direction, and queues
+// only the direction that needs rewriting. So a clamp needs no memory and
+// survives a restart of the daemon.
+const (
+	fieldDelta       = 0x0f // clamp: the local host's shift minus window_scale_max (1..14)
+	fieldRepair      = 0x10 // repair the remote's TSvals
+	fieldLocalClient = 0x20 // the local host opened the connection (outbound)
+	fieldOriginal    = 0x40 // set per packet by the restore rule; never saved
+	fieldsSaved      = fieldDelta | fieldRepair | fieldLocalClient
+
+	// MarkFieldBits is how many contiguous bits [rules] mark must have.
+	MarkFieldBits = 8
+)
+
+// MarkBits places the fields inside a [rules] mark mask.
+type MarkBits struct {
+	shift uint8
+	ok    bool
+}
+
+// NewMarkBits checks a [rules] mark mask: its set bits must be contiguous
+// and at least MarkFieldBits wide.
+func NewMarkBits(mask uint32) (MarkBits, error) {
+	if mask == 0 {
+		return MarkBits{}, errors.New("mark mask is 0")
+	}
+	shift := bits.TrailingZeros32(mask)
+	run := mask >> shift
+	if run&(run+1) != 0 {
+		return MarkBits{}, errors.New("mark mask bits must be contiguous")
+	}
+	if bits.OnesCount32(run) < MarkFieldBits {
+		return MarkBits{}, errors.New("mark mask needs at least 8 contiguous bits")
+	}
+	return MarkBits{shift: uint8(shift), ok: true}, nil
+}
+
+func (b MarkBits) put(f uint32) uint32 { return f << b.shift }
+
+func (b MarkBits) get(mark uint32) uint32 {
+	if !b.ok {
+		return 0
+	}
+	return mark >> b.shift & 0xff
+}
+
+// Saved is the mask of the fields saved to the connmark.
+func (b MarkBits) Saved() uint32 { return b.put(fieldsSaved) }
+
+// Original is the bit the restore rule adds to packets in conntrack's
+// ORIGINAL direction.
+func (b MarkBits) Original() uint32 { return b.put(fieldOriginal) }
+
+// Selector matches packets whose (restored) mark needs the stateful queue:
+// mark&Mask == Value, and mark&NonZero != 0.
+type Selector struct {
+	Value, Mask, NonZero uint32
+	Why                  string
+}
+
+// Selectors lists the stateful queueing rules: the local host's segments of
+// clamped flows and the remote's segments of repaired flows, for both ways a
+// connection can be opened.
+func (b MarkBits) Selectors() []Selector {
+	dir := uint32(fieldLocalClient | fieldOriginal)
+	return []Selector{
+		{b.put(dir), b.put(dir), b.put(fieldDelta), "clamp: local client's segments"},
+		{0, b.put(dir), b.put(fieldDelta), "clamp: local server's segments"},
+		{b.put(fieldLocalClient | fieldRepair), b.put(dir | fieldRepair), b.put(fieldRepair), "repair: remote server's segments"},
+		{b.put(fieldOriginal | fieldRepair), b.put(dir | fieldRepair), b.put(fieldRepair), "repair: remote client's segments"},
+	}
+}
