@@ -1,0 +1,504 @@
+package config
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tcpnorm/tcpnorm/normalize"
+)
+
+const (
+	defaultQueryTimeout = 2 * time.Second
+	defaultQueryTries   = 2
+	defaultBackoffBase  = time.Second
+	expiryWarnAhead     = 7 * 24 * time.Hour
+)
+
+// clock is the time source of the manager's schedule; tests use a fake one.
+type clock interface {
+	Now() time.Time
+	At(t time.Time) <-chan time.Time // fires at t (at once if t has passed)
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                  { return time.Now() }
+func (realClock) At(t time.Time) <-chan time.Time { return time.After(time.Until(t)) }
+
+// polState is one policy and what DNS last said about its names.
+type polState struct {
+	pf       *PolicyFile
+	addrs    []netip.Prefix // last known resolved prefixes
+	lastErr  string
+	notes    []string
+	done     bool // the first resolution finished (or there is nothing to resolve)
+	failures int
+	next     time.Time // next resolution; zero: now
+	inflight bool
+}
+
+func (s *polState) needsDNS() bool { return s.pf.Domain != "" }
+
+func newManager(cfg *Config, log *slog.Logger, clk clock) *Manager {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m := &Manager{
+		log:          log,
+		clock:        clk,
+		resolvConf:   "/etc/resolv.conf",
+		queryTimeout: defaultQueryTimeout,
+		queryTries:   defaultQueryTries,
+		backoffBase:  defaultBackoffBase,
+		ready:        make(chan struct{}),
+		wake:         make(chan struct{}, 1),
+		expired:      map[string]bool{},
+		conflicts:    map[string]bool{},
+	}
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	m.cfg = cfg
+	for _, pf := range cfg.Policies {
+		m.states = append(m.states, &polState{pf: pf})
+	}
+	m.mu.Lock()
+	m.recompileLocked(m.clock.Now(), false)
+	m.mu.Unlock()
+	return m
+}
+
+func (m *Manager) newResolverLocked() {
+	servers := m.cfg.DNS.Servers
+	m.resErr = nil
+	if len(servers) == 0 {
+		var err error
+		servers, err = systemServers(m.resolvConf)
+		if err != nil {
+			m.resErr = fmt.Errorf("no DNS servers: %w", err)
+		}
+	}
+	m.res = newResolver(servers, m.queryTimeout, m.queryTries)
+}
+
+func (m *Manager) start(ctx context.Context) {
+	m.mu.Lock()
+	if m.started {
+		m.mu.Unlock()
+		return
+	}
+	m.started = true
+	m.newResolverLocked()
+	if m.resErr != nil {
+		m.log.Error("DNS unavailable; policies apply to their cidrs only", "err", m.resErr)
+	}
+	now := m.clock.Now()
+	for _, s := range m.states {
+		p := s.pf.Policy
+		switch {
+		case p.Expires.IsZero():
+		case !now.Before(p.Expires):
+			m.log.Warn("policy expired", "policy", p.Name, "file", s.pf.File, "expired", p.Expires.UTC().Format(time.RFC3339))
+		case p.Expires.Sub(now) <= expiryWarnAhead:
+			m.log.Warn("policy expires soon", "policy", p.Name, "file", s.pf.File,
+				"expires", p.Expires.UTC().Format(time.RFC3339), "in", formatLeft(p.Expires.Sub(now)))
+		}
+	}
+	m.markUnresolvableLocked(now)
+	m.checkReadyLocked()
+	m.mu.Unlock()
+	go m.run(ctx)
+}
+
+// markUnresolvableLocked finishes at once the first round of policies that
+// need no DNS (cidrs only, or already expired).
+func (m *Manager) markUnresolvableLocked(now time.Time) {
+	for _, s := range m.states {
+		if !s.needsDNS() || m.isExpired(s.pf, now) {
+			s.done = true
+		}
+	}
+}
+
+func (m *Manager) isExpired(pf *PolicyFile, now time.Time) bool {
+	e := pf.Policy.Expires
+	return !e.IsZero() && !now.Before(e)
+}
+
+func (m *Manager) checkReadyLocked() {
+	for _, s := range m.states {
+		if !s.done {
+			return
+		}
+	}
+	m.readyOnce.Do(func() { close(m.ready) })
+}
+
+func (m *Manager) poke() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run is the manager's scheduler: it starts due resolutions and recompiles
+// the table when a policy expires.
+func (m *Manager) run(ctx context.Context) {
+	m.log.Debug("policy manager started")
+	defer m.log.Debug("policy manager stopped")
+	for {
+		m.mu.Lock()
+		now := m.clock.Now()
+		if m.expiryChangedLocked(now) {
+			m.recompileLocked(now, true)
+		}
+		var next time.Time
+		for _, s := range m.states {
+			if !s.needsDNS() || s.inflight || m.isExpired(s.pf, now) {
+				if s.needsDNS() && m.isExpired(s.pf, now) && !s.done {
+					s.done = true
+					m.checkReadyLocked()
+				}
+				continue
+			}
+			if !now.Before(s.next) {
+				s.inflight = true
+				go m.resolve(ctx, s, s.pf, m.res, m.resErr)
+				continue
+			}
+			if next.IsZero() || s.next.Before(next) {
+				next = s.next
+			}
+		}
+		for _, s := range m.states {
+			if e := s.pf.Policy.Expires; !e.IsZero() && now.Before(e) && (next.IsZero() || e.Before(next)) {
+				next = e
+			}
+		}
+		m.mu.Unlock()
+
+		var timer <-chan time.Time
+		if !next.IsZero() {
+			timer = m.clock.At(next)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.wake:
+		case <-timer:
+		}
+	}
+}
+
+func (m *Manager) expiryChangedLocked(now time.Time) bool {
+	for _, s := range m.states {
+		if m.isExpired(s.pf, now) != m.expired[s.pf.Policy.Name] {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *Manager) resolve(ctx context.Context, s *polState, pf *PolicyFile, r *resolver, rerr error) {
+	var res resolution
+	if rerr != nil {
+		res = resolution{errs: []string{rerr.Error()}}
+	} else {
+		res = r.resolvePolicy(ctx, pf.Domain, pf.MX, pf.SPF)
+	}
+	m.mu.Lock()
+	m.applyLocked(ctx, s, res)
+	m.mu.Unlock()
+	m.poke()
+}
+
+func (m *Manager) applyLocked(ctx context.Context, s *polState, res resolution) {
+	s.inflight = false
+	if !slices.Contains(m.states, s) {
+		return // replaced by a reload meanwhile
+	}
+	now := m.clock.Now()
+	p := s.pf.Policy
+	errStr := strings.Join(res.errs, "; ")
+	old := s.addrs
+	if errStr == "" {
+		s.addrs = res.prefixes
+		s.failures = 0
+		s.next = now.Add(m.refreshAfter(res.ttl))
+	} else {
+		s.addrs = uniqPrefixes(append(slices.Clone(s.addrs), res.prefixes...))
+		s.failures++
+		s.next = now.Add(m.backoff(s.failures))
+	}
+	quiet := ctx.Err() != nil // shutting down, or check's deadline
+	if !quiet {
+		switch {
+		case errStr != "" && (s.lastErr == "" || !s.done):
+			m.log.Warn("DNS resolution failed; keeping last known addresses",
+				"policy", p.Name, "domain", s.pf.Domain, "err", errStr, "addresses", len(s.addrs))
+		case errStr == "" && s.lastErr != "":
+			m.log.Info("DNS resolution recovered", "policy", p.Name, "domain", s.pf.Domain, "addresses", len(s.addrs))
+		}
+		for _, n := range res.notes {
+			if !slices.Contains(s.notes, n) {
+				m.log.Warn("DNS note", "policy", p.Name, "note", n)
+			}
+		}
+		if !slices.Equal(old, s.addrs) {
+			m.log.Info("policy addresses changed", "policy", p.Name, "domain", s.pf.Domain,
+				"addresses", len(s.addrs), "was", len(old))
+		}
+	}
+	s.lastErr = errStr
+	s.notes = res.notes
+	s.done = true
+	if !slices.Equal(old, s.addrs) {
+		m.recompileLocked(now, true)
+	}
+	m.checkReadyLocked()
+}
+
+func (m *Manager) refreshAfter(ttl uint32) time.Duration {
+	d := time.Duration(ttl) * time.Second
+	lo, hi := m.cfg.DNS.MinRefresh, m.cfg.DNS.MaxRefresh
+	if lo <= 0 {
+		lo = 30 * time.Second
+	}
+	if hi < lo {
+		hi = lo
+	}
+	return min(max(d, lo), hi)
+}
+
+// backoff is the retry delay after n consecutive failures: doubling from
+// backoffBase, at most min_refresh.
+func (m *Manager) backoff(n int) time.Duration {
+	limit := m.cfg.DNS.MinRefresh
+	if limit <= 0 {
+		limit = 30 * time.Second
+	}
+	d := m.backoffBase
+	for i := 1; i < n && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
+}
+
+// recompileLocked builds the table from every unexpired policy and swaps it
+// in. cidrs claim first, in file order, then resolved addresses in file
+// order: a resolved prefix another policy already claims at equal length
+// stays with the earlier claim, and the conflict is logged once.
+func (m *Manager) recompileLocked(now time.Time, logChanges bool) {
+	claims := map[netip.Prefix]string{}
+	var entries []TableEntry
+	expired := map[string]bool{}
+	conflicts := map[string]bool{}
+	lost := map[string][]netip.Prefix{}
+	notes := map[string][]string{}
+	for _, s := range m.states {
+		p := s.pf.Policy
+		if m.isExpired(s.pf, now) {
+			expired[p.Name] = true
+			continue
+		}
+		for _, c := range s.pf.CIDRs {
+			if by, ok := claims[c]; ok {
+				if by != p.Name {
+					msg := fmt.Sprintf("%s: claimed by %s and %s; %s keeps it", c, by, p.Name, by)
+					conflicts[msg] = true
+					notes[p.Name] = append(notes[p.Name], msg)
+					notes[by] = append(notes[by], msg)
+					lost[p.Name] = append(lost[p.Name], c)
+				}
+				continue
+			}
+			claims[c] = p.Name
+			entries = append(entries, TableEntry{c, p})
+		}
+	}
+	for _, s := range m.states {
+		p := s.pf.Policy
+		if expired[p.Name] {
+			continue
+		}
+		for _, a := range s.addrs {
+			if by, ok := claims[a]; ok {
+				if by != p.Name {
+					msg := fmt.Sprintf("%s: resolved for %s but claimed by %s; %s keeps it", a, p.Name, by, by)
+					conflicts[msg] = true
+					notes[p.Name] = append(notes[p.Name], msg)
+					notes[by] = append(notes[by], msg)
+					lost[p.Name] = append(lost[p.Name], a)
+				}
+				continue
+			}
+			claims[a] = p.Name
+			entries = append(entries, TableEntry{a, p})
+		}
+	}
+	m.table.Store(NewTable(entries))
+	if logChanges {
+		for _, s := range m.states {
+			n := s.pf.Policy.Name
+			if expired[n] && !m.expired[n] {
+				m.log.Warn("policy expired", "policy", n, "file", s.pf.File,
+					"expired", s.pf.Policy.Expires.UTC().Format(time.RFC3339))
+			}
+		}
+	}
+	for c := range conflicts {
+		if !m.conflicts[c] {
+			m.log.Error("address claimed by two policies", "conflict", c)
+		}
+	}
+	m.expired, m.conflicts, m.lost, m.conflictNotes = expired, conflicts, lost, notes
+}
+
+func (m *Manager) reload(cfg *Config) error {
+	if cfg == nil {
+		return errors.New("reload: no config")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cfg.Queue != m.cfg.Queue {
+		return errors.New("reload: [queue] changed; that needs a restart (nothing was reloaded)")
+	}
+	if cfg.Rules != m.cfg.Rules {
+		return errors.New("reload: [rules] changed; that needs a restart (nothing was reloaded)")
+	}
+	dnsChanged := !slices.Equal(cfg.DNS.Servers, m.cfg.DNS.Servers)
+	old := map[string]*polState{}
+	for _, s := range m.states {
+		old[s.pf.Policy.Name] = s
+	}
+	var states []*polState
+	for _, pf := range cfg.Policies {
+		s, ok := old[pf.Policy.Name]
+		if ok && s.pf.Domain == pf.Domain && s.pf.MX == pf.MX && s.pf.SPF == pf.SPF {
+			s.pf = pf
+			if dnsChanged {
+				s.next = time.Time{}
+			}
+		} else {
+			s = &polState{pf: pf}
+		}
+		states = append(states, s)
+	}
+	m.cfg = cfg
+	m.states = states
+	now := m.clock.Now()
+	if m.started {
+		if dnsChanged {
+			m.newResolverLocked()
+		}
+		m.markUnresolvableLocked(now)
+		m.checkReadyLocked()
+	}
+	m.recompileLocked(now, true)
+	m.log.Info("policies reloaded", "policies", len(states), "prefixes", m.table.Load().Len())
+	m.poke()
+	return nil
+}
+
+func (m *Manager) status() []PolicyStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.clock.Now()
+	out := make([]PolicyStatus, 0, len(m.states))
+	for _, s := range m.states {
+		p := s.pf.Policy
+		addrs := append(slices.Clone(s.pf.CIDRs), s.addrs...)
+		addrs = uniqPrefixes(addrs)
+		if lost := m.lost[p.Name]; len(lost) > 0 {
+			addrs = slices.DeleteFunc(addrs, func(a netip.Prefix) bool { return slices.Contains(lost, a) })
+		}
+		var notes []string
+		notes = append(notes, s.notes...)
+		notes = append(notes, m.conflictNotes[p.Name]...)
+		slices.Sort(notes)
+		dnsErr := s.lastErr
+		if s.needsDNS() && !s.done && dnsErr == "" && !m.isExpired(s.pf, now) {
+			dnsErr = "not resolved yet"
+		}
+		out = append(out, PolicyStatus{
+			Name:      p.Name,
+			File:      s.pf.File,
+			Domain:    s.pf.Domain,
+			Mode:      modeString(p.Mode),
+			Direction: directionString(p.Direction),
+			Ports:     slices.Clone(p.Ports),
+			Actions:   actionsString(p),
+			Addresses: addrs,
+			Expires:   p.Expires,
+			Expired:   m.isExpired(s.pf, now),
+			DNSError:  dnsErr,
+			MX:        s.pf.MX,
+			SPF:       s.pf.SPF,
+			Reason:    p.Reason,
+			Ticket:    p.Ticket,
+			Notes:     notes,
+		})
+	}
+	return out
+}
+
+func modeString(m normalize.Mode) string {
+	if m == normalize.LogOnly {
+		return "log-only"
+	}
+	return "enforce"
+}
+
+func directionString(d normalize.Direction) string {
+	switch d {
+	case normalize.Outbound:
+		return "outbound"
+	case normalize.Inbound:
+		return "inbound"
+	case normalize.Both:
+		return "both"
+	}
+	return fmt.Sprintf("direction(%d)", d)
+}
+
+// actionsString lists the options a policy changes, in policy-file syntax.
+func actionsString(p *normalize.Policy) string {
+	var a []string
+	switch p.WindowScale {
+	case normalize.WSStrip:
+		a = append(a, "window_scale=strip")
+	case normalize.WSClamp:
+		a = append(a, fmt.Sprintf("window_scale=clamp window_scale_max=%d", p.WindowScaleMax))
+	}
+	switch p.Timestamps {
+	case normalize.TSStrip:
+		a = append(a, "timestamps=strip")
+	case normalize.TSRepair:
+		a = append(a, "timestamps=repair")
+	}
+	if p.StripSACKOK {
+		a = append(a, "sack_permitted=strip")
+	}
+	if p.MSSMax != 0 {
+		a = append(a, fmt.Sprintf("mss_max=%d", p.MSSMax))
+	}
+	if p.StripUnknown {
+		a = append(a, "unknown=strip")
+	}
+	if p.DropMalformed {
+		a = append(a, "malformed=drop")
+	}
+	if p.ClearECN {
+		a = append(a, "ecn=clear")
+	}
+	if len(a) == 0 {
+		return "none"
+	}
+	return strings.Join(a, " ")
+}
