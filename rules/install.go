@@ -1,0 +1,185 @@
+package rules
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+)
+
+// Runner runs one rule tool. Exec runs it on this host; tests run it inside
+// a network namespace with Exec{Prefix: []string{"ip", "netns", "exec", ns}}.
+type Runner interface {
+	// Run runs name with args, feeding it stdin, and returns its standard
+	// output. A failure returns an *Error carrying the tool's messages.
+	Run(ctx context.Context, stdin string, name string, args ...string) (string, error)
+}
+
+// Error is a failed rule tool run.
+type Error struct {
+	Op     string // what tcpnorm was doing, e.g. "install ipv4"
+	Cmd    string // the command line
+	Output string // the tool's standard error, trimmed
+	Err    error
+}
+
+func (e *Error) Error() string {
+	s := "rules: " + e.Op + ": " + e.Cmd + ": " + e.Err.Error()
+	if e.Output != "" {
+		s += ": " + e.Output
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Exec runs the tools as child processes, each command line prefixed by
+// Prefix if set.
+type Exec struct {
+	Prefix []string
+}
+
+func (x Exec) Run(ctx context.Context, stdin string, name string, args ...string) (string, error) {
+	argv := append(append(append([]string(nil), x.Prefix...), name), args...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), &Error{Cmd: strings.Join(argv, " "), Output: strings.TrimSpace(stderr.String()), Err: err}
+	}
+	return stdout.String(), nil
+}
+
+// Install removes every rule of an earlier run, then applies rs for both
+// families. On failure it removes whatever it applied and returns the error.
+func Install(ctx context.Context, r Runner, rs *Ruleset) error {
+	if err := Remove(ctx, r); err != nil {
+		return fmt.Errorf("removing stale rules: %w", err)
+	}
+	for _, f := range Families {
+		if _, err := r.Run(ctx, rs.Script(f), f.RestoreTool(), "-w", "--noflush"); err != nil {
+			var e *Error
+			if errors.As(err, &e) {
+				e.Op = "install " + f.String()
+			}
+			if rerr := Remove(ctx, r); rerr != nil {
+				return errors.Join(err, rerr)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// maxDuplicates bounds how many copies of one jump rule Remove deletes, so a
+// tool that reports success without deleting cannot loop forever.
+const maxDuplicates = 64
+
+// Remove deletes, for both families, every jump to tcpnorm's chains (every
+// copy) and then the chains. It touches no other rule. It keeps going after
+// an error and returns all of them.
+func Remove(ctx context.Context, r Runner) error {
+	var errs []error
+	for _, f := range Families {
+		for _, table := range knownTables() {
+			if err := removeTable(ctx, r, f, table); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func removeTable(ctx context.Context, r Runner, f Family, table string) error {
+	save, err := r.Run(ctx, "", f.SaveTool(), "-t", table)
+	if err != nil {
+		return opErr(err, "list "+f.String()+" "+table)
+	}
+	present := parseSave(save)
+	var errs []error
+	for _, j := range Known {
+		if j.Table != table {
+			continue
+		}
+		n := present.jumps[j]
+		if n > maxDuplicates {
+			n = maxDuplicates
+		}
+		for i := 0; i < n; i++ {
+			if _, err := r.Run(ctx, "", f.Tool(), "-w", "-t", table, "-D", j.From, "-j", j.To); err != nil {
+				errs = append(errs, opErr(err, "remove "+f.String()+" jump"))
+				break
+			}
+		}
+	}
+	for _, c := range knownChains(table) {
+		if !present.chains[c] {
+			continue
+		}
+		if _, err := r.Run(ctx, "", f.Tool(), "-w", "-t", table, "-F", c); err != nil {
+			errs = append(errs, opErr(err, "flush "+f.String()+" chain"))
+			continue
+		}
+		if _, err := r.Run(ctx, "", f.Tool(), "-w", "-t", table, "-X", c); err != nil {
+			errs = append(errs, opErr(err, "delete "+f.String()+" chain"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func opErr(err error, op string) error {
+	var e *Error
+	if errors.As(err, &e) {
+		e.Op = op
+	}
+	return err
+}
+
+// saved is what an iptables-save of one table shows of tcpnorm's rules.
+type saved struct {
+	chains map[string]bool
+	jumps  map[Jump]int // copies of each known jump rule
+}
+
+// parseSave reads `iptables-save -t TABLE` output. Only exact copies of
+// tcpnorm's jump rules count: a rule an operator wrote that happens to jump
+// to a tcpnorm chain with extra matches is not tcpnorm's to delete.
+func parseSave(out string) saved {
+	s := saved{chains: map[string]bool{}, jumps: map[Jump]int{}}
+	table := ""
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "*"):
+			table = line[1:]
+		case strings.HasPrefix(line, ":"):
+			name, _, _ := strings.Cut(line[1:], " ")
+			s.chains[name] = true
+		case strings.HasPrefix(line, "-A "):
+			for _, j := range Known {
+				if j.Table == table && line == "-A "+j.From+" "+j.Rule() {
+					s.jumps[j]++
+				}
+			}
+		}
+	}
+	return s
+}
+
+// Lines returns the lines of an iptables-save output that belong to
+// tcpnorm: its chain declarations, its chains' rules and its jumps, for
+// tests and diagnostics.
+func Lines(save string) []string {
+	var out []string
+	for _, line := range strings.Split(save, "\n") {
+		line = strings.TrimSpace(line)
+		if strings.Contains(line, "TCPNORM-") {
+			out = append(out, line)
+		}
+	}
+	return out
+}
