@@ -84,9 +84,10 @@ func decodeMain(cfg *Config, top *table, dir string) {
 	q := top.sub("queue")
 	cfg.Queue.First = uint16(q.integer("first", 0, 0, maxPortValue))
 	cfg.Queue.Count = int(q.integer("count", int64(min(runtime.NumCPU(), maxQueues)), 1, maxQueues))
-	if int(cfg.Queue.First)+cfg.Queue.Count > 65536 {
-		d.errf("queue.count", "queues %d..%d: the last queue number must be at most 65535",
-			cfg.Queue.First, int(cfg.Queue.First)+cfg.Queue.Count-1)
+	// The next count queues take the later segments of stateful flows.
+	if int(cfg.Queue.First)+2*cfg.Queue.Count > 65536 {
+		d.errf("queue.count", "queues %d..%d (handshakes, then stateful flows): the last queue number must be at most 65535",
+			cfg.Queue.First, int(cfg.Queue.First)+2*cfg.Queue.Count-1)
 	}
 	cfg.Queue.MaxLen = uint32(q.integer("max_len", 4096, minQueueLen, math.MaxUint32))
 	cfg.Queue.FailOpen = q.boolean("fail_open", true)

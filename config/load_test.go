@@ -193,7 +193,7 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name: "queue range past 65535",
 			main: "[queue]\nfirst = 65530\ncount = 8\n",
-			want: []string{"tcpnorm.toml:3:1: queue.count: queues 65530..65537"},
+			want: []string{"tcpnorm.toml:3:1: queue.count: queues 65530..65545 (handshakes, then stateful flows)"},
 		},
 		{
 			name: "queue max_len",

@@ -21,6 +21,7 @@ func StartPool(ctx context.Context, base Config, first uint16, count int) (*Pool
 	for i := 0; i < count; i++ {
 		cfg := base
 		cfg.Queue = first + uint16(i)
+		cfg.index = i
 		w, err := Open(cfg)
 		if err == nil {
 			w.onFail = p.fail

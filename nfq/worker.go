@@ -32,7 +32,29 @@ type Config struct {
 	Log     *slog.Logger     // required
 	ConnLog *ConnLog         // rewrite lines; nil: none
 	NetNS   int              // network namespace fd to bind in; 0: the current one
+	// Stateful marks a worker of the second queue range, which gets the
+	// later segments of clamped and repaired flows. Its queue has no GSO
+	// flag, so the kernel segments GSO packets and finishes checksums
+	// before queueing: every segment can be rewritten whole.
+	Stateful bool
+	// SeedSink, for a handshake worker, is the stateful pool whose worker
+	// of the same index gets the flow's later segments (both ranges have
+	// the same size and balance hash). Timestamp repair is seeded there from
+	// the handshake.
+	SeedSink *Pool
+	// index is the worker's position in its pool.
+	index int
 }
+
+// seed hands a repaired flow's handshake TSval to the stateful worker.
+type seed struct {
+	flow normalize.Flow
+	ts   uint32
+}
+
+// seedBacklog bounds the seeds waiting for a stateful worker; beyond it a
+// flow seeds from its first later segment instead.
+const seedBacklog = 1024
 
 // DefaultMaxQueueLen is the kernel queue length used when Config leaves it 0.
 const DefaultMaxQueueLen = 4096
@@ -53,8 +75,12 @@ type Worker struct {
 	cfg  Config
 	nf   *nfqueue.Nfqueue
 	norm func(pkt []byte, t normalize.Table, m normalize.Meta) normalize.Result
+	n    *normalize.Normalizer
 	m    *metrics.Queue
 	log  *slog.Logger
+
+	seeds chan seed // stateful workers: seeds from the handshake worker
+	epoch time.Time // for Meta.Now
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -81,13 +107,19 @@ func newWorker(cfg Config) *Worker {
 		cfg.Table = func() normalize.Table { return noPolicies{} }
 	}
 	n := normalize.New(normalize.Config{MarkMask: cfg.MarkMask})
-	return &Worker{
+	w := &Worker{
 		cfg:    cfg,
 		norm:   n.Packet,
+		n:      n,
 		m:      cfg.Metrics.Queue(cfg.Queue),
 		log:    cfg.Log.With("queue", cfg.Queue),
 		onFail: func(error) {},
+		epoch:  time.Now(),
 	}
+	if cfg.Stateful {
+		w.seeds = make(chan seed, seedBacklog)
+	}
+	return w
 }
 
 // Open creates the worker's socket. Nothing is received until Start.
@@ -96,7 +128,10 @@ func Open(cfg Config) (*Worker, error) {
 		return nil, errors.New("nfq: Config.Metrics and Config.Log are required")
 	}
 	w := newWorker(cfg)
-	flags := uint32(nfqueue.NfQaCfgFlagGSO)
+	var flags uint32
+	if !cfg.Stateful {
+		flags |= nfqueue.NfQaCfgFlagGSO
+	}
 	if cfg.FailOpen {
 		flags |= nfqueue.NfQaCfgFlagFailOpen
 	}
@@ -186,7 +221,17 @@ func (w *Worker) hook(a nfqueue.Attribute) int {
 	if sample {
 		start = time.Now()
 	}
-	res, act, ok := w.handle(pkt, metaOf(&a))
+	meta := metaOf(&a)
+	if w.seeds != nil {
+		w.takeSeeds()
+		meta.Now = int64(time.Since(w.epoch))
+	}
+	res, act, ok := w.handle(pkt, meta)
+	if res.HasSeed {
+		// Before the verdict: the flow's first later segment cannot reach
+		// the stateful worker ahead of its seed.
+		w.giveSeed(res)
+	}
 	if err := w.verdict(id, act, pkt); err != nil {
 		w.m.Verdict.Inc()
 		w.logErr("verdict failed", err)
@@ -212,6 +257,31 @@ func (w *Worker) hook(a nfqueue.Attribute) int {
 		w.cfg.ConnLog.offer(w.cfg.Queue, res)
 	}
 	return 0
+}
+
+// takeSeeds starts the repair state of flows whose handshakes another
+// worker saw.
+func (w *Worker) takeSeeds() {
+	for {
+		select {
+		case s := <-w.seeds:
+			w.n.SeedRepair(s.flow, s.ts, int64(time.Since(w.epoch)))
+		default:
+			return
+		}
+	}
+}
+
+func (w *Worker) giveSeed(res normalize.Result) {
+	p := w.cfg.SeedSink
+	if p == nil || w.cfg.index >= len(p.Workers) {
+		return
+	}
+	select {
+	case p.Workers[w.cfg.index].seeds <- seed{flow: res.Flow, ts: res.Seed}:
+	default:
+		w.m.SeedDropped.Inc()
+	}
 }
 
 // handle runs the normalizer on one packet. A panic accepts the packet

@@ -116,6 +116,9 @@ func removeTable(ctx context.Context, r Runner, f Family, table string) error {
 			}
 		}
 	}
+	// Flush every chain before deleting any: tcpnorm's chains jump to each
+	// other, and a chain still referenced cannot be deleted.
+	var flushed []string
 	for _, c := range knownChains(table) {
 		if !present.chains[c] {
 			continue
@@ -124,6 +127,9 @@ func removeTable(ctx context.Context, r Runner, f Family, table string) error {
 			errs = append(errs, opErr(err, "flush "+f.String()+" chain"))
 			continue
 		}
+		flushed = append(flushed, c)
+	}
+	for _, c := range flushed {
 		if _, err := r.Run(ctx, "", f.Tool(), "-w", "-t", table, "-X", c); err != nil {
 			errs = append(errs, opErr(err, "delete "+f.String()+" chain"))
 		}

@@ -67,12 +67,33 @@ func saveAll(t *testing.T, r Runner) string {
 	return b.String()
 }
 
+// saveLines is what iptables-save shows of a ruleset once installed: the
+// printed rules, with each jump appended rather than inserted.
+func saveLines(rs *Ruleset) []string {
+	var out []string
+	for _, f := range Families {
+		for _, l := range strings.Split(rs.Script(f), "\n") {
+			switch {
+			case strings.HasPrefix(l, ":"), strings.HasPrefix(l, "-A "):
+				out = append(out, f.String()+" "+l)
+			case strings.HasPrefix(l, "-I "):
+				fields := strings.Fields(l) // -I CHAIN 1 -j TARGET
+				out = append(out, f.String()+" -A "+fields[1]+" "+strings.Join(fields[3:], " "))
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 func tcpnormLines(t *testing.T, r Runner) []string {
 	t.Helper()
 	var out []string
 	for _, f := range Families {
-		for _, l := range Lines(run(t, r, "", f.SaveTool(), "-t", "mangle")) {
-			out = append(out, f.String()+" "+l)
+		for _, table := range []string{"mangle", "filter"} {
+			for _, l := range Lines(run(t, r, "", f.SaveTool(), "-t", table)) {
+				out = append(out, f.String()+" "+l)
+			}
 		}
 	}
 	// Chain declarations come out in no fixed order.
@@ -107,19 +128,25 @@ func TestInstallRemove(t *testing.T) {
 	operatorRules(t, r)
 	before := saveAll(t, r)
 
-	gw, err := Build(Spec{Mode: ModeGateway, First: 3, Count: 2})
+	gw, err := Build(Spec{Mode: ModeGateway, First: 3, Count: 2, Mark: 0xff000000})
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantGW := []string{}
+	wantGW := saveLines(gw)
 	for _, f := range Families {
-		wantGW = append(wantGW,
-			f.String()+" :TCPNORM-FWD - [0:0]",
-			f.String()+" -A FORWARD -j TCPNORM-FWD",
-			f.String()+" -A TCPNORM-FWD -p tcp -m tcp --tcp-flags SYN SYN -j NFQUEUE --queue-balance 3:4 --queue-bypass",
-		)
+		for _, l := range []string{
+			" :TCPNORM-FWD - [0:0]",
+			" -A FORWARD -j TCPNORM-FWD",
+			" -A TCPNORM-FWD -p tcp -m tcp --tcp-flags SYN SYN -j NFQUEUE --queue-balance 3:4 --queue-bypass",
+			" -A FORWARD -j TCPNORM-SAVE",
+			" -A TCPNORM-SAVE -p tcp -m tcp --tcp-flags SYN SYN -m mark ! --mark 0x0/0x3f000000 -j CONNMARK --save-mark --nfmask 0x3f000000 --ctmask 0x3f000000",
+			" -A TCPNORM-FLOW -m mark --mark 0x60000000/0x60000000 -m mark ! --mark 0x0/0xf000000 -j NFQUEUE --queue-balance 5:6",
+		} {
+			if !slices.Contains(wantGW, f.String()+l) {
+				t.Fatalf("ruleset lacks %s%s", f, l)
+			}
+		}
 	}
-	slices.Sort(wantGW)
 	if err := Install(ctx, r, gw); err != nil {
 		t.Fatalf("Install: %v", err)
 	}
@@ -146,25 +173,29 @@ func TestInstallRemove(t *testing.T) {
 	}
 
 	// Switching mode replaces the gateway rules with the host rules.
-	host, err := Build(Spec{Mode: ModeHost, First: 0, Count: 1})
+	host, err := Build(Spec{Mode: ModeHost, First: 0, Count: 1, Mark: 0x00ff0000})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := Install(ctx, r, host); err != nil {
 		t.Fatalf("Install host: %v", err)
 	}
-	wantHost := []string{}
+	wantHost := saveLines(host)
 	for _, f := range Families {
-		wantHost = append(wantHost,
-			f.String()+" :TCPNORM-OUT - [0:0]",
-			f.String()+" :TCPNORM-IN - [0:0]",
-			f.String()+" -A INPUT -j TCPNORM-IN",
-			f.String()+" -A OUTPUT -j TCPNORM-OUT",
-			f.String()+" -A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN SYN -j NFQUEUE --queue-num 0 --queue-bypass",
-			f.String()+" -A TCPNORM-OUT -p tcp -m tcp --tcp-flags SYN SYN -j NFQUEUE --queue-num 0 --queue-bypass",
-		)
+		for _, l := range []string{
+			" -A INPUT -j TCPNORM-IN",
+			" -A OUTPUT -j TCPNORM-OUT",
+			" -A INPUT -j TCPNORM-SAVE",
+			" -A OUTPUT -j TCPNORM-SAVE",
+			" -A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN SYN -j NFQUEUE --queue-num 0 --queue-bypass",
+			" -A TCPNORM-OUT -p tcp -m tcp --tcp-flags SYN SYN -j NFQUEUE --queue-num 0 --queue-bypass",
+			" -A TCPNORM-FLOW -m mark --mark 0x0/0x600000 -m mark ! --mark 0x0/0xf0000 -j NFQUEUE --queue-num 1",
+		} {
+			if !slices.Contains(wantHost, f.String()+l) {
+				t.Fatalf("ruleset lacks %s%s", f, l)
+			}
+		}
 	}
-	slices.Sort(wantHost)
 	if diff := cmp.Diff(wantHost, tcpnormLines(t, r)); diff != "" {
 		t.Fatalf("after host Install (-want +got):\n%s", diff)
 	}

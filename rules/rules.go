@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
 // Modes of [rules] mode.
@@ -18,9 +20,15 @@ type Spec struct {
 	First uint16 // first queue number
 	Count int    // queues First .. First+Count-1
 	// Mark is the mark/connmark mask tcpnorm may use. The stateful rules of
-	// clamp and repair (see stateful) will match and save these bits.
+	// clamp and repair (see stateful) match and save bits in it; 0 (or a
+	// mask normalize.NewMarkBits refuses) leaves them out.
 	Mark uint32
 }
+
+// StatefulFirst is the first queue of the stateful range: the later
+// segments of clamped and repaired flows go to queues
+// StatefulFirst .. StatefulFirst+Count-1, right after the handshake range.
+func (s Spec) StatefulFirst() uint16 { return s.First + uint16(s.Count) }
 
 // Family is an address family, each with its own rule tools.
 type Family uint8
@@ -85,15 +93,28 @@ var Known = []Jump{
 	{Table: "mangle", From: "FORWARD", To: "TCPNORM-FWD"},
 	{Table: "mangle", From: "OUTPUT", To: "TCPNORM-OUT"},
 	{Table: "mangle", From: "INPUT", To: "TCPNORM-IN"},
+	{Table: "filter", From: "FORWARD", To: chainSave},
+	{Table: "filter", From: "OUTPUT", To: chainSave},
+	{Table: "filter", From: "INPUT", To: chainSave},
 }
+
+// Chains of tcpnorm's that no built-in chain jumps to.
+const (
+	chainFlow = "TCPNORM-FLOW" // mangle: restore the connmark, queue later segments
+	chainSave = "TCPNORM-SAVE" // filter: save the handshake verdict's mark
+)
+
+// innerChains lists, per table, tcpnorm's chains reached only from its own.
+var innerChains = map[string][]string{"mangle": {chainFlow}}
 
 // Build returns the rules for s or an error if s is invalid.
 func Build(s Spec) (*Ruleset, error) {
 	if s.Count < 1 {
 		return nil, fmt.Errorf("rules: queue count %d: must be at least 1", s.Count)
 	}
-	if int(s.First)+s.Count-1 > 65535 {
-		return nil, fmt.Errorf("rules: queues %d..%d: queue numbers end at 65535", s.First, int(s.First)+s.Count-1)
+	if int(s.First)+2*s.Count-1 > 65535 {
+		return nil, fmt.Errorf("rules: queues %d..%d (handshakes, then later segments of stateful flows): queue numbers end at 65535",
+			s.First, int(s.First)+2*s.Count-1)
 	}
 	var jumps []Jump
 	switch s.Mode {
@@ -110,7 +131,9 @@ func Build(s Spec) (*Ruleset, error) {
 		mangle.Rules = append(mangle.Rules, handshakeRule(j.To, s))
 	}
 	rs := &Ruleset{Spec: s, Tables: []Table{mangle}}
-	rs.Tables = append(rs.Tables, stateful(s)...)
+	if mb, err := normalize.NewMarkBits(s.Mark); err == nil {
+		stateful(rs, mb)
+	}
 	return rs, nil
 }
 
@@ -128,21 +151,44 @@ func queueTarget(first uint16, count int) string {
 	return "--queue-balance " + strconv.Itoa(int(first)) + ":" + strconv.Itoa(int(first)+count-1)
 }
 
-// stateful returns the rules for flows whose later segments tcpnorm rewrites
-// (window_scale = "clamp", timestamps = "repair"). None yet. They will be:
+// stateful adds the rules for flows whose later segments tcpnorm rewrites
+// (window_scale = "clamp", timestamps = "repair"):
 //
-//   - filter (runs after mangle), FORWARD or OUTPUT+INPUT: for packets whose
-//     mark has bits in s.Mark, CONNMARK --save-mark --nfmask M --ctmask M, so
-//     the handshake verdict's bits reach the connmark;
-//   - mangle, before the handshake rule: CONNMARK --restore-mark --nfmask M
-//     --ctmask M for connections whose connmark has bits in M, then
-//     -m conntrack --ctdir (the direction that needs rewriting) -j NFQUEUE on
-//     a second queue range, without --queue-bypass and with fail-open off on
-//     those queues, since a repaired segment that bypasses tcpnorm poisons
-//     the local PAWS state.
+//   - filter (runs after mangle): a handshake segment whose verdict set
+//     tcpnorm's fields in the mark has them saved to the connmark;
+//   - mangle: later segments of connections with fields in the connmark get
+//     them restored to the mark, plus the ORIGINAL-direction bit, and only
+//     the direction that needs rewriting is queued, on the second queue
+//     range, without --queue-bypass (the daemon binds those queues with
+//     fail-open off): a repaired segment that bypassed tcpnorm would poison
+//     the local host's PAWS state.
 //
-// They get chains of their own (added to Known) so Remove finds them.
-func stateful(s Spec) []Table { return nil }
+// The fields live in the connmark, so clamping survives a restart.
+func stateful(rs *Ruleset, mb normalize.MarkBits) {
+	s := rs.Spec
+	saved, orig := hex(mb.Saved()), hex(mb.Original())
+	mangle := &rs.Tables[0]
+	for _, j := range mangle.Jumps {
+		mangle.Rules = append(mangle.Rules, "-A "+j.To+" -p tcp -m tcp --tcp-flags SYN NONE -m connmark ! --mark 0x0/"+saved+" -j "+chainFlow)
+	}
+	mangle.Chains = append(mangle.Chains, chainFlow)
+	mangle.Rules = append(mangle.Rules,
+		"-A "+chainFlow+" -j CONNMARK --restore-mark --nfmask "+saved+" --ctmask "+saved,
+		"-A "+chainFlow+" -m conntrack --ctdir ORIGINAL -j MARK --set-xmark "+orig+"/"+orig)
+	for _, sel := range mb.Selectors() {
+		mangle.Rules = append(mangle.Rules, "-A "+chainFlow+" -m mark --mark "+hex(sel.Value)+"/"+hex(sel.Mask)+
+			" -m mark ! --mark 0x0/"+hex(sel.NonZero)+" -j NFQUEUE "+queueTarget(s.StatefulFirst(), s.Count))
+	}
+	filter := Table{Name: "filter", Chains: []string{chainSave},
+		Rules: []string{"-A " + chainSave + " -p tcp -m tcp --tcp-flags SYN SYN -m mark ! --mark 0x0/" + saved +
+			" -j CONNMARK --save-mark --nfmask " + saved + " --ctmask " + saved}}
+	for _, j := range mangle.Jumps {
+		filter.Jumps = append(filter.Jumps, Jump{Table: "filter", From: j.From, To: chainSave})
+	}
+	rs.Tables = append(rs.Tables, filter)
+}
+
+func hex(v uint32) string { return "0x" + strconv.FormatUint(uint64(v), 16) }
 
 // Script is the input for `RestoreTool --noflush` of family f. Declaring a
 // chain in a --noflush restore flushes it, so a stale chain is replaced.
@@ -180,10 +226,21 @@ func (rs *Ruleset) String() string {
 // knownChains lists every chain of tcpnorm's in table that Remove deletes.
 func knownChains(table string) []string {
 	var cs []string
+	add := func(c string) {
+		for _, x := range cs {
+			if x == c {
+				return
+			}
+		}
+		cs = append(cs, c)
+	}
 	for _, j := range Known {
 		if j.Table == table {
-			cs = append(cs, j.To)
+			add(j.To)
 		}
+	}
+	for _, c := range innerChains[table] {
+		add(c)
 	}
 	return cs
 }

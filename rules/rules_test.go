@@ -77,19 +77,49 @@ COMMIT
 *mangle
 :TCPNORM-OUT - [0:0]
 :TCPNORM-IN - [0:0]
+:TCPNORM-FLOW - [0:0]
 -A TCPNORM-OUT -p tcp -m tcp --tcp-flags SYN SYN -j NFQUEUE --queue-balance 0:1 --queue-bypass
 -A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN SYN -j NFQUEUE --queue-balance 0:1 --queue-bypass
+-A TCPNORM-OUT -p tcp -m tcp --tcp-flags SYN NONE -m connmark ! --mark 0x0/0x3f000000 -j TCPNORM-FLOW
+-A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN NONE -m connmark ! --mark 0x0/0x3f000000 -j TCPNORM-FLOW
+-A TCPNORM-FLOW -j CONNMARK --restore-mark --nfmask 0x3f000000 --ctmask 0x3f000000
+-A TCPNORM-FLOW -m conntrack --ctdir ORIGINAL -j MARK --set-xmark 0x40000000/0x40000000
+-A TCPNORM-FLOW -m mark --mark 0x60000000/0x60000000 -m mark ! --mark 0x0/0xf000000 -j NFQUEUE --queue-balance 2:3
+-A TCPNORM-FLOW -m mark --mark 0x0/0x60000000 -m mark ! --mark 0x0/0xf000000 -j NFQUEUE --queue-balance 2:3
+-A TCPNORM-FLOW -m mark --mark 0x30000000/0x70000000 -m mark ! --mark 0x0/0x10000000 -j NFQUEUE --queue-balance 2:3
+-A TCPNORM-FLOW -m mark --mark 0x50000000/0x70000000 -m mark ! --mark 0x0/0x10000000 -j NFQUEUE --queue-balance 2:3
 -I OUTPUT 1 -j TCPNORM-OUT
 -I INPUT 1 -j TCPNORM-IN
+COMMIT
+*filter
+:TCPNORM-SAVE - [0:0]
+-A TCPNORM-SAVE -p tcp -m tcp --tcp-flags SYN SYN -m mark ! --mark 0x0/0x3f000000 -j CONNMARK --save-mark --nfmask 0x3f000000 --ctmask 0x3f000000
+-I OUTPUT 1 -j TCPNORM-SAVE
+-I INPUT 1 -j TCPNORM-SAVE
 COMMIT
 # ip6tables-restore --noflush
 *mangle
 :TCPNORM-OUT - [0:0]
 :TCPNORM-IN - [0:0]
+:TCPNORM-FLOW - [0:0]
 -A TCPNORM-OUT -p tcp -m tcp --tcp-flags SYN SYN -j NFQUEUE --queue-balance 0:1 --queue-bypass
 -A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN SYN -j NFQUEUE --queue-balance 0:1 --queue-bypass
+-A TCPNORM-OUT -p tcp -m tcp --tcp-flags SYN NONE -m connmark ! --mark 0x0/0x3f000000 -j TCPNORM-FLOW
+-A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN NONE -m connmark ! --mark 0x0/0x3f000000 -j TCPNORM-FLOW
+-A TCPNORM-FLOW -j CONNMARK --restore-mark --nfmask 0x3f000000 --ctmask 0x3f000000
+-A TCPNORM-FLOW -m conntrack --ctdir ORIGINAL -j MARK --set-xmark 0x40000000/0x40000000
+-A TCPNORM-FLOW -m mark --mark 0x60000000/0x60000000 -m mark ! --mark 0x0/0xf000000 -j NFQUEUE --queue-balance 2:3
+-A TCPNORM-FLOW -m mark --mark 0x0/0x60000000 -m mark ! --mark 0x0/0xf000000 -j NFQUEUE --queue-balance 2:3
+-A TCPNORM-FLOW -m mark --mark 0x30000000/0x70000000 -m mark ! --mark 0x0/0x10000000 -j NFQUEUE --queue-balance 2:3
+-A TCPNORM-FLOW -m mark --mark 0x50000000/0x70000000 -m mark ! --mark 0x0/0x10000000 -j NFQUEUE --queue-balance 2:3
 -I OUTPUT 1 -j TCPNORM-OUT
 -I INPUT 1 -j TCPNORM-IN
+COMMIT
+*filter
+:TCPNORM-SAVE - [0:0]
+-A TCPNORM-SAVE -p tcp -m tcp --tcp-flags SYN SYN -m mark ! --mark 0x0/0x3f000000 -j CONNMARK --save-mark --nfmask 0x3f000000 --ctmask 0x3f000000
+-I OUTPUT 1 -j TCPNORM-SAVE
+-I INPUT 1 -j TCPNORM-SAVE
 COMMIT
 `,
 		},
