@@ -1,0 +1,566 @@
+package diagnose
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// Class is a failure class.
+type Class string
+
+const (
+	ClassWindowScale Class = "window-scale-mismatch"
+	ClassPAWS        Class = "paws-discard"
+	ClassSYNOption   Class = "syn-option-black-hole"
+	ClassPMTU        Class = "path-mtu-black-hole"
+	ClassSACK        Class = "broken-sack"
+	ClassChecksum    Class = "bad-checksum"
+	// ClassLoss is retransmission with no option pattern: not an option
+	// fault, and no policy fixes it.
+	ClassLoss Class = "loss"
+)
+
+// Fixable reports whether a policy can fix the class.
+func (c Class) Fixable() bool {
+	switch c {
+	case ClassWindowScale, ClassPAWS, ClassSYNOption, ClassPMTU, ClassSACK:
+		return true
+	}
+	return false
+}
+
+// Confidence levels.
+const (
+	High   = "high"
+	Medium = "medium"
+	Low    = "low"
+)
+
+// connInfo is what a finding keeps of its connection.
+type connInfo struct {
+	addr   [2]netip.Addr
+	port   [2]uint16
+	client int8 // -1: the handshake was not in the capture
+	score  int  // > 0: side 0 is the capturing host; < 0: side 1
+	why    []string
+	pkt    uint64 // first packet
+}
+
+// rawFinding is a finding before the vantage point is settled and the
+// findings are grouped by peer.
+type rawFinding struct {
+	class   Class
+	conf    string
+	ci      connInfo
+	sender  int8 // the data sender's side in ci, -1: none (handshake)
+	count   int
+	summary string
+	ev      []evidence
+	fix     Fix
+	// facts for the explanation
+	shiftSeen, shiftActing int
+	mss                    int
+	opts                   uint16
+	peerFixed              bool // the SYN finding is per peer (sender is the client)
+}
+
+type aggKey struct {
+	class  Class
+	a, b   [16]byte
+	sender int8
+}
+
+// peerStat is what the SYNs to one remote address did, across connections.
+type peerStat struct {
+	unanswered   int
+	unMask       uint16 // options every unanswered SYN carried
+	unSYNs       int
+	unCI         connInfo
+	unEv         []evidence
+	answered     [8]uint16
+	answeredPkt  [8]uint64
+	nAnswered    int
+	within       bool // one connection's later SYN, with fewer options, was answered
+	withinFirst  uint16
+	withinLast   uint16
+	withinCI     connInfo
+	withinEv     []evidence
+	tooBig       int
+	tooBigMTU    int
+	addr         netip.Addr
+	answeredConn int
+}
+
+// finish analyses a connection that ended (or was evicted, or the capture
+// ended) and frees its outstanding-segment state.
+func (a *analyzer) finish(c *conn) {
+	if !c.used || c.h[0].pkts+c.h[1].pkts == 0 {
+		return
+	}
+	a.drain(c)
+	ci := a.connInfo(c)
+	a.synStats(c, ci)
+	a.rep.Duplicates += uint64(c.h[0].dups + c.h[1].dups)
+
+	optionFault := false
+	for d := 0; d < 2; d++ {
+		h, o := &c.h[d], &c.h[1-d]
+		if ws := h.ws; ws > 14 {
+			a.note(fmt.Sprintf("%s sent window-scale shift %d in packet %d: out of range, treated as 14 (RFC 7323)", ci.endpoint(d), ws, h.synPkt))
+		}
+		if h.dataSegs == 0 {
+			continue
+		}
+		if a.pawsFinding(c, ci, d) {
+			optionFault = true
+		}
+		if a.wscaleFinding(c, ci, d) {
+			optionFault = true
+		}
+		if o.sackBad >= 3 && o.sackBad*2 >= o.sackBlocks {
+			optionFault = true
+			a.add(c, ci, rawFinding{class: ClassSACK, conf: High, sender: int8(d),
+				summary: fmt.Sprintf("%d of %d SACK blocks %s sent about %s's data lie outside anything %s sent: a middlebox shifts sequence numbers without fixing SACK blocks",
+					o.sackBad, o.sackBlocks, ci.endpoint(1-d), ci.endpoint(d), ci.endpoint(d)),
+				fix: Fix{SACKPermitted: "strip"}})
+		}
+		if !optionFault && a.pmtuFinding(c, ci, d) {
+			optionFault = true
+		}
+		if h.badsumLost >= 2 {
+			a.add(c, ci, rawFinding{class: ClassChecksum, conf: Medium, sender: int8(d),
+				summary: fmt.Sprintf("%d segments from %s with bad TCP checksums were never acknowledged (first in packet %d): corrupted on the path",
+					h.badsumLost, ci.endpoint(d), h.badPkt)})
+		} else if h.bad > 0 {
+			a.note(fmt.Sprintf("%d segments from %s have bad TCP checksums (first: packet %d) but were acknowledged: checksum offload on the capturing host, not a fault",
+				h.bad, ci.endpoint(d), h.badPkt))
+		}
+		if h.partial > 0 {
+			a.note(fmt.Sprintf("%s's segments carry partial checksums (transmit checksum offload): they were captured on the host that sent them", ci.endpoint(d)))
+		}
+	}
+	if !optionFault {
+		for d := 0; d < 2; d++ {
+			h := &c.h[d]
+			if h.retx == 0 && h.lost == 0 {
+				continue
+			}
+			stalled := h.unackedAtEnd > 0 && h.maxTx >= 2 && !h.fin
+			s := fmt.Sprintf("%s retransmitted %d of %d data segments; ", ci.endpoint(d), h.retx, h.dataSegs)
+			if stalled {
+				s += "the connection ended with data still unacknowledged"
+			} else {
+				s += "all were eventually acknowledged"
+			}
+			s += ", with no window, timestamp, MSS or SACK pattern: path loss, not an option fault"
+			a.add(c, ci, rawFinding{class: ClassLoss, conf: Medium, sender: int8(d), summary: s})
+		}
+	}
+}
+
+// pawsFinding reports segments the receiver discarded because their TSval
+// went backwards (RFC 7323 section 5).
+func (a *analyzer) pawsFinding(c *conn, ci connInfo, d int) bool {
+	h := &c.h[d]
+	if h.paws == 0 {
+		return false
+	}
+	conf := Medium
+	if h.paws >= 2 {
+		conf = High
+	}
+	a.add(c, ci, rawFinding{class: ClassPAWS, conf: conf, sender: int8(d),
+		summary: fmt.Sprintf("%d times %s sent a data segment whose TSval was older than one %s had already taken in order, and %s never acknowledged it, so it was sent again: PAWS discards (%d TSvals went backwards in all)",
+			h.paws, ci.endpoint(d), ci.endpoint(1-d), ci.endpoint(1-d), h.tsBack),
+		fix: Fix{Timestamps: "strip"}})
+	return true
+}
+
+// wscaleFinding compares the shift the receiver announced with the one its
+// acceptance of data shows (RFC 7323 section 2).
+func (a *analyzer) wscaleFinding(c *conn, ci connInfo, d int) bool {
+	h, o := &c.h[d], &c.h[1-d]
+	recv := 1 - d
+	// RFC 7323 section 2.2: a SYN-ACK may carry WS only if the SYN did.
+	if c.client >= 0 {
+		cl, sv := &c.h[c.client], &c.h[1-c.client]
+		if cl.synSeen && sv.synSeen && cl.ws < 0 && sv.ws >= 0 && !cl.synWasSYNACK {
+			a.add(c, ci, rawFinding{class: ClassWindowScale, conf: High, sender: int8(d),
+				summary: fmt.Sprintf("the SYN-ACK from %s (packet %d) carries window scale %d although the SYN (packet %d) carried none: the ends disagree on scaling",
+					ci.endpoint(1-int(c.client)), sv.synPkt, sv.ws, cl.synPkt),
+				fix: Fix{WindowScale: "strip"}, shiftSeen: int(sv.ws)})
+			return true
+		}
+	}
+	sh, ok := c.shift(recv)
+	if !ok {
+		return false
+	}
+	// The largest shift under which the segments lost were nearly all
+	// beyond the receiver's right edge, at a rate random loss does not
+	// reach, with enough segments on both sides of the edge to tell.
+	for s := sh; s >= 0; s-- {
+		bs, bl := h.beyondSent[s], h.beyondLost[s]
+		ws, wl := h.withinSent[s], h.withinLost[s]
+		if bs < 4 || ws < 3 || bl < 4 || bl*5 < bs || wl*10 > bl+wl {
+			continue
+		}
+		rf := rawFinding{class: ClassWindowScale, conf: High, sender: int8(d), shiftSeen: sh, shiftActing: s,
+			fix: Fix{WindowScale: "strip"}}
+		if s == sh {
+			rf.summary = fmt.Sprintf("%s sent %d segments beyond the window %s advertised under its shift %d, and %d of them were lost, against %d of %d within it: %s scales %s's windows by a larger shift than %s sent",
+				ci.endpoint(d), bs, ci.endpoint(recv), sh, bl, wl, ws, ci.endpoint(d), ci.endpoint(recv), ci.endpoint(recv))
+		} else {
+			rf.summary = fmt.Sprintf("the handshake seen here gives %s window-scale shift %d, but %s accepts data as if its windows were scaled by at most %d: %d of %d segments sent beyond that edge were lost, %d of %d within it",
+				ci.endpoint(recv), sh, ci.endpoint(recv), s, bl, bs, wl, ws)
+		}
+		c.addEvidence(ClassWindowScale, evidence{pkt: o.synPkt, side: int8(recv), seq: o.isn,
+			note: fmt.Sprintf("the handshake packet announcing window-scale shift %d as seen here (SYN window never scaled)", o.ws)})
+		a.addEvidenceLoss(c, d)
+		a.add(c, ci, rf)
+		return true
+	}
+	if sh > 0 && h.unscaledHits >= 20 && h.overUnsc == 0 && h.dataSegs >= 50 {
+		a.add(c, ci, rawFinding{class: ClassWindowScale, conf: Medium, sender: int8(d), shiftSeen: sh, shiftActing: 0,
+			summary: fmt.Sprintf("%s never had more data in flight than %s's unscaled window field (%d times at the limit) although %s announced shift %d: the shift is lost on the way",
+				ci.endpoint(d), ci.endpoint(recv), h.unscaledHits, ci.endpoint(recv), sh),
+			fix: Fix{WindowScale: "strip"}})
+		return true
+	}
+	return false
+}
+
+// addEvidenceLoss cites the most retransmitted segment of side d.
+func (a *analyzer) addEvidenceLoss(c *conn, d int) {
+	h := &c.h[d]
+	if h.maxTx < 2 {
+		return
+	}
+	c.addEvidence(ClassWindowScale, evidence{pkt: h.stuck.pkt, side: int8(d), seq: h.stuck.seq, length: int(h.stuck.end - h.stuck.seq),
+		note: fmt.Sprintf("sent %d times (last in packet %d), beyond the receiver's real window", h.stuck.tx, h.stuck.lastPkt)})
+}
+
+// pmtuFinding: full-size segments sent again and again while smaller ones
+// get through, and no ICMP too-big in the capture (RFC 1191, RFC 8201,
+// RFC 4821 section 1).
+func (a *analyzer) pmtuFinding(c *conn, ci connInfo, d int) bool {
+	h, o := &c.h[d], &c.h[1-d]
+	var ps *peerStat
+	if p, ok := a.peers[c.addr[1-d]]; ok {
+		ps = p
+	}
+	if ps != nil && ps.tooBig > 0 {
+		return false
+	}
+	ipHdr := 20
+	if c.v6 {
+		ipHdr = 40
+	}
+	// The sender's view: segments sent three times or more, all larger than
+	// anything acknowledged on the first try.
+	if h.repeatLost >= 1 && h.maxTx >= 3 && h.minRepeatWire > h.maxDelivered && int(h.stuck.wire) > h.maxDelivered && h.stuck.wire >= 576 {
+		working := h.maxDelivered
+		why := fmt.Sprintf("the largest packet acknowledged on its first transmission was %d bytes", working)
+		if working == 0 {
+			why = "no data packet was acknowledged on its first transmission, only the handshake got through"
+		}
+		if working < 1280 && h.minRepeatWire > 1280 {
+			working = 1280
+			why += "; 1280 bytes (the IPv6 minimum MTU) is a size paths carry"
+		}
+		conf := High
+		if h.maxDelivered == 0 && !c.synAcked {
+			conf = Medium
+		}
+		mss := working - ipHdr - 20
+		c.addEvidence(ClassPMTU, evidence{pkt: h.stuck.pkt, side: int8(d), seq: h.stuck.seq, length: int(h.stuck.end - h.stuck.seq),
+			note: fmt.Sprintf("%d-byte packets: sent %d times, last in packet %d, never acknowledged", h.stuck.wire, h.stuck.tx, h.stuck.lastPkt)})
+		a.add(c, ci, rawFinding{class: ClassPMTU, conf: conf, sender: int8(d), mss: mss,
+			summary: fmt.Sprintf("%s sent %d-byte packets %d times without an acknowledgment while smaller ones got through (%s) and no ICMP fragmentation-needed/packet-too-big is in the capture",
+				ci.endpoint(d), h.minRepeatWire, h.maxTx, why),
+			fix: Fix{MSSMax: mss}})
+		return true
+	}
+	// The receiver's view: the peer's data stops arriving, none of it ever
+	// full size, and the connection never finishes.
+	full := int(o.mss) + ipHdr + 20
+	seen := h.maxPayload + ipHdr + 20
+	if o.mss > 0 && h.dataSegs >= 2 && h.oversize == 0 && !h.fin && !h.rst && seen < full*3/4 &&
+		a.now-h.lastNewData > int64(3e9) && o.ackSet && seqGE(o.ack, h.sndMax) {
+		working := max(seen, 1280)
+		if working > full {
+			working = seen
+		}
+		mss := working - ipHdr - 20
+		a.add(c, ci, rawFinding{class: ClassPMTU, conf: Medium, sender: int8(d), mss: mss,
+			summary: fmt.Sprintf("%s's data stopped arriving %.1f s before the capture ended, unfinished; its largest packet here was %d bytes although %s's MSS %d allows %d: full-size packets never arrive",
+				ci.endpoint(d), float64(a.now-h.lastNewData)/1e9, seen, ci.endpoint(1-d), o.mss, full),
+			fix: Fix{MSSMax: mss}})
+		return true
+	}
+	return false
+}
+
+// synStats records the connection's handshake in its server's peerStat.
+func (a *analyzer) synStats(c *conn, ci connInfo) {
+	if c.client < 0 {
+		return
+	}
+	cl := &c.h[c.client]
+	if !cl.synSeen || cl.synWasSYNACK {
+		return
+	}
+	ps := a.peer(c.addr[1-c.client])
+	if ps == nil {
+		return
+	}
+	ps.addr = c.netAddr(1 - int(c.client))
+	switch {
+	case c.synAcked:
+		ps.answeredConn++
+		found := false
+		for i := 0; i < ps.nAnswered; i++ {
+			found = found || ps.answered[i] == cl.synLastMask
+		}
+		if !found && ps.nAnswered < len(ps.answered) {
+			ps.answered[ps.nAnswered] = cl.synLastMask
+			ps.answeredPkt[ps.nAnswered] = cl.synLastPkt
+			ps.nAnswered++
+		}
+		if cl.syns >= 2 && cl.synFirstMask&^cl.synLastMask != 0 && !ps.within {
+			ps.within = true
+			ps.withinFirst, ps.withinLast = cl.synFirstMask, cl.synLastMask
+			ps.withinCI = ci
+			ps.withinEv = evidenceOf(c, ClassSYNOption)
+		}
+	case !c.refused && cl.syns >= 3:
+		if ps.unanswered == 0 {
+			ps.unMask = cl.synFirstMask
+			ps.unCI = ci
+			ps.unEv = evidenceOf(c, ClassSYNOption)
+			ps.unSYNs = int(cl.syns)
+			ps.unEv = append([]evidence{{class: ClassSYNOption, pkt: cl.synPkt, side: c.client, seq: cl.isn,
+				note: "SYN with options " + maskString(cl.synFirstMask)}}, ps.unEv...)
+		}
+		ps.unMask &= cl.synLastMask & cl.synFirstMask
+		ps.unanswered++
+	}
+}
+
+func evidenceOf(c *conn, cl Class) []evidence {
+	var ev []evidence
+	for _, e := range c.ev {
+		if e.class == cl {
+			ev = append(ev, e)
+		}
+	}
+	return ev
+}
+
+// synFindings turns the per-peer SYN statistics into findings.
+func (a *analyzer) synFindings() {
+	for _, ps := range a.peers {
+		switch {
+		case ps.within:
+			off := ps.withinFirst &^ ps.withinLast
+			rf := rawFinding{class: ClassSYNOption, conf: Medium, sender: -1, opts: off, ci: ps.withinCI, count: 1, peerFixed: true,
+				summary: fmt.Sprintf("SYNs to %s with options %s went unanswered; the retransmitted SYN without %s was answered",
+					ps.addr, maskString(ps.withinFirst), maskString(off)),
+				ev: ps.withinEv, fix: synFix(off)}
+			a.addRaw(rf)
+		case ps.unanswered > 0:
+			var off uint16
+			var cmp uint64
+			for i := 0; i < ps.nAnswered; i++ {
+				if d := ps.unMask &^ ps.answered[i]; d != 0 && (off == 0 || bitsSet(d) < bitsSet(off)) {
+					off, cmp = d, ps.answeredPkt[i]
+				}
+			}
+			rf := rawFinding{class: ClassSYNOption, sender: -1, ci: ps.unCI, count: ps.unanswered, ev: ps.unEv, peerFixed: true}
+			switch {
+			case off != 0:
+				rf.conf = High
+				rf.summary = fmt.Sprintf("%d connection(s) to %s: SYNs with options %s sent up to %d times, never answered, while the SYN without %s (packet %d) was answered",
+					ps.unanswered, ps.addr, maskString(ps.unMask), ps.unSYNs, maskString(off), cmp)
+				rf.ev = append(rf.ev, evidence{class: ClassSYNOption, pkt: cmp, side: ps.unCI.client, note: "answered SYN without " + maskString(off)})
+			case ps.answeredConn > 0:
+				// SYNs with the same options were answered too: not the options.
+				rf.class, rf.conf = ClassLoss, Medium
+				rf.summary = fmt.Sprintf("%d connection(s) to %s got no answer to their SYNs, while others with the same options were answered: loss or an overloaded server, not an option fault",
+					ps.unanswered, ps.addr)
+				a.addRaw(rf)
+				continue
+			default:
+				off = ps.unMask & (optBitTS | optBitWS | optBitSACKOK | optBitTFO | optBitMPTCP | optBitOther)
+				if off&optBitTS != 0 {
+					off = optBitTS
+				}
+				if off == 0 {
+					rf.class, rf.conf = ClassLoss, Low
+					rf.summary = fmt.Sprintf("%d connection(s) to %s got no answer to SYNs sent up to %d times, which carried no option a policy can remove (%s): the host is down or filtered, not an option fault",
+						ps.unanswered, ps.addr, ps.unSYNs, maskString(ps.unMask))
+					a.addRaw(rf)
+					continue
+				}
+				rf.conf = Medium
+				rf.summary = fmt.Sprintf("%d connection(s) to %s: SYNs with options %s sent up to %d times, never answered (no RST, no ICMP). No SYN without them to compare: a SYN-option firewall is the likely cause (timestamps most often); an unreachable host looks the same",
+					ps.unanswered, ps.addr, maskString(ps.unMask), ps.unSYNs)
+			}
+			rf.opts = off
+			rf.fix = synFix(off)
+			a.addRaw(rf)
+		}
+	}
+}
+
+// synFix strips the offending options; kinds the policy cannot name alone
+// fall under unknown = "strip".
+func synFix(off uint16) Fix {
+	var f Fix
+	if off&optBitTS != 0 {
+		f.Timestamps = "strip"
+	}
+	if off&optBitWS != 0 {
+		f.WindowScale = "strip"
+	}
+	if off&optBitSACKOK != 0 {
+		f.SACKPermitted = "strip"
+	}
+	if off&(optBitTFO|optBitMPTCP|optBitOther) != 0 {
+		f.Unknown = "strip"
+	}
+	return f
+}
+
+func bitsSet(m uint16) int {
+	n := 0
+	for ; m != 0; m &= m - 1 {
+		n++
+	}
+	return n
+}
+
+// add groups a connection's finding with those of the same class and peer.
+func (a *analyzer) add(c *conn, ci connInfo, rf rawFinding) {
+	rf.ci = ci
+	rf.count = 1
+	rf.ev = evidenceOf(c, rf.class)
+	if rf.class == ClassLoss || rf.class == ClassChecksum {
+		rf.ev = nil
+	}
+	a.addRaw(rf)
+}
+
+func (a *analyzer) addRaw(rf rawFinding) {
+	k := aggKey{class: rf.class, sender: rf.sender}
+	k.a = addr16(rf.ci.addr[0])
+	k.b = addr16(rf.ci.addr[1])
+	if f, ok := a.agg[k]; ok {
+		f.count += rf.count
+		return
+	}
+	if len(a.agg) >= maxAggregated {
+		a.rep.Unlisted++
+		return
+	}
+	p := &rf
+	a.agg[k] = p
+	a.aggOrder = append(a.aggOrder, p)
+}
+
+func addr16(a netip.Addr) [16]byte { return a.As16() }
+
+func (a *analyzer) note(s string) {
+	if a.notes[s] || len(a.notes) >= 64 {
+		return
+	}
+	a.notes[s] = true
+	a.rep.Notes = append(a.rep.Notes, s)
+}
+
+// connInfo settles what the connection says about the vantage point.
+func (a *analyzer) connInfo(c *conn) connInfo {
+	ci := connInfo{client: c.client, pkt: c.firstPkt}
+	for d := 0; d < 2; d++ {
+		ci.addr[d], ci.port[d] = c.netAddr(d), c.port[d]
+	}
+	for d := 0; d < 2; d++ {
+		for _, p := range a.opt.Local {
+			if p.Contains(ci.addr[d]) {
+				ci.score += 100 * (1 - 2*d)
+				ci.why = append(ci.why, fmt.Sprintf("%s is a local address (--local)", ci.addr[d]))
+			}
+		}
+	}
+	if ci.score != 0 {
+		return ci
+	}
+	h0, h1 := &c.h[0], &c.h[1]
+	if h0.pkts > 0 && h1.pkts > 0 {
+		i0, i1 := initialTTL(h0.ttlMax), initialTTL(h1.ttlMax)
+		switch {
+		case i0 && !i1:
+			ci.score += 2
+			ci.why = append(ci.why, fmt.Sprintf("%s's packets leave with TTL/hop limit %d (an initial value) and arrive from %s with %d (after hops)", ci.addr[0], h0.ttlMax, ci.addr[1], h1.ttlMax))
+		case i1 && !i0:
+			ci.score -= 2
+			ci.why = append(ci.why, fmt.Sprintf("%s's packets leave with TTL/hop limit %d (an initial value) and arrive from %s with %d (after hops)", ci.addr[1], h1.ttlMax, ci.addr[0], h0.ttlMax))
+		}
+	}
+	switch {
+	case h0.partial > 0 && h1.partial == 0:
+		ci.score += 3
+		ci.why = append(ci.why, fmt.Sprintf("%s's segments carry partial checksums: transmit offload on the capturing host", ci.addr[0]))
+	case h1.partial > 0 && h0.partial == 0:
+		ci.score -= 3
+		ci.why = append(ci.why, fmt.Sprintf("%s's segments carry partial checksums: transmit offload on the capturing host", ci.addr[1]))
+	}
+	if c.client >= 0 && c.synTime != 0 && c.synAckTime != 0 && c.ackTime != 0 {
+		d1, d2 := c.synAckTime-c.synTime, c.ackTime-c.synAckTime
+		sign := 1 - 2*int(c.client) // toward the client
+		switch {
+		case d1 > 4*d2 && d1 > 0:
+			ci.score += sign
+			ci.why = append(ci.why, fmt.Sprintf("the client answered the SYN-ACK within %v but the SYN-ACK took %v: the capture is near the client", timeDur(d2), timeDur(d1)))
+		case d2 > 4*d1 && d2 > 0:
+			ci.score -= sign
+			ci.why = append(ci.why, fmt.Sprintf("the server answered the SYN within %v but the client took %v to answer the SYN-ACK: the capture is near the server", timeDur(d1), timeDur(d2)))
+		}
+	}
+	switch {
+	case ci.score > 0:
+		a.votes[ci.addr[0]]++
+	case ci.score < 0:
+		a.votes[ci.addr[1]]++
+	}
+	return ci
+}
+
+func initialTTL(t uint8) bool { return t == 64 || t == 128 || t == 255 || t == 32 }
+
+func timeDur(ns int64) string {
+	return fmt.Sprint(roundDur(ns))
+}
+
+func (ci *connInfo) endpoint(d int) string {
+	return netip.AddrPortFrom(ci.addr[d], ci.port[d]).String()
+}
+
+func maskString(m uint16) string {
+	if m == 0 {
+		return "(none)"
+	}
+	var parts []string
+	for _, o := range optNames {
+		if m&o.bit != 0 {
+			parts = append(parts, o.name)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+func itoa(i int) string      { return strconv.Itoa(i) }
+func utoa(u uint32) string   { return strconv.FormatUint(uint64(u), 10) }
+func u64toa(u uint64) string { return strconv.FormatUint(u, 10) }

@@ -1,0 +1,592 @@
+package diagnose
+
+import "github.com/tcpnorm/tcpnorm/normalize"
+
+// numShifts is the number of window-scale shifts 0..14 (RFC 7323 section 2.3).
+const numShifts = normalize.MaxWindowShift + 1
+
+// ringSize bounds the outstanding segments tracked per sending side. Older
+// ones are accounted for early when it fills.
+const ringSize = 64
+
+// maxEvidence bounds the evidence kept per connection and class.
+const maxEvidence = 6
+
+// connKey identifies a connection regardless of direction: the endpoint
+// with the smaller address (then port) comes first.
+type connKey struct {
+	a, b   [16]byte
+	pa, pb uint16
+}
+
+// segEntry is one transmission of new data, until it is acknowledged.
+type segEntry struct {
+	seq, end uint32
+	wire     uint16 // IP packet length of one wire segment of it
+	tx       uint8  // transmissions so far
+	badsum   bool
+	beyond   uint16 // bit s: its end was beyond the receiver's edge under shift s
+	pkt      uint64 // first transmission
+	lastPkt  uint64 // latest retransmission
+}
+
+// segRing holds a side's outstanding segments in sequence order.
+type segRing struct {
+	e          [ringSize]segEntry
+	head, size int
+}
+
+func (r *segRing) at(i int) *segEntry { return &r.e[(r.head+i)%ringSize] }
+
+// sig is what makes a packet a duplicate of the previous one from its side.
+type sig struct {
+	seq, ack, tsval uint32
+	win, ipid       uint16
+	flags           uint8
+	payload         int
+}
+
+// evidence is one packet worth citing, kept per class.
+type evidence struct {
+	class    Class
+	pkt      uint64
+	time     int64
+	side     int8
+	seq, ack uint32
+	win      uint16
+	length   int
+	note     string
+}
+
+// half is what one endpoint of a connection sent, and what it acknowledged
+// of the other's data.
+type half struct {
+	pkts           uint64
+	ttlMin, ttlMax uint8
+	partial, bad   uint32 // checksum states of complete segments
+	badPkt         uint64
+
+	// handshake: SYN or SYN-ACK
+	syns          uint16
+	synFirstMask  uint16
+	synLastMask   uint16
+	synPkt        uint64
+	synLastPkt    uint64
+	isn           uint32
+	synSeen       bool
+	mss           uint16
+	ws            int16 // -1: absent
+	sackOK, ts    bool
+	synWasSYNACK  bool
+	firstDataSeq  uint32
+	firstDataSeen bool
+
+	// data sent
+	sndMaxSet               bool
+	sndMax                  uint32
+	dataSegs, dataBytes     uint64
+	retx, reorder, dups     uint32
+	oversize                uint32
+	maxPayload              int
+	lastNewData, lastRetx   int64
+	fin, rst                bool
+	ring                    *segRing
+	beyondSent, beyondLost  [numShifts]uint32
+	withinSent, withinLost  [numShifts]uint32
+	delivered, lost         uint32 // segments acked on the first try / retransmitted
+	maxDelivered            int    // largest wire size acked on the first try
+	repeatLost              uint32 // segments sent three times or more
+	minRepeatWire           int
+	maxTx                   uint8
+	stuck                   segEntry // the most retransmitted segment
+	unackedAtEnd            uint32
+	unscaledHits, overUnsc  uint32
+	flightMax               uint32
+	lastSig                 sig
+	lastSigTime             int64
+	lastSigSet              bool
+	badsumLost, badsumAcked uint32
+
+	// acknowledgments and windows this side sent
+	ackSet      bool
+	dupAcks     uint32 // acks without data repeating ack since it last advanced
+	ack         uint32
+	win         uint16
+	edges       [numShifts]uint32
+	edgesSet    bool
+	lastAdvance int64
+
+	// timestamps this side sent
+	tsSet       bool
+	tsMax       uint32
+	tsBack      uint32
+	tsRecentSet bool
+	tsRecent    uint32 // the newest TSval the peer took in order (its TS.Recent)
+	susp        segEntry
+	suspTS      uint32
+	suspRecent  uint32
+	suspSet     bool
+	paws        uint32
+
+	// SACK blocks this side sent about the other's data
+	sackBlocks, sackBad uint32
+}
+
+// conn is one TCP connection's state.
+type conn struct {
+	key        connKey
+	prev, next int32 // LRU list, most recent first
+	used       bool
+	v6         bool
+	addr       [2][16]byte
+	port       [2]uint16
+	h          [2]half
+	client     int8 // the SYN sender, -1 if unknown
+	firstPkt   uint64
+	firstTime  int64
+	lastTime   int64
+	lastSide   int8
+	synTime    int64
+	synAckTime int64
+	ackTime    int64
+	synAcked   bool // a SYN-ACK answered the client's SYN
+	refused    bool // an RST answered it
+	ev         []evidence
+}
+
+func (c *conn) reset() {
+	*c = conn{prev: c.prev, next: c.next, used: c.used, ev: c.ev[:0], client: -1}
+	for i := range c.h {
+		c.h[i].ws = -1
+		c.h[i].ttlMin = 255
+	}
+}
+
+func (c *conn) addEvidence(cl Class, e evidence) {
+	n := 0
+	for i := range c.ev {
+		if c.ev[i].class == cl {
+			n++
+		}
+	}
+	if n >= maxEvidence {
+		return
+	}
+	e.class = cl
+	c.ev = append(c.ev, e)
+}
+
+// shift returns the window-scale shift side d's windows carry, and whether
+// it is known (the handshake was seen).
+func (c *conn) shift(d int) (int, bool) {
+	h, o := &c.h[d], &c.h[1-d]
+	if !h.synSeen || !o.synSeen {
+		return 0, false
+	}
+	if h.ws < 0 || o.ws < 0 {
+		return 0, true
+	}
+	return int(min(h.ws, normalize.MaxWindowShift)), true
+}
+
+// mssPayload is the payload of a full-size segment side d sends: the peer's
+// MSS less the timestamps option, or 0 if unknown.
+func (c *conn) mssPayload(d int) int {
+	o := &c.h[1-d]
+	if o.mss == 0 {
+		return 0
+	}
+	p := int(o.mss)
+	if c.h[d].ts && o.ts {
+		p -= 12
+	}
+	return p
+}
+
+// update folds one segment sent by side d into the connection.
+func (a *analyzer) update(c *conn, d int, s *segment) {
+	h, o := &c.h[d], &c.h[1-d]
+	t := s.tcp
+	flags := t.Flags()
+	seq, ackn, win := t.Seq(), t.Ack(), t.Window()
+
+	// Exact duplicates (the same packet captured twice) are counted and
+	// otherwise ignored.
+	sg := sig{seq: seq, ack: ackn, win: win, flags: flags, payload: s.payload, tsval: s.tsval}
+	if !s.v6 {
+		sg.ipid = s.ipid
+	}
+	if h.lastSigSet && sg == h.lastSig && c.lastSide == int8(d) && a.now-h.lastSigTime < 50e6 {
+		h.dups++
+		a.dups++
+		return
+	}
+	h.lastSig, h.lastSigSet, h.lastSigTime = sg, true, a.now
+	c.lastSide = int8(d)
+
+	h.pkts++
+	h.ttlMin, h.ttlMax = min(h.ttlMin, s.ttl), max(h.ttlMax, s.ttl)
+	switch s.csum {
+	case csumPartial:
+		h.partial++
+	case csumBad:
+		if h.bad == 0 {
+			h.badPkt = a.pkt
+		}
+		h.bad++
+	}
+
+	if flags&normalize.FlagRST != 0 {
+		h.rst = true
+		if c.client == int8(1-d) && !c.synAcked && o.synSeen {
+			c.refused = true
+		}
+		return
+	}
+
+	if flags&normalize.FlagSYN != 0 {
+		a.handshake(c, d, s)
+		return
+	}
+	if c.client == int8(d) && c.synAcked && c.ackTime == 0 {
+		c.ackTime = a.now
+	}
+
+	if flags&normalize.FlagACK != 0 {
+		a.ack(c, d, s, ackn, win)
+	}
+
+	end := seq + uint32(s.payload)
+	if s.payload > 0 {
+		a.data(c, d, s, seq, end)
+	}
+	if flags&normalize.FlagFIN != 0 {
+		h.fin = true
+	}
+
+	if s.hasTS {
+		if h.tsSet && seqLT(s.tsval, h.tsMax) {
+			h.tsBack++
+		}
+		if !h.tsSet || seqGT(s.tsval, h.tsMax) {
+			h.tsMax = s.tsval
+		}
+		h.tsSet = true
+	}
+}
+
+// handshake records a SYN or SYN-ACK.
+func (a *analyzer) handshake(c *conn, d int, s *segment) {
+	h := &c.h[d]
+	t := s.tcp
+	synack := t.Flags()&normalize.FlagACK != 0
+	if !synack && c.client < 0 {
+		c.client = int8(d)
+	}
+	if synack && c.client < 0 {
+		c.client = int8(1 - d)
+	}
+	if !h.synSeen {
+		h.synSeen = true
+		h.synWasSYNACK = synack
+		h.isn = t.Seq()
+		h.synFirstMask = s.optMask
+		h.synPkt = a.pkt
+		h.mss, h.ws, h.sackOK, h.ts = s.mss, s.ws, s.sackOK, s.hasTS
+		if synack {
+			c.synAckTime = a.now
+		} else {
+			c.synTime = a.now
+		}
+	} else {
+		// A retransmitted SYN may carry fewer options (some stacks drop
+		// them after a few tries): what the answered one carried counts.
+		h.isn = t.Seq()
+		h.mss, h.ws, h.sackOK, h.ts = s.mss, s.ws, s.sackOK, s.hasTS
+	}
+	h.syns++
+	h.synLastMask = s.optMask
+	h.synLastPkt = a.pkt
+	if h.syns == 3 || (h.syns > 1 && h.synLastMask != h.synFirstMask) {
+		c.addEvidence(ClassSYNOption, evidence{pkt: a.pkt, time: a.now, side: int8(d), seq: t.Seq(),
+			note: "SYN sent again: " + itoa(int(h.syns)) + " transmissions so far, options " + maskString(s.optMask)})
+	}
+	if synack {
+		if !c.synAcked {
+			c.synAcked = true
+			if c.synAckTime == 0 {
+				c.synAckTime = a.now
+			}
+		}
+		a.ack(c, d, s, t.Ack(), t.Window())
+	}
+	if s.hasTS {
+		h.tsSet, h.tsMax = true, s.tsval
+	}
+}
+
+// ack processes the acknowledgment, window and SACK blocks side d sent
+// about the other side's data.
+func (a *analyzer) ack(c *conn, d int, s *segment, ackn uint32, win uint16) {
+	h, o := &c.h[d], &c.h[1-d]
+	if h.ackSet && ackn == h.ack && s.payload == 0 && s.tcp.Flags()&(normalize.FlagSYN|normalize.FlagFIN) == 0 {
+		h.dupAcks++
+	}
+	if !h.ackSet || seqGT(ackn, h.ack) {
+		if h.ackSet {
+			h.lastAdvance = a.now
+		}
+		h.dupAcks = 0
+		h.ack = ackn
+		h.ackSet = true
+		if o.ring != nil {
+			a.acked(c, 1-d, ackn)
+		}
+		if o.suspSet && seqGE(ackn, o.susp.end) {
+			o.suspSet = false
+		}
+	}
+	h.win = win
+	// The right edge of this side's receive window under every shift: the
+	// analysis picks the one the data behaved as if it were in force. SYN
+	// windows are never scaled.
+	syn := s.tcp.Flags()&normalize.FlagSYN != 0
+	for sh := range h.edges {
+		e := ackn + uint32(win)<<sh
+		if syn {
+			e = ackn + uint32(win)
+		}
+		if !h.edgesSet || seqGT(e, h.edges[sh]) {
+			h.edges[sh] = e
+		}
+	}
+	h.edgesSet = true
+
+	if s.nSACK > 0 && o.sndMaxSet && o.firstDataSeen && seqGE(ackn, o.firstDataSeq) {
+		for i := 0; i < s.nSACK; i++ {
+			l, r := s.sack[i][0], s.sack[i][1]
+			h.sackBlocks++
+			bad := seqGT(r, o.sndMax+1) || !seqLT(l, r) || seqLT(l, ackn-1<<25)
+			if bad {
+				h.sackBad++
+				c.addEvidence(ClassSACK, evidence{pkt: a.pkt, time: a.now, side: int8(d), seq: s.tcp.Seq(), ack: ackn, win: win,
+					note: "SACK block " + utoa(l) + "-" + utoa(r) + " outside anything sent (ack " + utoa(ackn) + ", highest sent " + utoa(o.sndMax) + ")"})
+			}
+		}
+	}
+}
+
+// data processes a segment carrying payload [seq, end) sent by side d.
+func (a *analyzer) data(c *conn, d int, s *segment, seq, end uint32) {
+	h, o := &c.h[d], &c.h[1-d]
+	h.dataSegs++
+	h.dataBytes += uint64(s.payload)
+	h.maxPayload = max(h.maxPayload, s.payload)
+	if !h.firstDataSeen {
+		h.firstDataSeen, h.firstDataSeq = true, seq
+	}
+	mssp := c.mssPayload(d)
+	wire := s.ipLen
+	if mssp > 0 && s.payload > mssp {
+		h.oversize++
+		wire = s.ipLen - s.payload + mssp
+	}
+	if !h.sndMaxSet {
+		h.sndMaxSet, h.sndMax = true, seq
+	}
+
+	// PAWS: a pending suspect sent again without having been acknowledged
+	// was discarded by the receiver.
+	if h.suspSet && seqLT(seq, h.susp.end) && seqGT(end, h.susp.seq) && seqLT(seq, h.sndMax) {
+		h.paws++
+		h.suspSet = false
+		c.addEvidence(ClassPAWS, evidence{pkt: a.pkt, time: a.now, side: int8(d), seq: seq, ack: s.tcp.Ack(), win: s.tcp.Window(), length: s.payload,
+			note: "sent again: the segment of packet " + u64toa(h.susp.pkt) + " (TSval " + utoa(h.suspTS) + ", older than " + utoa(h.suspRecent) + " already seen) was never acknowledged"})
+	}
+	if s.hasTS && h.ts && o.ts {
+		switch {
+		case h.tsRecentSet && seqLT(s.tsval, h.tsRecent):
+			if !h.suspSet {
+				h.suspSet = true
+				h.susp = segEntry{seq: seq, end: end, pkt: a.pkt}
+				h.suspTS, h.suspRecent = s.tsval, h.tsRecent
+				c.addEvidence(ClassPAWS, evidence{pkt: a.pkt, time: a.now, side: int8(d), seq: seq, ack: s.tcp.Ack(), win: s.tcp.Window(), length: s.payload,
+					note: "TSval " + utoa(s.tsval) + " is older than TSval " + utoa(h.tsRecent) + " of an earlier in-order segment: PAWS discards it"})
+			}
+		case !o.ackSet || seqLE(seq, o.ack):
+			if !h.tsRecentSet || seqGT(s.tsval, h.tsRecent) {
+				h.tsRecent, h.tsRecentSet = s.tsval, true
+			}
+		}
+	}
+
+	if seqGT(end, h.sndMax) {
+		// New data (possibly after a gap the capture missed).
+		if o.ackSet && seqGT(h.sndMax, o.ack) {
+			flight := end - o.ack
+			h.flightMax = max(h.flightMax, flight)
+			if sh, ok := c.shift(1 - d); ok && sh > 0 && o.win > 0 {
+				switch {
+				case flight > uint32(o.win):
+					h.overUnsc++
+				case mssp > 0 && flight+uint32(mssp) > uint32(o.win):
+					h.unscaledHits++
+				}
+			}
+		}
+		h.lastNewData = a.now
+		var beyond uint16
+		if o.edgesSet {
+			for sh := range o.edges {
+				if seqGT(end, o.edges[sh]) {
+					beyond |= 1 << sh
+				}
+			}
+		}
+		if h.ring == nil {
+			h.ring = a.getRing()
+		}
+		a.push(c, d, segEntry{seq: seq, end: end, wire: uint16(min(wire, 0xffff)), tx: 1, badsum: s.csum == csumBad, beyond: beyond, pkt: a.pkt})
+		h.sndMax = end
+		return
+	}
+	// Old data: a retransmission, a reordered segment filling a gap, or a
+	// keepalive probe.
+	if s.payload <= 1 && end == h.sndMax {
+		return
+	}
+	// At the receiver a retransmission fills a hole like a reordered
+	// segment does; it comes after duplicate acks for the hole.
+	if h.ring != nil && h.ring.size > 0 && seqGE(seq, h.ring.at(0).seq) {
+		if !a.retransmitted(c, d, seq, end, s) && !(o.ackSet && seq == o.ack && o.dupAcks >= 2) {
+			h.reorder++
+			return
+		}
+	} else if o.ackSet && seqGE(seq, o.ack) && h.ring != nil && h.ring.size > 0 && !(seq == o.ack && o.dupAcks >= 2) {
+		h.reorder++
+		return
+	}
+	h.retx++
+	h.lastRetx = a.now
+}
+
+// retransmitted marks the ring entries [seq, end) overlaps as sent again and
+// reports whether there was one.
+func (a *analyzer) retransmitted(c *conn, d int, seq, end uint32, s *segment) bool {
+	r := c.h[d].ring
+	hit := false
+	for i := 0; i < r.size; i++ {
+		e := r.at(i)
+		if seqGE(e.seq, end) {
+			break
+		}
+		if seqGT(e.end, seq) {
+			hit = true
+			if e.tx < 255 {
+				e.tx++
+			}
+			e.lastPkt = a.pkt
+			if e.tx == 3 {
+				c.addEvidence(ClassPMTU, evidence{pkt: a.pkt, time: a.now, side: int8(d), seq: seq, ack: s.tcp.Ack(), win: s.tcp.Window(), length: s.payload,
+					note: "third transmission of the segment first sent in packet " + u64toa(e.pkt) + " (" + itoa(int(e.wire)) + "-byte packets)"})
+			}
+		}
+	}
+	return hit
+}
+
+func (a *analyzer) getRing() *segRing {
+	if n := len(a.rings); n > 0 {
+		r := a.rings[n-1]
+		a.rings = a.rings[:n-1]
+		r.head, r.size = 0, 0
+		return r
+	}
+	return new(segRing)
+}
+
+// push appends an entry, accounting for the oldest one early when full.
+func (a *analyzer) push(c *conn, d int, e segEntry) {
+	r := c.h[d].ring
+	if r.size == ringSize {
+		a.account(c, d, r.at(0), false)
+		r.head = (r.head + 1) % ringSize
+		r.size--
+	}
+	*r.at(r.size) = e
+	r.size++
+}
+
+// acked accounts for side d's entries the peer's ack covers.
+func (a *analyzer) acked(c *conn, d int, ackn uint32) {
+	r := c.h[d].ring
+	for r.size > 0 && seqLE(r.at(0).end, ackn) {
+		a.account(c, d, r.at(0), true)
+		r.head = (r.head + 1) % ringSize
+		r.size--
+	}
+}
+
+// account folds one resolved entry into side d's counters. acked says the
+// peer acknowledged it (rather than the ring or the capture ending).
+func (a *analyzer) account(c *conn, d int, e *segEntry, acked bool) {
+	h := &c.h[d]
+	lost := e.tx > 1
+	for sh := 0; sh < numShifts; sh++ {
+		if e.beyond&(1<<sh) != 0 {
+			h.beyondSent[sh]++
+			if lost {
+				h.beyondLost[sh]++
+			}
+		} else {
+			h.withinSent[sh]++
+			if lost {
+				h.withinLost[sh]++
+			}
+		}
+	}
+	if e.badsum {
+		if lost || !acked {
+			h.badsumLost++
+		} else {
+			h.badsumAcked++
+		}
+	}
+	switch {
+	case lost:
+		h.lost++
+	case acked:
+		h.delivered++
+		h.maxDelivered = max(h.maxDelivered, int(e.wire))
+	}
+	if !acked {
+		h.unackedAtEnd++
+	}
+	if e.tx >= 3 {
+		h.repeatLost++
+		if h.minRepeatWire == 0 || int(e.wire) < h.minRepeatWire {
+			h.minRepeatWire = int(e.wire)
+		}
+	}
+	if e.tx > h.maxTx {
+		h.maxTx = e.tx
+		h.stuck = *e
+	}
+}
+
+// drain accounts for every entry still outstanding when the connection ends.
+func (a *analyzer) drain(c *conn) {
+	for d := range c.h {
+		r := c.h[d].ring
+		if r == nil {
+			continue
+		}
+		for r.size > 0 {
+			a.account(c, d, r.at(0), false)
+			r.head = (r.head + 1) % ringSize
+			r.size--
+		}
+		a.rings = append(a.rings, r)
+		c.h[d].ring = nil
+	}
+}

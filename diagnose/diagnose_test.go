@@ -1,0 +1,378 @@
+package diagnose
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/tcpnorm/tcpnorm/config"
+)
+
+var testNow = time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
+
+func diag(t *testing.T, capture []byte, opt Options) *Report {
+	t.Helper()
+	if opt.Now.IsZero() {
+		opt.Now = testNow
+	}
+	rep, err := DiagnoseBytes(capture, opt)
+	if err != nil {
+		t.Fatalf("Diagnose: %v", err)
+	}
+	var text, js bytes.Buffer
+	if err := rep.WriteText(&text, "test.pcap"); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	if testing.Verbose() {
+		t.Logf("\n%s", text.String())
+	}
+	for _, p := range rep.Policies {
+		checkPolicy(t, p)
+	}
+	return rep
+}
+
+// checkPolicy loads the proposed policy file with the config package.
+func checkPolicy(t *testing.T, p Policy) {
+	t.Helper()
+	dir := t.TempDir()
+	pd := filepath.Join(dir, "policies.d")
+	if err := os.Mkdir(pd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pd, p.File), []byte(p.Text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	main := filepath.Join(dir, "tcpnorm.toml")
+	if err := os.WriteFile(main, []byte("policy_dir = \"policies.d\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Load(main); err != nil {
+		t.Errorf("proposed policy does not load: %v\n%s", err, p.Text)
+	}
+}
+
+// summary is what the tests compare: the classes found, with their
+// vantage and fix.
+type got struct {
+	Class   Class
+	Vantage string
+	Fix     Fix
+}
+
+func summarize(rep *Report) []got {
+	var g []got
+	for _, f := range rep.Findings {
+		x := got{Class: f.Class, Vantage: f.Vantage}
+		if f.Fix != nil {
+			x.Fix = *f.Fix
+		}
+		g = append(g, x)
+	}
+	return g
+}
+
+func TestClasses(t *testing.T) {
+	boolp := func(b bool) *bool { return &b }
+	tests := []struct {
+		name    string
+		setup   func(s *sim)
+		verdict string
+		want    []got
+	}{
+		{name: "healthy upload at the client", setup: func(s *sim) { s.upload, s.atClient = true, true }, verdict: VerdictHealthy},
+		{name: "healthy upload at the server", setup: func(s *sim) { s.upload, s.atClient = true, false }, verdict: VerdictHealthy},
+		{name: "healthy download at the client, IPv6", setup: func(s *sim) { s.v6, s.atClient = true, true }, verdict: VerdictHealthy},
+		{name: "healthy upload with TSO and offload", setup: func(s *sim) { s.upload, s.atClient, s.tso, s.partial = true, true, true, true }, verdict: VerdictHealthy},
+		{name: "healthy without timestamps or scaling", setup: func(s *sim) {
+			s.upload, s.atClient, s.ts, s.cliWS = true, true, false, -1
+		}, verdict: VerdictHealthy},
+		{name: "lossy upload at the client", setup: func(s *sim) {
+			s.upload, s.atClient, s.drop = true, true, randomDrop(0.03, 1)
+		}, verdict: VerdictNoOptionFault, want: []got{{Class: ClassLoss, Vantage: "sender"}}},
+		{name: "lossy upload at the server", setup: func(s *sim) {
+			s.upload, s.atClient, s.drop = true, false, randomDrop(0.03, 2)
+		}, verdict: VerdictNoOptionFault, want: []got{{Class: ClassLoss, Vantage: "receiver"}}},
+		{name: "lossy download at the client, IPv6", setup: func(s *sim) {
+			s.v6, s.atClient, s.drop = true, true, randomDrop(0.05, 3)
+		}, verdict: VerdictNoOptionFault, want: []got{{Class: ClassLoss, Vantage: "receiver"}}},
+		{name: "pmtu upload at the client", setup: func(s *sim) {
+			s.upload, s.atClient, s.smallFirst = true, true, 3
+			s.drop = func(_ uint32, wire, _ int) bool { return wire > 1280 }
+		}, verdict: VerdictOptionFault, want: []got{{Class: ClassPMTU, Vantage: "sender", Fix: Fix{MSSMax: 1240}}}},
+		{name: "pmtu upload at the client with TSO, IPv6", setup: func(s *sim) {
+			s.v6, s.upload, s.atClient, s.smallFirst, s.tso, s.partial = true, true, true, 3, true, true
+			s.drop = func(_ uint32, wire, _ int) bool { return wire > 1280 }
+		}, verdict: VerdictOptionFault, want: []got{{Class: ClassPMTU, Vantage: "sender", Fix: Fix{MSSMax: 1220}}}},
+		{name: "paws download at the client", setup: func(s *sim) {
+			s.atClient = true
+			s.scramble = func(seq uint32) bool { return (seq*2654435761)>>28 == 5 }
+		}, verdict: VerdictOptionFault, want: []got{{Class: ClassPAWS, Vantage: "receiver", Fix: Fix{Timestamps: "strip"}}}},
+		{name: "paws upload at the server", setup: func(s *sim) {
+			s.upload, s.atClient = true, false
+			s.scramble = func(seq uint32) bool { return (seq*2654435761)>>28 == 5 }
+		}, verdict: VerdictOptionFault, want: []got{{Class: ClassPAWS, Vantage: "receiver", Fix: Fix{Timestamps: "strip"}}}},
+		{name: "wscale raised, upload at the client", setup: func(s *sim) {
+			s.upload, s.atClient, s.srvWS, s.pathSrvWS, s.rcvBuf = true, true, 2, 14, 32768
+		}, verdict: VerdictOptionFault, want: []got{{Class: ClassWindowScale, Vantage: "sender", Fix: Fix{WindowScale: "strip"}}}},
+		{name: "wscale raised, upload at the server", setup: func(s *sim) {
+			s.upload, s.atClient, s.srvWS, s.pathSrvWS, s.rcvBuf = true, false, 2, 14, 32768
+		}, verdict: VerdictOptionFault, want: []got{{Class: ClassWindowScale, Vantage: "receiver", Fix: Fix{WindowScale: "strip"}}}},
+		{name: "wscale in SYN-ACK without one in the SYN", setup: func(s *sim) {
+			s.upload, s.atClient, s.cliWS, s.srvWSAlone, s.bytes = true, true, -1, true, 20000
+		}, verdict: VerdictOptionFault, want: []got{{Class: ClassWindowScale, Vantage: "sender", Fix: Fix{WindowScale: "strip"}}}},
+		{name: "broken sack, upload at the client", setup: func(s *sim) {
+			s.upload, s.atClient, s.drop, s.sackOffset = true, true, randomDrop(0.03, 4), 0x40000000
+		}, verdict: VerdictOptionFault, want: []got{{Class: ClassSACK, Vantage: "sender", Fix: Fix{SACKPermitted: "strip"}}}},
+		{name: "syn option black hole without comparison", setup: func(s *sim) {
+			s.upload, s.atClient, s.synDropTS = true, true, true
+		}, verdict: VerdictOptionFault, want: []got{{Class: ClassSYNOption, Vantage: "client", Fix: Fix{Timestamps: "strip"}}}},
+		{name: "syn option black hole, no timestamps: healthy", setup: func(s *sim) {
+			s.upload, s.atClient, s.synDropTS, s.cliTS = true, true, true, boolp(false)
+		}, verdict: VerdictHealthy},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newSim()
+			tt.setup(s)
+			pkts := s.run()
+			rep := diag(t, pcapBytes(t, s, pkts, writeOpts{}), Options{})
+			if rep.Verdict != tt.verdict {
+				t.Errorf("verdict = %q, want %q", rep.Verdict, tt.verdict)
+			}
+			if diff := cmp.Diff(tt.want, summarize(rep)); diff != "" {
+				t.Errorf("findings (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestSYNBlackHoleCompared: SYNs with timestamps unanswered, a later
+// connection to the same peer without them answered.
+func TestSYNBlackHoleCompared(t *testing.T) {
+	a := newSim()
+	a.upload, a.atClient, a.synDropTS = true, true, true
+	pa := a.run()
+	b := newSim()
+	no := false
+	b.upload, b.atClient, b.synDropTS, b.cliTS, b.cliPort, b.bytes = true, true, true, &no, 40001, 30000
+	pb := b.run()
+	for i := range pb {
+		pb[i].t += 40 * time.Second
+	}
+	var buf []byte
+	// Both connections in one file: the writer takes the client port per sim.
+	buf = mergeCaptures(t, []*sim{a, b}, [][]wirePkt{pa, pb})
+	rep := diag(t, buf, Options{Domain: "example.net"})
+	want := []got{{Class: ClassSYNOption, Vantage: "client", Fix: Fix{Timestamps: "strip"}}}
+	if diff := cmp.Diff(want, summarize(rep)); diff != "" {
+		t.Fatalf("findings (-want +got):\n%s", diff)
+	}
+	if f := rep.Findings[0]; f.Confidence != High {
+		t.Errorf("confidence = %q, want high", f.Confidence)
+	}
+	p := rep.Policies[0]
+	for _, s := range []string{`domain = "example.net"`, "mx = true", `direction = "outbound"`, "ports = [25]", `timestamps = "strip"`, "expires = 2025-05-30T00:00:00Z"} {
+		if !strings.Contains(p.Text, s) {
+			t.Errorf("policy lacks %q:\n%s", s, p.Text)
+		}
+	}
+}
+
+// mergeCaptures writes the packets of several simulated connections into one
+// Ethernet pcap, in time order.
+func mergeCaptures(t testing.TB, sims []*sim, pkts [][]wirePkt) []byte {
+	t.Helper()
+	var frames []struct {
+		t time.Duration
+		b []byte
+	}
+	for i, s := range sims {
+		for _, p := range pkts[i] {
+			frames = append(frames, struct {
+				t time.Duration
+				b []byte
+			}{p.t, s.frame(p, wEthernet)})
+		}
+	}
+	sortFrames := func(i, j int) bool { return frames[i].t < frames[j].t }
+	sortSlice(frames, sortFrames)
+	var buf bytes.Buffer
+	hdr := make([]byte, 24)
+	binary.LittleEndian.PutUint32(hdr, 0xa1b2c3d4)
+	binary.LittleEndian.PutUint16(hdr[4:], 2)
+	binary.LittleEndian.PutUint16(hdr[6:], 4)
+	binary.LittleEndian.PutUint32(hdr[16:], 65535)
+	binary.LittleEndian.PutUint32(hdr[20:], 1)
+	buf.Write(hdr)
+	base := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	for _, f := range frames {
+		ts := base.Add(f.t)
+		rec := make([]byte, 16)
+		binary.LittleEndian.PutUint32(rec, uint32(ts.Unix()))
+		binary.LittleEndian.PutUint32(rec[4:], uint32(ts.Nanosecond()/1000))
+		binary.LittleEndian.PutUint32(rec[8:], uint32(len(f.b)))
+		binary.LittleEndian.PutUint32(rec[12:], uint32(len(f.b)))
+		buf.Write(rec)
+		buf.Write(f.b)
+	}
+	return buf.Bytes()
+}
+
+func TestFormats(t *testing.T) {
+	s := newSim()
+	s.upload, s.atClient = true, true
+	s.smallFirst = 3
+	s.drop = func(_ uint32, wire, _ int) bool { return wire > 1280 }
+	pkts := s.run()
+	tests := []struct {
+		name string
+		data []byte
+	}{
+		{name: "ethernet", data: pcapBytes(t, s, pkts, writeOpts{link: wEthernet})},
+		{name: "vlan", data: pcapBytes(t, s, pkts, writeOpts{link: wVLAN})},
+		{name: "sll", data: pcapBytes(t, s, pkts, writeOpts{link: wSLL})},
+		{name: "sll2", data: pcapBytes(t, s, pkts, writeOpts{link: wSLL2})},
+		{name: "raw", data: pcapBytes(t, s, pkts, writeOpts{link: wRaw})},
+		{name: "snaplen 96", data: pcapBytes(t, s, pkts, writeOpts{snap: 96})},
+		{name: "pcapng", data: ngBytes(t, s, pkts, writeOpts{link: wEthernet})},
+		{name: "pcapng sll2", data: ngBytes(t, s, pkts, writeOpts{link: wSLL2})},
+		{name: "duplicated packets", data: pcapBytes(t, s, pkts, writeOpts{dup: everyNth(len(pkts), 7)})},
+		{name: "reordered packets", data: pcapBytes(t, s, pkts, writeOpts{swap: everyNth(len(pkts), 11)})},
+	}
+	want := []got{{Class: ClassPMTU, Vantage: "sender", Fix: Fix{MSSMax: 1240}}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep := diag(t, tt.data, Options{})
+			if diff := cmp.Diff(want, summarize(rep)); diff != "" {
+				t.Errorf("findings (-want +got):\n%s", diff)
+			}
+			if rep.Connections != 1 {
+				t.Errorf("connections = %d, want 1", rep.Connections)
+			}
+		})
+	}
+}
+
+// TestCaptureArtefacts: a healthy transfer stays healthy with duplicated
+// and reordered packets and a small snap length, from either end.
+func TestCaptureArtefacts(t *testing.T) {
+	for _, atClient := range []bool{true, false} {
+		s := newSim()
+		s.upload, s.atClient = true, atClient
+		pkts := s.run()
+		for _, wo := range []writeOpts{{dup: everyNth(len(pkts), 5)}, {swap: everyNth(len(pkts), 9)}, {snap: 80}} {
+			rep := diag(t, pcapBytes(t, s, pkts, wo), Options{})
+			if rep.Verdict != VerdictHealthy {
+				t.Errorf("atClient %v, %+v: verdict %q, findings %+v", atClient, wo.snap, rep.Verdict, summarize(rep))
+			}
+			if wo.dup != nil && rep.Duplicates == 0 {
+				t.Errorf("duplicates not counted")
+			}
+		}
+	}
+}
+
+func everyNth(n, k int) map[int]bool {
+	m := map[int]bool{}
+	for i := 3; i < n; i += k {
+		m[i] = true
+	}
+	return m
+}
+
+func TestMidConnectionStart(t *testing.T) {
+	s := newSim()
+	s.upload, s.atClient, s.drop = true, true, randomDrop(0.03, 9)
+	pkts := s.run()
+	sortSlice(pkts, func(i, j int) bool { return pkts[i].t < pkts[j].t })
+	rep := diag(t, pcapBytes(t, s, pkts[len(pkts)/3:], writeOpts{}), Options{})
+	for _, f := range rep.Findings {
+		if f.Fixable {
+			t.Errorf("mid-connection capture of a lossy path blamed on options: %+v", f)
+		}
+	}
+}
+
+func TestCorrupt(t *testing.T) {
+	s := newSim()
+	s.upload, s.atClient, s.bytes = true, true, 20000
+	good := pcapBytes(t, s, s.run(), writeOpts{})
+	// The third record's header: 24-byte file header, then records.
+	off := 24
+	for i := 0; i < 2; i++ {
+		off += 16 + int(binary.LittleEndian.Uint32(good[off+8:]))
+	}
+	bad := append([]byte(nil), good...)
+	binary.LittleEndian.PutUint32(bad[off+8:], 0x7ffffff0)
+	_, err := DiagnoseBytes(bad, Options{})
+	var ce *CorruptError
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v, want a CorruptError", err)
+	}
+	if ce.Offset != int64(off) || ce.Packet != 2 {
+		t.Errorf("offset %d after packet %d, want %d after 2 (%v)", ce.Offset, ce.Packet, off, err)
+	}
+	if !strings.Contains(err.Error(), "byte offset") {
+		t.Errorf("error %q does not name the byte offset", err)
+	}
+
+	for _, tt := range []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{name: "empty", data: nil, want: "too short"},
+		{name: "not a capture", data: []byte("hello, world, this is text\n"), want: "not a pcap"},
+		{name: "short header", data: good[:10], want: "too short"},
+		{name: "gzip", data: []byte{0x1f, 0x8b, 8, 0, 0, 0}, want: "gzip"},
+		{name: "pcapng garbage", data: append([]byte{0x0a, 0x0d, 0x0d, 0x0a}, bytes.Repeat([]byte{0xff}, 40)...), want: "byte offset 0"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := DiagnoseBytes(tt.data, Options{})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+
+	// Cut inside the last record: analysed, with a warning.
+	rep, err := DiagnoseBytes(good[:len(good)-7], Options{})
+	if err != nil {
+		t.Fatalf("truncated file: %v", err)
+	}
+	if len(rep.Warnings) == 0 || !strings.Contains(rep.Warnings[0], "byte offset") {
+		t.Errorf("warnings = %q, want one about the cut record", rep.Warnings)
+	}
+}
+
+// TestEviction bounds the table and counts the connections evicted.
+func TestEviction(t *testing.T) {
+	var sims []*sim
+	var pkts [][]wirePkt
+	for i := 0; i < 6; i++ {
+		s := newSim()
+		s.upload, s.atClient, s.bytes, s.cliPort = true, true, 50000, uint16(41000+i)
+		p := s.run()
+		for j := range p {
+			p[j].t += time.Duration(i) * time.Millisecond
+		}
+		sims, pkts = append(sims, s), append(pkts, p)
+	}
+	rep := diag(t, mergeCaptures(t, sims, pkts), Options{MaxConns: 2})
+	if rep.Evicted == 0 {
+		t.Errorf("evicted = 0, want > 0 with 6 interleaved connections and room for 2")
+	}
+	if rep.Verdict == VerdictOptionFault {
+		t.Errorf("eviction produced an option fault: %+v", summarize(rep))
+	}
+}

@@ -1,0 +1,563 @@
+package diagnose
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Verdicts.
+const (
+	VerdictHealthy       = "healthy"
+	VerdictOptionFault   = "option-fault"    // at least one finding a policy fixes
+	VerdictNoOptionFault = "no-option-fault" // trouble, but not one a policy fixes
+)
+
+// Report is the outcome of Diagnose.
+type Report struct {
+	Format           string    `json:"format"`
+	Packets          uint64    `json:"packets"`
+	TCPSegments      uint64    `json:"tcp_segments"`
+	Connections      uint64    `json:"connections"`
+	Evicted          uint64    `json:"evicted"`           // finished early to bound memory
+	Snapped          uint64    `json:"snapped"`           // packets cut by the snap length
+	TruncatedHeaders uint64    `json:"truncated_headers"` // TCP headers cut off: not analysed
+	Duplicates       uint64    `json:"duplicates"`        // the same packet captured twice
+	NonTCP           uint64    `json:"non_tcp"`
+	ICMPTooBig       uint64    `json:"icmp_too_big"`
+	Unlisted         uint64    `json:"unlisted_findings,omitempty"`
+	Verdict          string    `json:"verdict"`
+	Findings         []Finding `json:"findings"`
+	Policies         []Policy  `json:"policies"`
+	Notes            []string  `json:"notes,omitempty"`
+	Warnings         []string  `json:"warnings,omitempty"`
+}
+
+// Finding is one failure class seen on the connections to one peer.
+type Finding struct {
+	Class      Class  `json:"class"`
+	Fixable    bool   `json:"fixable"`
+	Confidence string `json:"confidence"`
+	Summary    string `json:"summary"`
+	Client     string `json:"client,omitempty"` // the SYN sender, when the handshake was seen
+	Server     string `json:"server,omitempty"`
+	Local      string `json:"local"` // the capturing host's end
+	Peer       string `json:"peer"`
+	Direction  string `json:"direction"` // outbound | inbound: who opened the connection
+	// Vantage is whose view the capture shows: "sender" or "receiver" of
+	// the data, or "client" or "server" for handshake findings.
+	Vantage        string     `json:"vantage"`
+	VantageWhy     []string   `json:"vantage_evidence"`
+	VantageAssumed bool       `json:"vantage_assumed"`
+	Connections    int        `json:"connections"`
+	Evidence       []Evidence `json:"evidence"`
+	Fix            *Fix       `json:"fix,omitempty"`
+
+	peer       netip.Addr
+	serverPort uint16
+	raw        *rawFinding
+	local      int
+}
+
+// Evidence is one packet of the capture that shows the fault. Packet numbers
+// count from 1 as Wireshark's do; sequence numbers are absolute (tcpdump -S).
+type Evidence struct {
+	Packet uint64 `json:"packet"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Seq    uint32 `json:"seq"`
+	Ack    uint32 `json:"ack,omitempty"`
+	Win    uint16 `json:"win,omitempty"`
+	Len    int    `json:"len,omitempty"`
+	Note   string `json:"note"`
+}
+
+// Fix is the [options] a policy needs; empty fields stay at their defaults.
+type Fix struct {
+	WindowScale    string `json:"window_scale,omitempty"`
+	WindowScaleMax *int   `json:"window_scale_max,omitempty"`
+	Timestamps     string `json:"timestamps,omitempty"`
+	SACKPermitted  string `json:"sack_permitted,omitempty"`
+	MSSMax         int    `json:"mss_max,omitempty"`
+	Unknown        string `json:"unknown,omitempty"`
+}
+
+func (f Fix) empty() bool { return f == Fix{} }
+
+// merge combines two fixes for one peer: strip beats clamp, the smaller
+// MSS wins.
+func (f Fix) merge(g Fix) Fix {
+	if g.WindowScale == "strip" || f.WindowScale == "" {
+		if g.WindowScale != "" {
+			f.WindowScale, f.WindowScaleMax = g.WindowScale, g.WindowScaleMax
+		}
+	}
+	if g.Timestamps == "strip" || f.Timestamps == "" && g.Timestamps != "" {
+		f.Timestamps = g.Timestamps
+	}
+	if g.SACKPermitted != "" {
+		f.SACKPermitted = g.SACKPermitted
+	}
+	if g.Unknown != "" {
+		f.Unknown = g.Unknown
+	}
+	if g.MSSMax > 0 && (f.MSSMax == 0 || g.MSSMax < f.MSSMax) {
+		f.MSSMax = g.MSSMax
+	}
+	return f
+}
+
+// Policy is a ready policy file for one peer.
+type Policy struct {
+	Peer        string  `json:"peer"`
+	File        string  `json:"file"` // suggested name in policy_dir
+	Classes     []Class `json:"classes"`
+	Text        string  `json:"text"`
+	Explanation string  `json:"explanation"` // for the upstream ticket
+}
+
+// report settles the vantage point of every finding, groups the fixes per
+// peer and decides the verdict.
+func (a *analyzer) report() *Report {
+	a.synFindings()
+	rep := a.rep
+	for _, rf := range a.aggOrder {
+		rep.Findings = append(rep.Findings, a.finding(rf))
+	}
+	sort.SliceStable(rep.Findings, func(i, j int) bool {
+		fi, fj := rep.Findings[i], rep.Findings[j]
+		if fi.Fixable != fj.Fixable {
+			return fi.Fixable
+		}
+		return rank(fi.Confidence) < rank(fj.Confidence)
+	})
+	byPeer := map[netip.Addr]int{}
+	for i := range rep.Findings {
+		f := &rep.Findings[i]
+		if !f.Fixable || f.Fix == nil {
+			continue
+		}
+		j, ok := byPeer[f.peer]
+		if !ok {
+			j = len(rep.Policies)
+			byPeer[f.peer] = j
+			rep.Policies = append(rep.Policies, Policy{Peer: f.peer.String()})
+		}
+		p := &rep.Policies[j]
+		p.Classes = append(p.Classes, f.Class)
+	}
+	for i := range rep.Policies {
+		a.policy(&rep.Policies[i])
+	}
+	switch {
+	case len(rep.Policies) > 0:
+		rep.Verdict = VerdictOptionFault
+	case len(rep.Findings) > 0:
+		rep.Verdict = VerdictNoOptionFault
+	default:
+		rep.Verdict = VerdictHealthy
+	}
+	if rep.Findings == nil {
+		rep.Findings = []Finding{}
+	}
+	if rep.Policies == nil {
+		rep.Policies = []Policy{}
+	}
+	if rep.Snapped > 0 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%d packets were cut by the capture's snap length: lengths come from the IP headers, checksums of those packets were not checked", rep.Snapped))
+	}
+	if rep.TruncatedHeaders > 0 {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d packets had their TCP header cut off by the snap length and were skipped: capture with -s 0 or at least -s 128", rep.TruncatedHeaders))
+	}
+	if rep.Evicted > 0 {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d connections were still open when the table of %d connections filled up: each was analysed up to that point", rep.Evicted, a.opt.MaxConns))
+	}
+	if rep.Unlisted > 0 {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d further findings were not listed", rep.Unlisted))
+	}
+	return rep
+}
+
+func rank(conf string) int {
+	switch conf {
+	case High:
+		return 0
+	case Medium:
+		return 1
+	}
+	return 2
+}
+
+// finding settles the vantage point of a raw finding.
+func (a *analyzer) finding(rf *rawFinding) Finding {
+	ci := rf.ci
+	local := -1
+	why := ci.why
+	assumed := false
+	switch {
+	case ci.score > 0:
+		local = 0
+	case ci.score < 0:
+		local = 1
+	}
+	if local < 0 {
+		v0, v1 := a.votes[ci.addr[0]], a.votes[ci.addr[1]]
+		switch {
+		case v0 > v1:
+			local = 0
+			why = append(why, fmt.Sprintf("%s is the capturing host in %d other connections", ci.addr[0], v0))
+		case v1 > v0:
+			local = 1
+			why = append(why, fmt.Sprintf("%s is the capturing host in %d other connections", ci.addr[1], v1))
+		}
+	}
+	if local < 0 {
+		assumed = true
+		local = 0
+		if ci.client >= 0 {
+			local = int(ci.client)
+			why = append(why, "no TTL, checksum-offload or timing evidence: assumed the capture was taken on the client (outbound mail)")
+		} else {
+			why = append(why, "no handshake and no TTL, checksum-offload or timing evidence: assumed the first address seen is the capturing host")
+		}
+	}
+	f := Finding{
+		Class: rf.class, Fixable: rf.class.Fixable(), Confidence: rf.conf, Summary: rf.summary,
+		Local: ci.addr[local].String(), Peer: ci.addr[1-local].String(),
+		VantageWhy: why, VantageAssumed: assumed, Connections: rf.count,
+		peer: ci.addr[1-local], raw: rf, local: local,
+	}
+	if f.VantageWhy == nil {
+		f.VantageWhy = []string{}
+	}
+	if ci.client >= 0 {
+		f.Client, f.Server = ci.endpoint(int(ci.client)), ci.endpoint(1-int(ci.client))
+		f.serverPort = ci.port[1-ci.client]
+		if local == int(ci.client) {
+			f.Direction = "outbound"
+		} else {
+			f.Direction = "inbound"
+		}
+	}
+	switch {
+	case rf.sender < 0 && local == int(ci.client):
+		f.Vantage = "client"
+	case rf.sender < 0:
+		f.Vantage = "server"
+	case int(rf.sender) == local:
+		f.Vantage = "sender"
+	default:
+		f.Vantage = "receiver"
+	}
+	for _, e := range rf.ev {
+		f.Evidence = append(f.Evidence, Evidence{Packet: e.pkt, From: ci.endpoint(int(e.side)), To: ci.endpoint(1 - int(e.side)),
+			Seq: e.seq, Ack: e.ack, Win: e.win, Len: e.length, Note: e.note})
+	}
+	sort.SliceStable(f.Evidence, func(i, j int) bool { return f.Evidence[i].Packet < f.Evidence[j].Packet })
+	if f.Evidence == nil {
+		f.Evidence = []Evidence{}
+	}
+	if f.Fixable && !rf.fix.empty() {
+		fx := rf.fix
+		f.Fix = &fx
+	}
+	return f
+}
+
+// policy writes the policy file and the ticket paragraph for one peer.
+func (a *analyzer) policy(p *Policy) {
+	var fix Fix
+	var fs []*Finding
+	for i := range a.rep.Findings {
+		f := &a.rep.Findings[i]
+		if f.Fix != nil && f.Peer == p.Peer {
+			fix = fix.merge(*f.Fix)
+			fs = append(fs, f)
+		}
+	}
+	first := fs[0]
+	var b strings.Builder
+	names := make([]string, len(p.Classes))
+	for i, c := range p.Classes {
+		names[i] = string(c)
+	}
+	fmt.Fprintf(&b, "# Proposed by tcpnorm diagnose: %s (peer %s).\n", strings.Join(names, ", "), p.Peer)
+	if a.opt.Domain != "" {
+		p.File = a.opt.Domain + ".toml"
+		fmt.Fprintf(&b, "domain = %s\n", tomlString(a.opt.Domain))
+		switch first.Direction {
+		case "inbound":
+			b.WriteString("spf = true                         # the domain's sending hosts (inbound mail)\n")
+		default:
+			b.WriteString("mx = true                          # the domain's MX hosts (outbound mail)\n")
+		}
+		fmt.Fprintf(&b, "# the capture showed the peer at %s\n", p.Peer)
+	} else {
+		bits := 32
+		if first.peer.Is6() {
+			bits = 128
+		}
+		p.File = strings.ReplaceAll(p.Peer, ":", "-") + ".toml"
+		fmt.Fprintf(&b, "cidrs = [%s]\n", tomlString(netip.PrefixFrom(first.peer, bits).String()))
+	}
+	if first.serverPort != 0 {
+		fmt.Fprintf(&b, "ports = [%d]\n", first.serverPort)
+	}
+	if first.Direction != "" {
+		fmt.Fprintf(&b, "direction = %s\n", tomlString(first.Direction))
+	}
+	b.WriteString("mode = \"enforce\"\n")
+	exp := a.opt.Now.UTC().Add(90 * 24 * time.Hour).Truncate(24 * time.Hour)
+	fmt.Fprintf(&b, "expires = %s           # a workaround, not a fix: escalate upstream\n", exp.Format(time.RFC3339))
+	fmt.Fprintf(&b, "reason = %s\n", tomlString(reasonFor(first)))
+	b.WriteString("\n[options]\n")
+	if fix.WindowScale != "" {
+		fmt.Fprintf(&b, "window_scale = %s\n", tomlString(fix.WindowScale))
+		if fix.WindowScaleMax != nil {
+			fmt.Fprintf(&b, "window_scale_max = %d\n", *fix.WindowScaleMax)
+		}
+	}
+	if fix.Timestamps != "" {
+		fmt.Fprintf(&b, "timestamps = %s\n", tomlString(fix.Timestamps))
+	}
+	if fix.SACKPermitted != "" {
+		fmt.Fprintf(&b, "sack_permitted = %s\n", tomlString(fix.SACKPermitted))
+	}
+	if fix.MSSMax != 0 {
+		fmt.Fprintf(&b, "mss_max = %d\n", fix.MSSMax)
+	}
+	if fix.Unknown != "" {
+		fmt.Fprintf(&b, "unknown = %s\n", tomlString(fix.Unknown))
+	}
+	p.Text = b.String()
+	var ex []string
+	for _, f := range fs {
+		ex = append(ex, explain(f))
+	}
+	p.Explanation = strings.Join(ex, "\n\n")
+}
+
+func reasonFor(f *Finding) string {
+	switch f.Class {
+	case ClassWindowScale:
+		return "window-scale mismatch on the path (diagnosed from a capture)"
+	case ClassPAWS:
+		return "timestamps rewritten on the path: PAWS discards valid segments"
+	case ClassSYNOption:
+		return "SYNs carrying " + maskString(f.raw.opts) + " are dropped on the path"
+	case ClassPMTU:
+		return "path-MTU black hole: large segments vanish, ICMP too-big filtered"
+	case ClassSACK:
+		return "SACK blocks broken by sequence rewriting on the path"
+	}
+	return string(f.Class)
+}
+
+// explain is the paragraph for the upstream ticket.
+func explain(f *Finding) string {
+	rf := f.raw
+	ci := rf.ci
+	local, peer := ci.addr[f.local], ci.addr[1-f.local]
+	sender, receiver := local, peer
+	if rf.sender >= 0 {
+		sender, receiver = ci.addr[rf.sender], ci.addr[1-rf.sender]
+	}
+	cite := ""
+	if len(f.Evidence) > 0 {
+		cite = fmt.Sprintf(" (see packet %d of our capture, taken on %s)", f.Evidence[0].Packet, local)
+	}
+	switch f.Class {
+	case ClassPAWS:
+		return fmt.Sprintf("Data segments from %s reach %s carrying TCP timestamp values (TSval) older than values already received on the same connection%s. "+
+			"The PAWS check of RFC 7323 section 5 makes the receiver discard such segments silently, so the sender retransmits them, they are discarded again and the transfer stalls; "+
+			"the receiver keeps acknowledging an old sequence number although the segment is visible in the capture. "+
+			"A device on the path between us rewrites TSval (for example a firewall or load balancer that randomizes timestamps per packet or per direction); "+
+			"it must leave the option alone or rewrite it consistently for the whole connection. "+
+			"Until this is fixed we disable TCP timestamps on connections with %s.", sender, receiver, cite, peer)
+	case ClassWindowScale:
+		return fmt.Sprintf("The window-scale option (RFC 7323 section 2) is not delivered intact between %s and %s: %s%s. "+
+			"With the two ends disagreeing on the shift, one side reads every advertised window wrongly, sends beyond what the other accepts, and segments are dropped and retransmitted until the connection stalls. "+
+			"A device on the path rewrites or strips the window-scale option in the SYN or SYN-ACK; it must pass it unchanged. "+
+			"Until this is fixed we disable window scaling on connections with %s (windows are then limited to 64 KB: slower on long paths, but correct).",
+			local, peer, rf.summary, cite, peer)
+	case ClassSYNOption:
+		return fmt.Sprintf("SYNs from %s to %s that carry the TCP option(s) %s are dropped silently on the path: no SYN-ACK, no RST and no ICMP error comes back%s. "+
+			"These options are standard (RFC 7323, RFC 2018) and RFC 9293 requires hosts and middleboxes to pass options they do not implement. "+
+			"A firewall between us filters SYNs by their TCP options; please remove that rule. "+
+			"Until this is fixed we remove %s from the SYNs of connections with %s.", local, peer, maskString(rf.opts), cite, maskString(rf.opts), peer)
+	case ClassPMTU:
+		return fmt.Sprintf("Full-size packets from %s to %s are lost every time while smaller ones arrive, and no ICMP fragmentation-needed (IPv4) or packet-too-big (IPv6) message reaches the sender%s. "+
+			"A link on the path has a smaller MTU and the ICMP errors that path-MTU discovery relies on (RFC 1191, RFC 8201) are filtered, which makes a black hole (RFC 2923 section 2.1). "+
+			"Please let these ICMP messages through (RFC 4890) or clamp the MSS where the MTU shrinks. "+
+			"Until this is fixed we lower the MSS announced on connections with %s to %d.", sender, receiver, cite, peer, rf.fix.MSSMax)
+	case ClassSACK:
+		return fmt.Sprintf("SACK blocks sent by %s refer to sequence numbers %s never sent%s. "+
+			"A device on the path rewrites TCP sequence numbers (sequence randomization) without rewriting the SACK option (RFC 2018) accordingly, so the sender's loss recovery acts on nonsense and the connection stalls. "+
+			"Please disable sequence randomization for this traffic or let the device translate SACK blocks. "+
+			"Until this is fixed we disable SACK on connections with %s.", receiver, sender, cite, peer)
+	}
+	return rf.summary
+}
+
+// tomlString quotes s as a TOML basic string.
+func tomlString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// WriteJSON writes the report as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// WriteText writes the report for people.
+func (r *Report) WriteText(w io.Writer, name string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "tcpnorm diagnose: %s (%s, %d packets, %d TCP segments, %d connections)\n", name, r.Format, r.Packets, r.TCPSegments, r.Connections)
+	switch r.Verdict {
+	case VerdictHealthy:
+		b.WriteString("verdict: healthy: no stall, retransmission or option fault found\n")
+	case VerdictOptionFault:
+		var cls []string
+		seen := map[Class]bool{}
+		for _, f := range r.Findings {
+			if f.Fixable && !seen[f.Class] {
+				seen[f.Class] = true
+				cls = append(cls, string(f.Class))
+			}
+		}
+		fmt.Fprintf(&b, "verdict: FAULT: %s: a path fault tcpnorm can work around (policy below)\n", strings.Join(cls, ", "))
+	default:
+		b.WriteString("verdict: trouble, but no option fault: no tcpnorm policy helps (findings below)\n")
+	}
+	for i, f := range r.Findings {
+		fmt.Fprintf(&b, "\nfinding %d: %s (confidence %s", i+1, f.Class, f.Confidence)
+		if !f.Fixable {
+			b.WriteString("; not an option fault, no policy fixes it")
+		}
+		b.WriteString(")\n")
+		if f.Client != "" {
+			fmt.Fprintf(&b, "  connection: %s -> %s (%s", f.Client, f.Server, f.Direction)
+		} else {
+			fmt.Fprintf(&b, "  connection: %s <-> %s (handshake not captured", f.Local, f.Peer)
+		}
+		if f.Connections > 1 {
+			fmt.Fprintf(&b, "; %d connections like it", f.Connections)
+		}
+		b.WriteString(")\n")
+		fmt.Fprintf(&b, "  vantage:    %s\n", vantageLine(&f))
+		for _, w := range f.VantageWhy {
+			fmt.Fprintf(&b, "              - %s\n", w)
+		}
+		b.WriteString(wrap("  what:       ", "              ", f.Summary, 100))
+		if len(f.Evidence) > 0 {
+			b.WriteString("  evidence (packet numbers as in Wireshark, absolute sequence numbers as tcpdump -S prints them):\n")
+			for _, e := range f.Evidence {
+				fmt.Fprintf(&b, "    #%-7d %s > %s seq %d", e.Packet, e.From, e.To, e.Seq)
+				if e.Ack != 0 {
+					fmt.Fprintf(&b, " ack %d", e.Ack)
+				}
+				if e.Win != 0 {
+					fmt.Fprintf(&b, " win %d", e.Win)
+				}
+				if e.Len != 0 {
+					fmt.Fprintf(&b, " len %d", e.Len)
+				}
+				fmt.Fprintf(&b, ": %s\n", e.Note)
+			}
+		}
+	}
+	for _, p := range r.Policies {
+		fmt.Fprintf(&b, "\npolicy for %s (save as policy_dir/%s, then `tcpnorm check` and reload):\n\n", p.Peer, p.File)
+		for _, l := range strings.Split(strings.TrimRight(p.Text, "\n"), "\n") {
+			fmt.Fprintf(&b, "    %s\n", l)
+		}
+		b.WriteString("\nfor the upstream ticket:\n\n")
+		for _, para := range strings.Split(p.Explanation, "\n\n") {
+			b.WriteString(wrap("    ", "    ", para, 78))
+			b.WriteString("\n")
+		}
+	}
+	if len(r.Notes) > 0 {
+		b.WriteString("\nnotes:\n")
+		for _, n := range r.Notes {
+			b.WriteString(wrap("  - ", "    ", n, 100))
+		}
+	}
+	if len(r.Warnings) > 0 {
+		b.WriteString("\nwarnings:\n")
+		for _, n := range r.Warnings {
+			b.WriteString(wrap("  - ", "    ", n, 100))
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func vantageLine(f *Finding) string {
+	s := ""
+	switch f.Vantage {
+	case "sender":
+		s = fmt.Sprintf("the sender's view: captured on %s, which sent the data", f.Local)
+	case "receiver":
+		s = fmt.Sprintf("the receiver's view: captured on %s, which received the data", f.Local)
+	case "client":
+		s = fmt.Sprintf("the client's view: captured on %s, which sent the SYNs", f.Local)
+	default:
+		s = fmt.Sprintf("the server's view: captured on %s, which received the SYNs", f.Local)
+	}
+	if f.VantageAssumed {
+		s += " (assumed)"
+	}
+	return s
+}
+
+// wrap fills text to width, the first line after first, the rest after rest.
+func wrap(first, rest, text string, width int) string {
+	var b strings.Builder
+	line := first
+	n := 0
+	for _, w := range strings.Fields(text) {
+		if n > 0 && len(line)+1+len(w) > width {
+			b.WriteString(line + "\n")
+			line, n = rest, 0
+		}
+		if n > 0 {
+			line += " "
+		}
+		line += w
+		n++
+	}
+	b.WriteString(line + "\n")
+	return b.String()
+}
+
+func roundDur(ns int64) time.Duration {
+	d := time.Duration(ns)
+	switch {
+	case d >= time.Second:
+		return d.Round(time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	}
+	return d.Round(time.Microsecond)
+}
