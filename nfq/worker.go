@@ -21,10 +21,12 @@ import (
 // Config is one worker's settings.
 type Config struct {
 	Queue       uint16
-	MaxLen      uint32 // bytes of each packet copied to tcpnorm ([queue] max_len)
-	MaxQueueLen uint32 // packets the kernel holds for the worker; 0: DefaultMaxQueueLen
-	FailOpen    bool   // the kernel accepts packets when the queue is full
-	MarkMask    uint32 // [rules] mark, for the normalizer
+	MaxLen      uint32        // bytes of each packet copied to tcpnorm ([queue] max_len)
+	MaxQueueLen uint32        // packets the kernel holds for the worker; 0: DefaultMaxQueueLen
+	FailOpen    bool          // the kernel accepts packets when the queue is full
+	MarkMask    uint32        // [rules] mark, for the normalizer
+	FlowSlots   int           // repair state this worker keeps ([flows] max / count)
+	FlowIdle    time.Duration // [flows] idle_timeout
 	// Table returns the policy table in force (config.Manager.Table). It is
 	// called once per packet and must not block or allocate.
 	Table   func() normalize.Table
@@ -106,7 +108,7 @@ func newWorker(cfg Config) *Worker {
 	if cfg.Table == nil {
 		cfg.Table = func() normalize.Table { return noPolicies{} }
 	}
-	n := normalize.New(normalize.Config{MarkMask: cfg.MarkMask})
+	n := normalize.New(normalize.Config{MarkMask: cfg.MarkMask, FlowSlots: cfg.FlowSlots, FlowIdle: int64(cfg.FlowIdle)})
 	w := &Worker{
 		cfg:    cfg,
 		norm:   n.Packet,

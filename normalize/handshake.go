@@ -53,12 +53,9 @@ func (h *handshakes) set(f *Flow) []handshake {
 // crafted SYNs cannot aim at one set across restarts.
 func (h *handshakes) hash(f *Flow) uint64 {
 	c, s := f.Client.As16(), f.Server.As16()
-	x := h.seed
-	x = mix(x ^ binary.LittleEndian.Uint64(c[0:]))
-	x = mix(x ^ binary.LittleEndian.Uint64(c[8:]))
-	x = mix(x ^ binary.LittleEndian.Uint64(s[0:]))
-	x = mix(x ^ binary.LittleEndian.Uint64(s[8:]))
-	return mix(x ^ uint64(f.ClientPort)<<16 ^ uint64(f.ServerPort))
+	a := binary.LittleEndian.Uint64(c[0:]) ^ bits.RotateLeft64(binary.LittleEndian.Uint64(c[8:]), 32)
+	b := binary.LittleEndian.Uint64(s[0:]) ^ bits.RotateLeft64(binary.LittleEndian.Uint64(s[8:]), 32)
+	return mix(mix(a^h.seed) ^ b ^ uint64(f.ClientPort)<<16 ^ uint64(f.ServerPort)<<48)
 }
 
 func mix(x uint64) uint64 {

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/tcpnorm/tcpnorm/config"
+)
+
+// checkDNSWait bounds how long check waits for DNS: a dead resolver makes
+// check warn, not hang.
+const checkDNSWait = 5 * time.Second
+
+// cmdCheck is `tcpnorm check [-c FILE]`.
+func cmdCheck(args []string) int {
+	return runCheck(args, os.Stdout, os.Stderr, checkDNSWait)
+}
+
+func runCheck(args []string, stdout, stderr io.Writer, wait time.Duration) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", config.DefaultPath, "config `FILE`")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: tcpnorm check [-c FILE]\n\nValidates the config and every policy file, resolves the policies' domains\nand prints each policy with its addresses, ports, direction, mode, actions\nand time to expiry. Errors are printed as FILE:LINE:COL: key: message and\nmake the exit status 1. Warnings (DNS failures, policies expiring within\n7 days or expired, inbound policies with neither cidrs nor spf) do not.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		var errs *config.Errors
+		if errors.As(err, &errs) {
+			for _, e := range errs.List {
+				fmt.Fprintln(stderr, e)
+			}
+			fmt.Fprintf(stderr, "tcpnorm check: %d error(s)\n", len(errs.List))
+		} else {
+			fmt.Fprintln(stderr, err)
+		}
+		return 1
+	}
+	now := time.Now()
+	warnings := cfg.Warnings(now)
+
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	mgr := config.NewManager(cfg, slog.New(slog.DiscardHandler))
+	mgr.Start(ctx)
+	select {
+	case <-mgr.Ready():
+	case <-ctx.Done():
+	}
+	st := mgr.Status()
+	config.WriteCheck(stdout, st, now)
+	for _, s := range st {
+		if s.DNSError != "" {
+			warnings = append(warnings, fmt.Sprintf("%s: DNS: %s (addresses may be incomplete; run keeps retrying)", s.File, s.DNSError))
+		}
+	}
+	for _, w := range warnings {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
+	fmt.Fprintf(stderr, "tcpnorm check: %s: ok, %d policies, %d warning(s)\n", *path, len(st), len(warnings))
+	return 0
+}

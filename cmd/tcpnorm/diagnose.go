@@ -1,0 +1,100 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/tcpnorm/tcpnorm/diagnose"
+)
+
+const diagnoseUsage = `usage: tcpnorm diagnose [--json] [--domain NAME] [--local ADDR[,ADDR...]] FILE
+
+Reads a pcap or pcapng capture (Ethernet, Linux cooked SLL/SLL2 or raw IP;
+IPv4 and IPv6), finds the TCP path fault in it (window-scale mismatch, PAWS
+discards, SYN-option black hole, path-MTU black hole, broken SACK, bad
+checksums) with the evidence, and prints the policy file that works around it
+and a paragraph for the upstream ticket. FILE "-" reads standard input.
+
+Exit status: 0 the capture was analysed (healthy or not: the verdict line and
+"verdict" in --json say which), 1 the file could not be read, 2 usage error.
+`
+
+// cmdDiagnose is `tcpnorm diagnose FILE`.
+func cmdDiagnose(args []string) int {
+	fs := flag.NewFlagSet("diagnose", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	domain := fs.String("domain", "", "the peer's mail `domain` for the policy (default: the peer's address as a /32 or /128)")
+	local := fs.String("local", "", "the capturing host's `addresses` or prefixes, comma-separated (default: inferred)")
+	maxConns := fs.Int("max-conns", diagnose.DefaultMaxConns, "connections analysed at once (memory bound)")
+	fs.Usage = func() {
+		fmt.Fprint(os.Stderr, diagnoseUsage)
+		fs.PrintDefaults()
+	}
+	// Flags may follow the file name.
+	var files []string
+	rest := args
+	for {
+		if err := fs.Parse(rest); err != nil {
+			return 2
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		files = append(files, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+	if len(files) != 1 {
+		fs.Usage()
+		return 2
+	}
+	opt := diagnose.Options{Domain: strings.TrimSuffix(strings.ToLower(*domain), "."), MaxConns: *maxConns}
+	if strings.ContainsAny(opt.Domain, "\"\\ /") {
+		fmt.Fprintf(os.Stderr, "tcpnorm diagnose: --domain %q is not a domain name\n", *domain)
+		return 2
+	}
+	if *local != "" {
+		for _, s := range strings.Split(*local, ",") {
+			s = strings.TrimSpace(s)
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				a, aerr := netip.ParseAddr(s)
+				if aerr != nil {
+					fmt.Fprintf(os.Stderr, "tcpnorm diagnose: --local: %q is neither an address nor a prefix\n", s)
+					return 2
+				}
+				p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+			}
+			opt.Local = append(opt.Local, p.Masked())
+		}
+	}
+	name := files[0]
+	in := os.Stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "tcpnorm diagnose: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		in = f
+	}
+	rep, err := diagnose.Diagnose(in, opt)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tcpnorm diagnose: %s: %v\n", name, err)
+		return 1
+	}
+	if *asJSON {
+		err = rep.WriteJSON(os.Stdout)
+	} else {
+		err = rep.WriteText(os.Stdout, name)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tcpnorm diagnose: %v\n", err)
+		return 1
+	}
+	return 0
+}

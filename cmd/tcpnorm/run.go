@@ -1,0 +1,303 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/tcpnorm/tcpnorm/config"
+	"github.com/tcpnorm/tcpnorm/metrics"
+	"github.com/tcpnorm/tcpnorm/nfq"
+	"github.com/tcpnorm/tcpnorm/normalize"
+	"github.com/tcpnorm/tcpnorm/rules"
+)
+
+// Rewrite log lines: at most this many a second on average (bursts of
+// twice that); the rest are counted and summarized every logSummaryEvery.
+const (
+	logLinesPerSecond = 20
+	logSummaryEvery   = 10 * time.Second
+	rulesTimeout      = 30 * time.Second
+)
+
+// cmdRun is `tcpnorm run [-c FILE]`, the daemon.
+func cmdRun(args []string) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	path := fs.String("c", config.DefaultPath, "config `FILE`")
+	fs.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: tcpnorm run [-c FILE]\n\nRuns the daemon: binds the queues, installs the rules ([rules] install),\nresolves the policies and normalizes handshakes until SIGINT or SIGTERM.\nSIGHUP reloads the config and policies.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	level := new(slog.LevelVar)
+	log, err := newLogger(cfg.Log, os.Stderr, level)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	d := &daemon{path: *path, cfg: cfg, log: log, level: level, rules: rules.Exec{}}
+	if err := d.run(); err != nil {
+		log.Error("exiting", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// newLogger builds the [log] logger; its level can be changed on reload.
+func newLogger(c config.Log, w io.Writer, level *slog.LevelVar) (*slog.Logger, error) {
+	l, err := parseLevel(c.Level)
+	if err != nil {
+		return nil, err
+	}
+	level.Set(l)
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.Format {
+	case "text", "":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", c.Format)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	switch s {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info", "":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("log level %q: want debug, info, warn or error", s)
+}
+
+type daemon struct {
+	path  string
+	cfg   *config.Config
+	log   *slog.Logger
+	level *slog.LevelVar
+	rules rules.Runner
+}
+
+// run is the daemon's life: start-up, the signal loop, shutdown. Whatever
+// ends it (error, signal, panic), rules it installed are removed.
+func (d *daemon) run() error {
+	cfg, log := d.cfg, d.log
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	m := metrics.New(version)
+	mgr := config.NewManager(cfg, log)
+	mgr.Start(ctx)
+
+	var ready atomic.Bool
+	if cfg.Metrics.Listen != "" {
+		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		h := m.Handler(metrics.Source{
+			Version:  version,
+			Ready:    ready.Load,
+			First:    cfg.Queue.First,
+			Count:    cfg.Queue.Count,
+			Kernel:   metrics.NewKernelCollector("", cfg.Queue.First, 2*cfg.Queue.Count),
+			Policies: mgr.Status,
+		})
+		go func() {
+			if err := metrics.Serve(ctx, ln, h); err != nil {
+				log.Error("metrics server failed", "err", err)
+			}
+		}()
+		log.Info("metrics listening", "addr", ln.Addr().String())
+	}
+
+	connLog := nfq.NewConnLog(log, logLinesPerSecond, m.Suppressed)
+	go connLog.Run(ctx, logSummaryEvery)
+
+	// Queues are bound before the rules exist, so the first queued
+	// handshake already has a worker.
+	base := nfq.Config{
+		MaxLen:    cfg.Queue.MaxLen,
+		FailOpen:  cfg.Queue.FailOpen,
+		MarkMask:  cfg.Rules.Mark,
+		FlowSlots: max(1, cfg.Flows.Max/cfg.Queue.Count),
+		FlowIdle:  cfg.Flows.IdleTimeout,
+		Table:     mgr.Table,
+		Metrics:   m,
+		Log:       log,
+		ConnLog:   connLog,
+	}
+	var flows *nfq.Pool
+	if _, err := normalize.NewMarkBits(cfg.Rules.Mark); err == nil {
+		// The later segments of clamped and repaired flows: whole
+		// packets (a rewrite needs the whole segment), and fail-open off,
+		// since a repaired segment that bypassed tcpnorm would poison the
+		// local host's PAWS state.
+		st := base
+		st.MaxLen, st.FailOpen, st.Stateful, st.ConnLog = statefulMaxLen, false, true, nil
+		flows, err = nfq.StartPool(ctx, st, ruleSpec(cfg).StatefulFirst(), cfg.Queue.Count)
+		if err != nil {
+			return err
+		}
+		defer flows.Close()
+		base.SeedSink = flows
+	}
+	pool, err := nfq.StartPool(ctx, base, cfg.Queue.First, cfg.Queue.Count)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	flowsFailed := make(<-chan error)
+	if flows != nil {
+		flowsFailed = flows.Failed()
+	}
+
+	if cfg.Rules.Install {
+		rs, err := rules.Build(ruleSpec(cfg))
+		if err != nil {
+			return err
+		}
+		rctx, rcancel := context.WithTimeout(ctx, rulesTimeout)
+		err = rules.Install(rctx, d.rules, rs)
+		rcancel()
+		if err != nil {
+			return err
+		}
+		// Deferred after pool.Close, so it runs first: handshakes bypass
+		// the queues before the workers go away.
+		defer d.removeRules()
+		log.Info("rules installed", "mode", cfg.Rules.Mode, "queues", queueRange(cfg))
+	} else {
+		log.Info("rules not installed ([rules] install = false)")
+	}
+
+	readyCh := mgr.Ready()
+	if readyCh == nil {
+		closed := make(chan struct{})
+		close(closed)
+		readyCh = closed
+	}
+	for {
+		select {
+		case <-readyCh:
+			readyCh = nil
+			ready.Store(true)
+			m.Ready.Set(1)
+			log.Info("ready", "queues", queueRange(cfg), "mode", cfg.Rules.Mode, "rules", cfg.Rules.Install,
+				"policies", len(cfg.Policies), "version", version)
+			if ok, err := sdNotify("READY=1\nSTATUS=normalizing, queues " + queueRange(cfg)); err != nil {
+				log.Warn("sd_notify failed", "err", err)
+			} else if ok {
+				log.Debug("sd_notify READY=1 sent")
+			}
+		case err := <-pool.Failed():
+			return err
+		case err := <-flowsFailed:
+			return err
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				d.reload(mgr, m)
+				continue
+			}
+			log.Info("stopping", "signal", sig.String())
+			if _, err := sdNotify("STOPPING=1"); err != nil {
+				log.Warn("sd_notify failed", "err", err)
+			}
+			return nil
+		}
+	}
+}
+
+// reload applies the config file again. On any error the running config
+// and policy table stay in force.
+func (d *daemon) reload(mgr *config.Manager, m *metrics.Metrics) {
+	cfg, err := config.Load(d.path)
+	if err == nil {
+		err = mgr.Reload(cfg)
+	}
+	if err != nil {
+		m.Reloads.WithLabelValues("error").Inc()
+		d.log.Error("reload failed; previous config stays in force", "file", d.path, "err", err)
+		return
+	}
+	m.Reloads.WithLabelValues("ok").Inc()
+	if l, err := parseLevel(cfg.Log.Level); err == nil {
+		d.level.Set(l)
+	}
+	if cfg.Log.Format != d.cfg.Log.Format {
+		d.log.Warn("log format change needs a restart", "running", d.cfg.Log.Format, "configured", cfg.Log.Format)
+	}
+	d.log.Info("reloaded", "file", d.path, "policies", len(cfg.Policies))
+}
+
+func (d *daemon) removeRules() {
+	ctx, cancel := context.WithTimeout(context.Background(), rulesTimeout)
+	defer cancel()
+	if err := rules.Remove(ctx, d.rules); err != nil {
+		d.log.Error("removing rules failed", "err", err)
+		return
+	}
+	d.log.Info("rules removed")
+}
+
+// statefulMaxLen is the copy range of the stateful queues: whole packets
+// (the kernel caps it just below 64 KiB).
+const statefulMaxLen = 0xffff
+
+func queueRange(cfg *config.Config) string {
+	if cfg.Queue.Count == 1 {
+		return fmt.Sprint(cfg.Queue.First)
+	}
+	return fmt.Sprintf("%d-%d", cfg.Queue.First, int(cfg.Queue.First)+cfg.Queue.Count-1)
+}
+
+// sdNotify sends state to the service manager at $NOTIFY_SOCKET (a path, or
+// an abstract socket written with a leading '@'). It reports false without
+// error when NOTIFY_SOCKET is unset.
+func sdNotify(state string) (bool, error) {
+	addr := os.Getenv("NOTIFY_SOCKET")
+	if addr == "" {
+		return false, nil
+	}
+	if !strings.HasPrefix(addr, "/") && !strings.HasPrefix(addr, "@") {
+		return false, fmt.Errorf("NOTIFY_SOCKET=%q: want an absolute path or @abstract name", addr)
+	}
+	// Go maps a leading '@' to the abstract namespace (a leading NUL).
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: addr, Net: "unixgram"})
+	if err != nil {
+		return false, err
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte(state)); err != nil {
+		return false, err
+	}
+	return true, nil
+}

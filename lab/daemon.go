@@ -1,0 +1,325 @@
+package lab
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// MetricsAddr is where the daemon in the lab serves /metrics and /status:
+// the gateway's address on the client link.
+const MetricsAddr = "198.18.1.1:9464"
+
+// Policy is one policy file for the lab daemon.
+type Policy struct {
+	Name    string // file base name, without .toml
+	Mode    string // "enforce" (default) or "log-only"
+	Options string // body of the [options] table, TOML lines
+	Reason  string
+}
+
+// FixPolicy is the policy that fixes fault f for the lab's domain.
+func FixPolicy(f Fault, v6 bool, mode string) Policy {
+	return Policy{
+		Name:    Domain,
+		Mode:    mode,
+		Options: f.FixOptions(v6),
+		Reason:  "lab: " + f.String() + " on the path to " + MXHost,
+	}
+}
+
+// Text is the policy file.
+func (p Policy) Text() string {
+	mode := p.Mode
+	if mode == "" {
+		mode = "enforce"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "domain = %q\n", Domain)
+	b.WriteString("mx = true\n")
+	fmt.Fprintf(&b, "ports = [%d]\n", SMTPPort)
+	b.WriteString("direction = \"outbound\"\n")
+	fmt.Fprintf(&b, "mode = %q\n", mode)
+	if p.Reason != "" {
+		fmt.Fprintf(&b, "reason = %q\n", p.Reason)
+	}
+	b.WriteString("ticket = \"LAB-1\"\n\n[options]\n")
+	b.WriteString(p.Options)
+	return b.String()
+}
+
+// ConfigText is the tcpnorm.toml the lab daemon runs with.
+func ConfigText() string {
+	return `policy_dir = "policies.d"
+
+[queue]
+first = 0
+count = 2
+
+[rules]
+install = true
+mode = "gateway"
+
+[dns]
+servers = ["` + DNSServer() + `"]
+min_refresh = "30s"
+
+[metrics]
+listen = "` + MetricsAddr + `"
+
+[log]
+level = "debug"
+format = "text"
+`
+}
+
+// Daemon is a tcpnorm daemon running on the lab's gateway.
+type Daemon struct {
+	Dir    string // holds tcpnorm.toml and policies.d
+	cmd    *exec.Cmd
+	lab    *Lab
+	mu     sync.Mutex
+	lines  []string
+	ready  chan struct{}
+	exited chan struct{}
+	err    error // exit status, once exited is closed
+}
+
+// StartDaemon writes the config and policies into a new directory under
+// dir and starts `bin run -c` in the gateway namespace. It returns once the
+// daemon logged msg=ready, or with an error (the daemon then stopped and the
+// directory removed). The caller removes Dir after Stop.
+func (l *Lab) StartDaemon(ctx context.Context, bin, dir string, policies []Policy, timeout time.Duration) (dm *Daemon, err error) {
+	d, err := os.MkdirTemp(dir, "tcpnorm-lab-")
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(d)
+		}
+	}()
+	if err := os.Mkdir(filepath.Join(d, "policies.d"), 0o755); err != nil {
+		return nil, err
+	}
+	cfg := filepath.Join(d, "tcpnorm.toml")
+	if err := os.WriteFile(cfg, []byte(ConfigText()), 0o644); err != nil {
+		return nil, err
+	}
+	for _, p := range policies {
+		if err := os.WriteFile(filepath.Join(d, "policies.d", p.Name+".toml"), []byte(p.Text()), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	dm = &Daemon{Dir: d, lab: l, ready: make(chan struct{}), exited: make(chan struct{})}
+	dm.cmd = exec.Command("ip", "netns", "exec", l.Gateway, bin, "run", "-c", cfg)
+	// The daemon must not outlive the lab's process.
+	dm.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := dm.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	dm.cmd.Stderr = dm.cmd.Stdout
+	if err := dm.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start daemon: %w", err)
+	}
+	go dm.read(out)
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-dm.ready:
+		return dm, nil
+	case <-dm.exited:
+		return nil, fmt.Errorf("daemon exited before ready (%v):\n%s", dm.err, dm.Log())
+	case <-t.C:
+		dm.Stop()
+		return nil, fmt.Errorf("daemon not ready after %s:\n%s", timeout, dm.Log())
+	case <-ctx.Done():
+		dm.Stop()
+		return nil, ctx.Err()
+	}
+}
+
+func (dm *Daemon) read(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	readyOnce := false
+	for sc.Scan() {
+		line := sc.Text()
+		dm.mu.Lock()
+		dm.lines = append(dm.lines, line)
+		dm.mu.Unlock()
+		if !readyOnce && (strings.Contains(line, "msg=ready") || strings.Contains(line, `"msg":"ready"`)) {
+			readyOnce = true
+			close(dm.ready)
+		}
+	}
+	dm.err = dm.cmd.Wait()
+	close(dm.exited)
+}
+
+// Log is everything the daemon printed so far.
+func (dm *Daemon) Log() string {
+	dm.mu.Lock()
+	defer dm.mu.Unlock()
+	return strings.Join(dm.lines, "\n")
+}
+
+// LogLines returns the daemon's lines from index from on, and the next index.
+func (dm *Daemon) LogLines(from int) ([]string, int) {
+	dm.mu.Lock()
+	defer dm.mu.Unlock()
+	if from > len(dm.lines) {
+		from = len(dm.lines)
+	}
+	return append([]string(nil), dm.lines[from:]...), len(dm.lines)
+}
+
+// Stop sends SIGTERM and waits for the daemon to exit (SIGKILL after 10s).
+// It returns the daemon's exit error, nil for a clean exit.
+func (dm *Daemon) Stop() error {
+	select {
+	case <-dm.exited:
+		return dm.err
+	default:
+	}
+	dm.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-dm.exited:
+	case <-time.After(10 * time.Second):
+		dm.cmd.Process.Kill()
+		<-dm.exited
+		return errors.New("daemon ignored SIGTERM for 10s: killed")
+	}
+	return dm.err
+}
+
+// Get fetches path ("/metrics", "/status") from the daemon's metrics
+// listener, connecting from the gateway namespace.
+func (dm *Daemon) Get(ctx context.Context, path string) (string, error) {
+	return dm.lab.HTTPGet(ctx, dm.lab.Gateway, "http://"+MetricsAddr+path)
+}
+
+// HTTPGet fetches url with a connection made in namespace ns.
+func (l *Lab) HTTPGet(ctx context.Context, ns, url string) (string, error) {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var c net.Conn
+			err := InNetns(ns, func() error {
+				var d net.Dialer
+				var err error
+				c, err = d.DialContext(ctx, network, addr)
+				return err
+			})
+			return c, err
+		},
+		DisableKeepAlives: true,
+	}
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return string(b), fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return string(b), nil
+}
+
+// TcpnormRules returns the lines of iptables-save and ip6tables-save in the
+// gateway that mention tcpnorm: empty once the daemon removed its rules.
+func (l *Lab) TcpnormRules(ctx context.Context) ([]string, error) {
+	var found []string
+	for _, cmd := range []string{"iptables-save", "ip6tables-save"} {
+		out, err := run(ctx, l.Gateway, cmd)
+		if err != nil {
+			return nil, err
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(strings.ToLower(line), "tcpnorm") || strings.Contains(line, "NFQUEUE") {
+				found = append(found, cmd+": "+line)
+			}
+		}
+	}
+	return found, nil
+}
+
+// ConntrackInvalid sums conntrack's per-CPU invalid counter in namespace ns.
+func ConntrackInvalid(ns string) (uint64, error) {
+	var text string
+	err := InNetns(ns, func() error {
+		b, err := os.ReadFile("/proc/thread-self/net/stat/nf_conntrack")
+		text = string(b)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return parseCTStat(text, "invalid")
+}
+
+// parseCTStat sums column col of /proc/net/stat/nf_conntrack (hex, one line
+// per CPU under a header line).
+func parseCTStat(text, col string) (uint64, error) {
+	lines := strings.Split(strings.TrimSpace(text), "\n")
+	if len(lines) < 2 {
+		return 0, errors.New("nf_conntrack stat: no data")
+	}
+	idx := -1
+	for i, h := range strings.Fields(lines[0]) {
+		if h == col {
+			idx = i
+		}
+	}
+	if idx < 0 {
+		return 0, fmt.Errorf("nf_conntrack stat: no column %q", col)
+	}
+	var sum uint64
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		if idx >= len(f) {
+			return 0, fmt.Errorf("nf_conntrack stat: short line %q", l)
+		}
+		var v uint64
+		if _, err := fmt.Sscanf(f[idx], "%x", &v); err != nil {
+			return 0, fmt.Errorf("nf_conntrack stat: %q: %w", f[idx], err)
+		}
+		sum += v
+	}
+	return sum, nil
+}
+
+// ConntrackInvalidAll reads the invalid counter of every lab namespace.
+func (l *Lab) ConntrackInvalidAll() (map[string]uint64, error) {
+	m := make(map[string]uint64)
+	for _, ns := range l.Namespaces() {
+		v, err := ConntrackInvalid(ns)
+		if err != nil {
+			return nil, err
+		}
+		m[ns] = v
+	}
+	return m, nil
+}

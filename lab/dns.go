@@ -1,0 +1,125 @@
+package lab
+
+import (
+	"net"
+	"strings"
+	"sync"
+
+	"github.com/miekg/dns"
+)
+
+// dnsTTL is short so a daemon's refresh would notice changes quickly.
+const dnsTTL = 60
+
+// dnsServer answers for the lab's domain on DNSV4 and DNSV6, port 53, UDP
+// and TCP, inside the server namespace.
+type dnsServer struct {
+	servers []*dns.Server
+	wg      sync.WaitGroup
+}
+
+func startDNS(ns string) (*dnsServer, error) {
+	var pcs []net.PacketConn
+	var lns []net.Listener
+	err := InNetns(ns, func() error {
+		for _, a := range []string{"[" + DNSV4.String() + "]:53", "[" + DNSV6.String() + "]:53"} {
+			pc, err := net.ListenPacket("udp", a)
+			if err != nil {
+				return err
+			}
+			pcs = append(pcs, pc)
+			ln, err := net.Listen("tcp", a)
+			if err != nil {
+				return err
+			}
+			lns = append(lns, ln)
+		}
+		return nil
+	})
+	if err != nil {
+		for _, pc := range pcs {
+			pc.Close()
+		}
+		for _, ln := range lns {
+			ln.Close()
+		}
+		return nil, err
+	}
+	d := &dnsServer{}
+	h := dns.HandlerFunc(answer)
+	for _, pc := range pcs {
+		d.servers = append(d.servers, &dns.Server{PacketConn: pc, Handler: h})
+	}
+	for _, ln := range lns {
+		d.servers = append(d.servers, &dns.Server{Listener: ln, Handler: h})
+	}
+	for _, s := range d.servers {
+		started := make(chan struct{})
+		s.NotifyStartedFunc = func() { close(started) }
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			s.ActivateAndServe()
+		}()
+		<-started
+	}
+	return d, nil
+}
+
+func (d *dnsServer) stop() {
+	for _, s := range d.servers {
+		s.Shutdown()
+	}
+	d.wg.Wait()
+}
+
+// zone returns the records for name and type; ok is false for names outside
+// the zone (NXDOMAIN).
+func zone(name string, qtype uint16) (rrs []dns.RR, ok bool) {
+	name = strings.ToLower(dns.Fqdn(name))
+	hdr := func(t uint16) dns.RR_Header {
+		return dns.RR_Header{Name: name, Rrtype: t, Class: dns.ClassINET, Ttl: dnsTTL}
+	}
+	switch name {
+	case dns.Fqdn(Domain):
+		if qtype == dns.TypeMX || qtype == dns.TypeANY {
+			rrs = append(rrs, &dns.MX{Hdr: hdr(dns.TypeMX), Preference: 10, Mx: dns.Fqdn(MXHost)})
+		}
+		return rrs, true
+	case dns.Fqdn(MXHost):
+		if qtype == dns.TypeA || qtype == dns.TypeANY {
+			rrs = append(rrs, &dns.A{Hdr: hdr(dns.TypeA), A: ServerV4.AsSlice()})
+		}
+		if qtype == dns.TypeAAAA || qtype == dns.TypeANY {
+			rrs = append(rrs, &dns.AAAA{Hdr: hdr(dns.TypeAAAA), AAAA: ServerV6.AsSlice()})
+		}
+		return rrs, true
+	}
+	return nil, false
+}
+
+func answer(w dns.ResponseWriter, req *dns.Msg) {
+	m := new(dns.Msg)
+	m.SetReply(req)
+	m.Authoritative = true
+	if len(req.Question) != 1 {
+		m.Rcode = dns.RcodeFormatError
+		w.WriteMsg(m)
+		return
+	}
+	q := req.Question[0]
+	rrs, ok := zone(q.Name, q.Qtype)
+	if !ok {
+		m.Rcode = dns.RcodeNameError
+	}
+	m.Answer = rrs
+	if q.Qtype == dns.TypeMX {
+		for _, rr := range rrs {
+			if mx, isMX := rr.(*dns.MX); isMX {
+				extra, _ := zone(mx.Mx, dns.TypeANY)
+				m.Extra = append(m.Extra, extra...)
+			}
+		}
+	}
+	w.WriteMsg(m)
+}
