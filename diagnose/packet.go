@@ -81,14 +81,26 @@ var optNames = [...]struct {
 	{optBitOther, "other"}, {optBitMalformed, "malformed"},
 }
 
+// csumState is a segment's checksum as normalize.VerifyTCPChecksum found
+// it, or csumUnchecked when the capture does not hold the whole segment.
 type csumState uint8
 
 const (
-	csumUnchecked csumState = iota // not complete in the capture
+	csumUnchecked csumState = iota
 	csumGood
 	csumBad
 	csumPartial // the pseudo-header sum only: transmit checksum offload
 )
+
+func checkTCP(ip []byte, seg []byte) csumState {
+	switch normalize.VerifyTCPChecksum(ip, seg) {
+	case normalize.ChecksumGood:
+		return csumGood
+	case normalize.ChecksumPartial:
+		return csumPartial
+	}
+	return csumBad
+}
 
 // decode parses an IP packet into s. wireLen is the frame's original length
 // minus the link header: the IP length when the header does not say (TSO
@@ -174,7 +186,7 @@ func decode(ip []byte, wireLen int, s *segment) pktKind {
 	s.complete = hl+len(l4) >= s.ipLen && len(l4) == s.ipLen-hl
 	s.csum = csumUnchecked
 	if s.complete {
-		s.csum = checkTCP(ip, s.v6, l4)
+		s.csum = checkTCP(ip, l4)
 	}
 	s.parseOptions()
 	return kindTCP

@@ -608,3 +608,23 @@ func randomDrop(p float64, seed int64) func(uint32, int, int) bool {
 func sortSlice[T any](s []T, less func(i, j int) bool) { sort.SliceStable(s, less) }
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+// sum16 and fold compute checksums for the simulator's packets (RFC 1071),
+// independently of the code under test.
+func sum16(b []byte, s uint64) uint64 {
+	for len(b) >= 2 {
+		s += uint64(binary.BigEndian.Uint16(b))
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		s += uint64(b[0]) << 8
+	}
+	return s
+}
+
+func fold(s uint64) uint16 {
+	for s>>16 != 0 {
+		s = s&0xffff + s>>16
+	}
+	return uint16(s)
+}

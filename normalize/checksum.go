@@ -52,3 +52,36 @@ func fullTCPChecksum(ph uint32, seg []byte) uint16 {
 	s = sum16(seg[tcpChecksum+2:], s)
 	return ^fold(s)
 }
+
+// ChecksumState is what a TCP checksum field says of its segment.
+type ChecksumState uint8
+
+const (
+	ChecksumBad     ChecksumState = iota
+	ChecksumGood                  // the segment verifies
+	ChecksumPartial               // only the pseudo-header sum: left for the NIC to finish (transmit offload)
+)
+
+// VerifyTCPChecksum checks the checksum of seg, a complete segment carried
+// by the IPv4 or IPv6 packet ip (the IP header at ip[0]). It is for tools
+// that read captures; the packet path only updates checksums.
+func VerifyTCPChecksum(ip []byte, seg TCP) ChecksumState {
+	var ph uint32
+	if len(ip) > 0 && ip[0]>>4 == 6 && len(ip) >= IPv6MinimumSize {
+		ph = IPv6(ip).pseudoHeaderSum()
+	} else if len(ip) >= IPv4MinimumSize {
+		ph = IPv4(ip).pseudoHeaderSum()
+	} else {
+		return ChecksumBad
+	}
+	ph += protoTCP + uint32(len(seg))
+	if fold(sum16(seg, ph)) == 0xffff {
+		return ChecksumGood
+	}
+	if len(seg) >= TCPMinimumSize {
+		if p := fold(ph); seg.Checksum() == p || seg.Checksum() == ^p {
+			return ChecksumPartial
+		}
+	}
+	return ChecksumBad
+}

@@ -361,11 +361,7 @@ func mssChange(pol *Policy, o *optionSummary) Change {
 // kernel left the checksum unfinished.
 func apply(seg *segment, o *optionSummary, pol *Policy, ch Change, csumNotReady bool) {
 	tcp := seg.tcp
-	hdr := tcp[:tcp.DataOffset()]
-	var old uint16
-	if !csumNotReady {
-		old = fold(sum16(hdr, 0))
-	}
+	old := headerSum(seg, csumNotReady)
 	if ch&ChWSStripped != 0 {
 		nopFill(o.ws)
 	}
@@ -387,9 +383,26 @@ func apply(seg *segment, o *optionSummary, pol *Policy, ch Change, csumNotReady 
 	if ch&ChECNCleared != 0 {
 		tcp.clearECN(true)
 	}
+	finishChecksum(seg, csumNotReady, old)
+}
+
+// headerSum is the sum of the TCP header before an edit, for
+// finishChecksum (not needed when the checksum will be computed in full).
+func headerSum(seg *segment, csumNotReady bool) uint16 {
+	if csumNotReady {
+		return 0
+	}
+	return fold(sum16(seg.tcp[:seg.tcp.DataOffset()], 0))
+}
+
+// finishChecksum fixes the checksum after edits inside the TCP header:
+// incrementally over the header's words (RFC 1624), or in full when the
+// kernel left the checksum unfinished.
+func finishChecksum(seg *segment, csumNotReady bool, old uint16) {
+	tcp := seg.tcp
 	if csumNotReady {
 		tcp.SetChecksum(fullTCPChecksum(seg.pseudoHeaderSum(), tcp))
 		return
 	}
-	tcp.SetChecksum(updateChecksum(tcp.Checksum(), old, fold(sum16(hdr, 0))))
+	tcp.SetChecksum(updateChecksum(tcp.Checksum(), old, fold(sum16(tcp[:tcp.DataOffset()], 0))))
 }

@@ -54,7 +54,7 @@ func (n *Normalizer) stateful(r *Result, seg *segment, fields uint32, m *Meta) {
 			return
 		}
 		tcp.SetWindow(nw)
-		n.fixChecksum(seg, m, w, nw)
+		fixWordChecksum(seg, m, w, nw)
 		r.Modified = true
 		return
 	}
@@ -90,24 +90,16 @@ func (n *Normalizer) stateful(r *Result, seg *segment, fields uint32, m *Meta) {
 		r.Why.Reason = ReasonTruncated
 		return
 	}
-	hdr := tcp[:tcp.DataOffset()]
-	var old uint16
-	if !m.CsumNotReady {
-		old = fold(sum16(hdr, 0))
-	}
+	old := headerSum(seg, m.CsumNotReady)
 	setOptTSval(opts.ts, nv)
-	if m.CsumNotReady {
-		tcp.SetChecksum(fullTCPChecksum(seg.pseudoHeaderSum(), tcp))
-	} else {
-		tcp.SetChecksum(updateChecksum(tcp.Checksum(), old, fold(sum16(hdr, 0))))
-	}
+	finishChecksum(seg, m.CsumNotReady, old)
 	r.Modified = true
 }
 
-// fixChecksum updates the checksum after one aligned 16-bit word changed
+// fixWordChecksum updates the checksum after one aligned 16-bit word changed
 // from o to w (RFC 1624), or recomputes it when the kernel left it
 // unfinished.
-func (n *Normalizer) fixChecksum(seg *segment, m *Meta, o, w uint16) {
+func fixWordChecksum(seg *segment, m *Meta, o, w uint16) {
 	if m.CsumNotReady {
 		seg.tcp.SetChecksum(fullTCPChecksum(seg.pseudoHeaderSum(), seg.tcp))
 		return
