@@ -60,6 +60,7 @@ type Log struct {
 type Flows struct {
 	Max         int
 	IdleTimeout time.Duration
+	TSRateMax   uint32 // the fastest remote timestamp clock repair assumes, ticks per second
 }
 
 // PolicyFile is one policy_dir/*.toml.

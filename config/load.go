@@ -143,7 +143,8 @@ func decodeMain(cfg *Config, top *table, dir string) {
 	f := top.sub("flows")
 	cfg.Flows.Max = int(f.integer("max", 262144, 1, maxFlows))
 	cfg.Flows.IdleTimeout = f.duration("idle_timeout", 5*time.Minute)
-	f.unknown("max", "idle_timeout")
+	cfg.Flows.TSRateMax = uint32(f.integer("ts_rate_max", 1000000, 1, 1e9))
+	f.unknown("max", "idle_timeout", "ts_rate_max")
 
 	top.unknown("policy_dir", "queue", "rules", "dns", "metrics", "log", "flows")
 }

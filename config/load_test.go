@@ -292,6 +292,7 @@ format = "json"
 [flows]
 max = 1000
 idle_timeout = "90s"
+ts_rate_max = 2000
 `
 	pol := `domain = "Example.NET."
 mx = true
@@ -328,7 +329,7 @@ ecn = "clear"
 		DNS:       DNS{Servers: []string{"198.18.0.53:53", "[2001:2::53]:5353"}, MinRefresh: 10 * time.Second, MaxRefresh: 10 * time.Minute},
 		Metrics:   Metrics{Listen: ""},
 		Log:       Log{Level: "debug", Format: "json"},
-		Flows:     Flows{Max: 1000, IdleTimeout: 90 * time.Second},
+		Flows:     Flows{Max: 1000, IdleTimeout: 90 * time.Second, TSRateMax: 2000},
 		Policies: []*PolicyFile{
 			{
 				File:   filepath.Join(dir, "policies.d", "b.toml"),
@@ -374,7 +375,7 @@ func TestLoadDefaults(t *testing.T) {
 		DNS:       DNS{MinRefresh: 30 * time.Second, MaxRefresh: time.Hour},
 		Metrics:   Metrics{Listen: "127.0.0.1:9464"},
 		Log:       Log{Level: "info", Format: "text"},
-		Flows:     Flows{Max: 262144, IdleTimeout: 5 * time.Minute},
+		Flows:     Flows{Max: 262144, IdleTimeout: 5 * time.Minute, TSRateMax: 1000000},
 	}
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Errorf("Load (-want +got):\n%s", diff)

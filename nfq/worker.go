@@ -27,6 +27,7 @@ type Config struct {
 	MarkMask    uint32        // [rules] mark, for the normalizer
 	FlowSlots   int           // repair state this worker keeps ([flows] max / count)
 	FlowIdle    time.Duration // [flows] idle_timeout
+	TSRateMax   uint32        // [flows] ts_rate_max
 	// Table returns the policy table in force (config.Manager.Table). It is
 	// called once per packet and must not block or allocate.
 	Table   func() normalize.Table
@@ -108,7 +109,7 @@ func newWorker(cfg Config) *Worker {
 	if cfg.Table == nil {
 		cfg.Table = func() normalize.Table { return noPolicies{} }
 	}
-	n := normalize.New(normalize.Config{MarkMask: cfg.MarkMask, FlowSlots: cfg.FlowSlots, FlowIdle: int64(cfg.FlowIdle)})
+	n := normalize.New(normalize.Config{MarkMask: cfg.MarkMask, FlowSlots: cfg.FlowSlots, FlowIdle: int64(cfg.FlowIdle), TSRateMax: cfg.TSRateMax})
 	w := &Worker{
 		cfg:    cfg,
 		norm:   n.Packet,

@@ -150,6 +150,7 @@ func (d *daemon) run() error {
 		MarkMask:  cfg.Rules.Mark,
 		FlowSlots: max(1, cfg.Flows.Max/cfg.Queue.Count),
 		FlowIdle:  cfg.Flows.IdleTimeout,
+		TSRateMax: cfg.Flows.TSRateMax,
 		Table:     mgr.Table,
 		Metrics:   m,
 		Log:       log,
