@@ -55,6 +55,7 @@ type Metrics struct {
 	errs        *prometheus.CounterVec
 	enobufs     *prometheus.CounterVec
 	seedDropped *prometheus.CounterVec
+	evictions   *prometheus.CounterVec
 	Suppressed  prometheus.Counter // rewrite log lines dropped by the rate limit
 	Reloads     *prometheus.CounterVec
 	Ready       prometheus.Gauge
@@ -93,6 +94,10 @@ func New(version string) *Metrics {
 			Name: "tcpnorm_worker_errors_total",
 			Help: "Queue socket errors by queue and operation (receive, verdict).",
 		}, []string{"queue", "op"}),
+		evictions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tcpnorm_evictions_total",
+			Help: "Bounded per-worker state replaced before it was done with, by table: handshake (a SYN's decision before its SYN-ACK came) or repair (a flow's timestamp state before it went idle).",
+		}, []string{"queue", "table"}),
 		seedDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tcpnorm_repair_seeds_dropped_total",
 			Help: "Timestamp-repair seeds a handshake worker could not hand to its stateful worker (backlog full); those flows seed from their first later segment.",
@@ -122,7 +127,7 @@ func New(version string) *Metrics {
 	})
 	info.Set(1)
 	m.Registry.MustRegister(m.packets, m.rewrites, m.would, m.procTime, m.panics, m.errs,
-		m.enobufs, m.seedDropped, m.Suppressed, m.Reloads, m.Ready, info,
+		m.enobufs, m.seedDropped, m.evictions, m.Suppressed, m.Reloads, m.Ready, info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{"ok", "error"} {
 		m.Reloads.WithLabelValues(r)
@@ -140,15 +145,17 @@ func (m *Metrics) Queue(q uint16) *Queue {
 	}
 	ql := strconv.Itoa(int(q))
 	mq := &Queue{
-		m:           m,
-		Panics:      m.panics.WithLabelValues(ql),
-		Receive:     m.errs.WithLabelValues(ql, "receive"),
-		Verdict:     m.errs.WithLabelValues(ql, "verdict"),
-		ENOBUFS:     m.enobufs.WithLabelValues(ql),
-		SeedDropped: m.seedDropped.WithLabelValues(ql),
-		ProcTime:    m.procTime.WithLabelValues(ql),
-		packets:     make([][]prometheus.Counter, numVerdicts),
-		cache:       map[rewriteKey]prometheus.Counter{},
+		m:                  m,
+		Panics:             m.panics.WithLabelValues(ql),
+		Receive:            m.errs.WithLabelValues(ql, "receive"),
+		Verdict:            m.errs.WithLabelValues(ql, "verdict"),
+		ENOBUFS:            m.enobufs.WithLabelValues(ql),
+		SeedDropped:        m.seedDropped.WithLabelValues(ql),
+		HandshakeEvictions: m.evictions.WithLabelValues(ql, "handshake"),
+		FlowEvictions:      m.evictions.WithLabelValues(ql, "repair"),
+		ProcTime:           m.procTime.WithLabelValues(ql),
+		packets:            make([][]prometheus.Counter, numVerdicts),
+		cache:              map[rewriteKey]prometheus.Counter{},
 	}
 	for v := range mq.packets {
 		mq.packets[v] = make([]prometheus.Counter, numReasons+1)
@@ -164,15 +171,17 @@ func (m *Metrics) Queue(q uint16) *Queue {
 // Queue holds one queue's counters. Its methods are for the queue's own
 // worker only: the rewrite cache is not locked.
 type Queue struct {
-	m           *Metrics
-	Panics      prometheus.Counter
-	Receive     prometheus.Counter // receive errors other than ENOBUFS
-	Verdict     prometheus.Counter // verdicts the kernel could not be sent
-	ENOBUFS     prometheus.Counter
-	SeedDropped prometheus.Counter
-	ProcTime    prometheus.Observer
-	packets     [][]prometheus.Counter // [verdict][reason, then ReasonError]
-	cache       map[rewriteKey]prometheus.Counter
+	m                  *Metrics
+	Panics             prometheus.Counter
+	Receive            prometheus.Counter // receive errors other than ENOBUFS
+	Verdict            prometheus.Counter // verdicts the kernel could not be sent
+	ENOBUFS            prometheus.Counter
+	SeedDropped        prometheus.Counter
+	HandshakeEvictions prometheus.Counter
+	FlowEvictions      prometheus.Counter
+	ProcTime           prometheus.Observer
+	packets            [][]prometheus.Counter // [verdict][reason, then ReasonError]
+	cache              map[rewriteKey]prometheus.Counter
 }
 
 // Packet counts one packet's verdict and reason.

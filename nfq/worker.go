@@ -82,8 +82,9 @@ type Worker struct {
 	m    *metrics.Queue
 	log  *slog.Logger
 
-	seeds chan seed // stateful workers: seeds from the handshake worker
-	epoch time.Time // for Meta.Now
+	seeds chan seed       // stateful workers: seeds from the handshake worker
+	epoch time.Time       // for Meta.Now
+	stats normalize.Stats // last published
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -248,6 +249,9 @@ func (w *Worker) hook(a nfqueue.Attribute) int {
 	if sample {
 		w.m.ProcTime.Observe(time.Since(start).Seconds())
 	}
+	if w.seq&1023 == 0 {
+		w.publishStats()
+	}
 	if !ok {
 		w.m.PacketError()
 		return 0
@@ -260,6 +264,14 @@ func (w *Worker) hook(a nfqueue.Attribute) int {
 		w.cfg.ConnLog.offer(w.cfg.Queue, res)
 	}
 	return 0
+}
+
+// publishStats adds the normalizer's own counters to the metrics.
+func (w *Worker) publishStats() {
+	s := w.n.Stats()
+	w.m.HandshakeEvictions.Add(float64(s.HandshakeEvictions - w.stats.HandshakeEvictions))
+	w.m.FlowEvictions.Add(float64(s.FlowEvictions - w.stats.FlowEvictions))
+	w.stats = s
 }
 
 // takeSeeds starts the repair state of flows whose handshakes another
