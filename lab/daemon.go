@@ -59,8 +59,14 @@ func (p Policy) Text() string {
 	return b.String()
 }
 
-// ConfigText is the tcpnorm.toml the lab daemon runs with.
-func ConfigText() string {
+// HostMetricsAddr is where a daemon in host mode on the client serves
+// /metrics and /status.
+const HostMetricsAddr = "198.18.1.2:9464"
+
+// ConfigText is the tcpnorm.toml the lab daemon on the gateway runs with.
+func ConfigText() string { return configText("gateway", MetricsAddr) }
+
+func configText(mode, metrics string) string {
 	return `policy_dir = "policies.d"
 
 [queue]
@@ -69,14 +75,14 @@ count = 2
 
 [rules]
 install = true
-mode = "gateway"
+mode = "` + mode + `"
 
 [dns]
 servers = ["` + DNSServer() + `"]
 min_refresh = "30s"
 
 [metrics]
-listen = "` + MetricsAddr + `"
+listen = "` + metrics + `"
 
 [log]
 level = "debug"
@@ -86,14 +92,16 @@ format = "text"
 
 // Daemon is a tcpnorm daemon running on the lab's gateway.
 type Daemon struct {
-	Dir    string // holds tcpnorm.toml and policies.d
-	cmd    *exec.Cmd
-	lab    *Lab
-	mu     sync.Mutex
-	lines  []string
-	ready  chan struct{}
-	exited chan struct{}
-	err    error // exit status, once exited is closed
+	Dir     string // holds tcpnorm.toml and policies.d
+	NS      string // the namespace it runs in
+	Metrics string // its metrics listener
+	cmd     *exec.Cmd
+	lab     *Lab
+	mu      sync.Mutex
+	lines   []string
+	ready   chan struct{}
+	exited  chan struct{}
+	err     error // exit status, once exited is closed
 }
 
 // StartDaemon writes the config and policies into a new directory under
@@ -101,6 +109,17 @@ type Daemon struct {
 // daemon logged msg=ready, or with an error (the daemon then stopped and the
 // directory removed). The caller removes Dir after Stop.
 func (l *Lab) StartDaemon(ctx context.Context, bin, dir string, policies []Policy, timeout time.Duration) (dm *Daemon, err error) {
+	return l.startDaemon(ctx, l.Gateway, "gateway", MetricsAddr, bin, dir, policies, timeout)
+}
+
+// StartHostDaemon is StartDaemon for a daemon in host mode on the client
+// (the MTA itself), the gateway just forwarding. It serves metrics on
+// HostMetricsAddr.
+func (l *Lab) StartHostDaemon(ctx context.Context, bin, dir string, policies []Policy, timeout time.Duration) (dm *Daemon, err error) {
+	return l.startDaemon(ctx, l.Client, "host", HostMetricsAddr, bin, dir, policies, timeout)
+}
+
+func (l *Lab) startDaemon(ctx context.Context, ns, mode, metrics, bin, dir string, policies []Policy, timeout time.Duration) (dm *Daemon, err error) {
 	d, err := os.MkdirTemp(dir, "tcpnorm-lab-")
 	if err != nil {
 		return nil, err
@@ -114,7 +133,7 @@ func (l *Lab) StartDaemon(ctx context.Context, bin, dir string, policies []Polic
 		return nil, err
 	}
 	cfg := filepath.Join(d, "tcpnorm.toml")
-	if err := os.WriteFile(cfg, []byte(ConfigText()), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(configText(mode, metrics)), 0o644); err != nil {
 		return nil, err
 	}
 	for _, p := range policies {
@@ -122,8 +141,8 @@ func (l *Lab) StartDaemon(ctx context.Context, bin, dir string, policies []Polic
 			return nil, err
 		}
 	}
-	dm = &Daemon{Dir: d, lab: l, ready: make(chan struct{}), exited: make(chan struct{})}
-	dm.cmd = exec.Command("ip", "netns", "exec", l.Gateway, bin, "run", "-c", cfg)
+	dm = &Daemon{Dir: d, NS: ns, Metrics: metrics, lab: l, ready: make(chan struct{}), exited: make(chan struct{})}
+	dm.cmd = exec.Command("ip", "netns", "exec", ns, bin, "run", "-c", cfg)
 	// The daemon must not outlive the lab's process.
 	dm.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := dm.cmd.StdoutPipe()
@@ -208,7 +227,7 @@ func (dm *Daemon) Stop() error {
 // Get fetches path ("/metrics", "/status") from the daemon's metrics
 // listener, connecting from the gateway namespace.
 func (dm *Daemon) Get(ctx context.Context, path string) (string, error) {
-	return dm.lab.HTTPGet(ctx, dm.lab.Gateway, "http://"+MetricsAddr+path)
+	return dm.lab.HTTPGet(ctx, dm.NS, "http://"+dm.Metrics+path)
 }
 
 // HTTPGet fetches url with a connection made in namespace ns.
@@ -251,9 +270,14 @@ func (l *Lab) HTTPGet(ctx context.Context, ns, url string) (string, error) {
 // TcpnormRules returns the lines of iptables-save and ip6tables-save in the
 // gateway that mention tcpnorm: empty once the daemon removed its rules.
 func (l *Lab) TcpnormRules(ctx context.Context) ([]string, error) {
+	return l.TcpnormRulesIn(ctx, l.Gateway)
+}
+
+// TcpnormRulesIn is TcpnormRules for namespace ns.
+func (l *Lab) TcpnormRulesIn(ctx context.Context, ns string) ([]string, error) {
 	var found []string
 	for _, cmd := range []string{"iptables-save", "ip6tables-save"} {
-		out, err := run(ctx, l.Gateway, cmd)
+		out, err := run(ctx, ns, cmd)
 		if err != nil {
 			return nil, err
 		}
@@ -322,4 +346,46 @@ func (l *Lab) ConntrackInvalidAll() (map[string]uint64, error) {
 		m[ns] = v
 	}
 	return m, nil
+}
+
+// TCPInCsumErrors reads the Tcp InCsumErrors counter of namespace ns
+// (/proc/net/snmp; it counts IPv4 and IPv6 segments).
+func TCPInCsumErrors(ns string) (uint64, error) {
+	var text string
+	err := InNetns(ns, func() error {
+		b, err := os.ReadFile("/proc/thread-self/net/snmp")
+		text = string(b)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return parseSNMP(text, "Tcp", "InCsumErrors")
+}
+
+// parseSNMP finds counter col of protocol proto in /proc/net/snmp text: a
+// header line and a value line per protocol, both starting "proto:".
+func parseSNMP(text, proto, col string) (uint64, error) {
+	var hdr []string
+	for _, ln := range strings.Split(text, "\n") {
+		f := strings.Fields(ln)
+		if len(f) == 0 || f[0] != proto+":" {
+			continue
+		}
+		if hdr == nil {
+			hdr = f
+			continue
+		}
+		for i, h := range hdr {
+			if h == col && i < len(f) {
+				var v uint64
+				if _, err := fmt.Sscan(f[i], &v); err != nil {
+					return 0, fmt.Errorf("snmp %s %s: %q: %w", proto, col, f[i], err)
+				}
+				return v, nil
+			}
+		}
+		return 0, fmt.Errorf("snmp: no %s %s", proto, col)
+	}
+	return 0, fmt.Errorf("snmp: no %s values", proto)
 }

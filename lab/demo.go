@@ -178,7 +178,11 @@ func (l *Lab) demoTransfer(ctx context.Context, w io.Writer, t Transfer) (Transf
 	printFirst(w, sseg, "server received SYN    ", func(s Segment) bool { return !s.Outgoing && s.SYN && !s.ACK })
 	printFirst(w, cseg, "client received SYN-ACK", func(s Segment) bool { return !s.Outgoing && s.SYN && s.ACK })
 	if faulted > 0 {
-		fmt.Fprintf(w, "   path box rewrote %d packets\n", faulted)
+		what := "rewrote"
+		if l.Fault() == FaultWScaleCap {
+			what = "dropped"
+		}
+		fmt.Fprintf(w, "   path box %s %d packets\n", what, faulted)
 	}
 	fmt.Fprintf(w, "   transfer: %s\n", r)
 	return r, nil

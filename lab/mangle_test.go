@@ -142,7 +142,7 @@ func TestParseCTStat(t *testing.T) {
 }
 
 func TestParseFault(t *testing.T) {
-	for _, f := range append(Faults(), FaultNone) {
+	for _, f := range append(append(Faults(), StatefulFaults()...), FaultNone) {
 		got, err := ParseFault(f.String())
 		if err != nil || got != f {
 			t.Errorf("ParseFault(%q) = %v, %v; want %v", f.String(), got, err, f)

@@ -247,6 +247,47 @@ func TestHandlePassesTableAndMeta(t *testing.T) {
 	}
 }
 
+// TestCountRewrites: the stateful rewrites of later segments, which carry
+// no policy, are counted too.
+func TestCountRewrites(t *testing.T) {
+	tests := []struct {
+		name   string
+		res    normalize.Result
+		labels map[string]string
+		want   float64
+	}{
+		{
+			name:   "handshake clamp",
+			res:    normalize.Result{Policy: &normalize.Policy{Name: "example.net"}, Why: normalize.Why{Changes: normalize.ChWSClamped}},
+			labels: map[string]string{"policy": "example.net", "option": "window_scale", "action": "clamp"},
+			want:   1,
+		},
+		{
+			name:   "stateful window rewrite",
+			res:    normalize.Result{Why: normalize.Why{Reason: normalize.ReasonApplied, Changes: normalize.ChWindowRewritten}},
+			labels: map[string]string{"policy": "(stateful)", "option": "window_scale", "action": "window-rewrite"},
+			want:   1,
+		},
+		{
+			name:   "stateful ts repair",
+			res:    normalize.Result{Why: normalize.Why{Reason: normalize.ReasonApplied, Changes: normalize.ChTSRepaired}},
+			labels: map[string]string{"policy": "(stateful)", "option": "timestamps", "action": "repair"},
+			want:   1,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			w, m := testWorker(t, &logs)
+			w.countRewrites(tt.res)
+			w.countRewrites(normalize.Result{}) // nothing changed: nothing counted
+			if got := counter(t, m, "tcpnorm_rewrites_total", tt.labels); got != tt.want {
+				t.Errorf("tcpnorm_rewrites_total%v = %v, want %v", tt.labels, got, tt.want)
+			}
+		})
+	}
+}
+
 func TestConnLog(t *testing.T) {
 	var logs bytes.Buffer
 	m := metrics.New("test")

@@ -257,9 +257,7 @@ func (w *Worker) hook(a nfqueue.Attribute) int {
 		return 0
 	}
 	w.m.Packet(act.metricVerdict(), res.Why.Reason)
-	if res.Policy != nil && res.Why.Changes != 0 {
-		w.m.Rewrites(res.Policy, res.Why.Changes, res.Why.Reason == normalize.ReasonLogOnly)
-	}
+	w.countRewrites(res)
 	if w.cfg.ConnLog != nil && loggable(res) {
 		w.cfg.ConnLog.offer(w.cfg.Queue, res)
 	}
@@ -272,6 +270,22 @@ func (w *Worker) publishStats() {
 	w.m.HandshakeEvictions.Add(float64(s.HandshakeEvictions - w.stats.HandshakeEvictions))
 	w.m.FlowEvictions.Add(float64(s.FlowEvictions - w.stats.FlowEvictions))
 	w.stats = s
+}
+
+// statefulPolicy labels the rewrites of the later segments of clamped and
+// repaired flows: they are rewritten from the connmark alone, without a
+// policy lookup, so the policy that marked the flow is not known.
+var statefulPolicy = &normalize.Policy{Name: "(stateful)"}
+
+func (w *Worker) countRewrites(res normalize.Result) {
+	if res.Why.Changes == 0 {
+		return
+	}
+	p := res.Policy
+	if p == nil {
+		p = statefulPolicy
+	}
+	w.m.Rewrites(p, res.Why.Changes, res.Why.Reason == normalize.ReasonLogOnly)
 }
 
 // takeSeeds starts the repair state of flows whose handshakes another

@@ -1,0 +1,120 @@
+package lab
+
+import (
+	"encoding/binary"
+	"net/netip"
+)
+
+// DefaultWScaleCap is the largest window-scale shift the wscale-cap path
+// honours unless PathOptions says otherwise.
+const DefaultWScaleCap = 2
+
+// capFlowsMax bounds the wscale-cap box's connection table; a lab runs a
+// handful of connections at a time, so a full table is simply cleared.
+const capFlowsMax = 4096
+
+// capKey names a connection by its SYN's source and destination.
+type capKey struct{ client, server netip.AddrPort }
+
+// capEnd is what the wscale-cap box knows of one end of a connection: the
+// shift its SYN or SYN-ACK announced, and the edge of the window its latest
+// forwarded segment offered the other end.
+type capEnd struct {
+	shift   int // -1: no window-scale option
+	haveWin bool
+	ack     uint32
+	win     uint32 // bytes, as the box computes them
+}
+
+type capFlow struct {
+	end [2]capEnd // 0: the end that sent the SYN, 1: the other
+}
+
+// windowCap is a middlebox that honours window-scale shifts only up to max:
+// it computes each end's window as field << min(shift, max) and drops data
+// segments beyond the window the other end last offered. Like a real box
+// that tracks windows, it believes what it computes.
+type windowCap struct {
+	max   int
+	flows map[capKey]*capFlow
+}
+
+func newWindowCap(max int) *windowCap {
+	return &windowCap{max: max, flows: make(map[capKey]*capFlow)}
+}
+
+// segmentAddrs returns the addresses and ports of a segment tcpSegment
+// accepted.
+func segmentAddrs(pkt []byte, off int) (src, dst netip.AddrPort) {
+	var s, d netip.Addr
+	if pkt[0]>>4 == 4 {
+		s = netip.AddrFrom4([4]byte(pkt[12:16]))
+		d = netip.AddrFrom4([4]byte(pkt[16:20]))
+	} else {
+		s = netip.AddrFrom16([16]byte(pkt[8:24]))
+		d = netip.AddrFrom16([16]byte(pkt[24:40]))
+	}
+	return netip.AddrPortFrom(s, binary.BigEndian.Uint16(pkt[off:])),
+		netip.AddrPortFrom(d, binary.BigEndian.Uint16(pkt[off+2:]))
+}
+
+// forward reports whether the box forwards pkt, and learns from it.
+func (c *windowCap) forward(pkt []byte) bool {
+	off, ok := tcpSegment(pkt)
+	if !ok {
+		return true
+	}
+	src, dst := segmentAddrs(pkt, off)
+	flags := pkt[off+13]
+	shift := -1
+	if o := findOption(pkt, off, optWScale, 3); o >= 0 {
+		shift = int(min(pkt[o+2], 14))
+	}
+	switch flags & (flagSYN | flagACK) {
+	case flagSYN:
+		if len(c.flows) >= capFlowsMax {
+			clear(c.flows)
+		}
+		c.flows[capKey{src, dst}] = &capFlow{end: [2]capEnd{{shift: shift}, {shift: -1}}}
+		return true
+	case flagSYN | flagACK:
+		f := c.flows[capKey{dst, src}]
+		if f == nil {
+			return true
+		}
+		f.end[1] = capEnd{shift: shift, haveWin: true,
+			ack: binary.BigEndian.Uint32(pkt[off+8:]), win: uint32(binary.BigEndian.Uint16(pkt[off+14:]))}
+		return true
+	}
+	d := 0
+	f := c.flows[capKey{src, dst}]
+	if f == nil {
+		d = 1
+		f = c.flows[capKey{dst, src}]
+	}
+	if f == nil {
+		return true
+	}
+	peer := &f.end[1-d]
+	if n := tcpPayloadLen(pkt, off); n > 0 && peer.haveWin {
+		seq := binary.BigEndian.Uint32(pkt[off+4:])
+		if int32(seq+uint32(n)-(peer.ack+peer.win)) > 0 {
+			return false
+		}
+	}
+	if flags&flagACK != 0 {
+		e := &f.end[d]
+		scale := 0
+		if e.shift >= 0 && peer.shift >= 0 {
+			scale = min(e.shift, c.max)
+		}
+		e.haveWin = true
+		e.ack = binary.BigEndian.Uint32(pkt[off+8:])
+		e.win = uint32(binary.BigEndian.Uint16(pkt[off+14:])) << scale
+	}
+	if flags&(flagRST) != 0 {
+		delete(c.flows, capKey{src, dst})
+		delete(c.flows, capKey{dst, src})
+	}
+	return true
+}
