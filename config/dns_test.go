@@ -635,6 +635,7 @@ policy lab (%[1]s/lab.toml)
   addresses  198.18.0.0/15
              2001:2::/48
   expires    never
+  notes      timestamps repair fixes TSvals scrambled toward us only; scrambling toward the peer needs strip
 `, filepath.Join(filepath.Dir(e.path), "policies.d"))
 	if diff := cmp.Diff(want, b.String()); diff != "" {
 		t.Errorf("WriteCheck (-want +got):\n%s", diff)

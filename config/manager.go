@@ -421,6 +421,7 @@ func (m *Manager) status() []PolicyStatus {
 		var notes []string
 		notes = append(notes, s.notes...)
 		notes = append(notes, m.conflictNotes[p.Name]...)
+		notes = append(notes, actionNotes(p)...)
 		slices.Sort(notes)
 		dnsErr := s.lastErr
 		if s.needsDNS() && !s.done && dnsErr == "" && !m.isExpired(s.pf, now) {
@@ -501,4 +502,17 @@ func actionsString(p *normalize.Policy) string {
 		return "none"
 	}
 	return strings.Join(a, " ")
+}
+
+// actionNotes says what an operator must know about a policy's actions.
+func actionNotes(p *normalize.Policy) []string {
+	var n []string
+	if p.WindowScale == normalize.WSClamp {
+		n = append(n, fmt.Sprintf("window_scale clamp fixes a path that honours shifts only up to %d; "+
+			"a path that raises shifts needs strip", p.WindowScaleMax))
+	}
+	if p.Timestamps == normalize.TSRepair {
+		n = append(n, "timestamps repair fixes TSvals scrambled toward us only; scrambling toward the peer needs strip")
+	}
+	return n
 }
