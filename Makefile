@@ -44,7 +44,25 @@ test: deps fmt-check
 	$(GO) vet ./...
 	$(GO) test -p 1 -timeout 20m ./...
 
-bench:
+# Daemon benchmarks (root, about 12 minutes; QUICK=1: one short round, about
+# 2 minutes): kernel, TCPOPTSTRIP, naive Go and C NFQUEUE consumers and
+# tcpnorm on a namespace topology; writes the "## Daemon benchmarks" section
+# of BENCHMARKS.md (BENCH_MD) and the raw results (BENCH_OUT). Then the
+# normalize and config microbenchmarks.
+BENCH_MD   ?= BENCHMARKS.md
+BENCH_OUT  ?= /tmp/tcpnorm-bench-results.json
+BENCH_ARGS ?=
+bench: deps
+	@for t in iperf3 gcc; do command -v $$t >/dev/null 2>&1 || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y iperf3 gcc; break; }; done
+	@test -f /usr/include/libnetfilter_queue/libnetfilter_queue.h || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y libnetfilter-queue-dev; }
+	@set -e; d=$$(mktemp -d /tmp/tnbench-bin.XXXXXX); trap 'rm -rf "$$d"' EXIT INT TERM; \
+	$(GO) build -o "$$d/tcpnorm" -ldflags "$(LDFLAGS)" ./cmd/tcpnorm; \
+	$(GO) build -o "$$d/tnbench" ./bench/cmd/tnbench; \
+	$(GO) build -o "$$d/naiveq" ./bench/cmd/naiveq; \
+	$(GO) build -o "$$d/connload" ./bench/cmd/connload; \
+	gcc -O2 -Wall -o "$$d/cq" bench/cq/cq.c -lnetfilter_queue -lnfnetlink -lpthread; \
+	args="-bin $$d -out $(BENCH_OUT) -md $(BENCH_MD) -allocbench $(if $(QUICK),-quick) $(BENCH_ARGS)"; \
+	BENCH_CMD="make bench$(if $(QUICK), QUICK=$(QUICK))$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" "$$d/tnbench" run $$args
 	$(GO) test -run XXX -bench . -benchmem ./normalize/ ./config/
 
 clean:

@@ -21,8 +21,8 @@ import (
 // Config is one worker's settings.
 type Config struct {
 	Queue       uint16
-	MaxLen      uint32        // bytes of each packet copied to tcpnorm ([queue] max_len)
-	MaxQueueLen uint32        // packets the kernel holds for the worker; 0: DefaultMaxQueueLen
+	MaxLen      uint32        // bytes of each packet copied to tcpnorm (the copy range)
+	MaxQueueLen uint32        // packets the kernel holds for the worker ([queue] max_len); 0: DefaultMaxQueueLen
 	FailOpen    bool          // the kernel accepts packets when the queue is full
 	MarkMask    uint32        // [rules] mark, for the normalizer
 	FlowSlots   int           // repair state this worker keeps ([flows] max / count)

@@ -145,16 +145,17 @@ func (d *daemon) run() error {
 	// Queues are bound before the rules exist, so the first queued
 	// handshake already has a worker.
 	base := nfq.Config{
-		MaxLen:    cfg.Queue.MaxLen,
-		FailOpen:  cfg.Queue.FailOpen,
-		MarkMask:  cfg.Rules.Mark,
-		FlowSlots: max(1, cfg.Flows.Max/cfg.Queue.Count),
-		FlowIdle:  cfg.Flows.IdleTimeout,
-		TSRateMax: cfg.Flows.TSRateMax,
-		Table:     mgr.Table,
-		Metrics:   m,
-		Log:       log,
-		ConnLog:   connLog,
+		MaxLen:      copyRange,
+		MaxQueueLen: cfg.Queue.MaxLen,
+		FailOpen:    cfg.Queue.FailOpen,
+		MarkMask:    cfg.Rules.Mark,
+		FlowSlots:   max(1, cfg.Flows.Max/cfg.Queue.Count),
+		FlowIdle:    cfg.Flows.IdleTimeout,
+		TSRateMax:   cfg.Flows.TSRateMax,
+		Table:       mgr.Table,
+		Metrics:     m,
+		Log:         log,
+		ConnLog:     connLog,
 	}
 	var flows *nfq.Pool
 	if _, err := normalize.NewMarkBits(cfg.Rules.Mark); err == nil {
@@ -163,7 +164,7 @@ func (d *daemon) run() error {
 		// since a repaired segment that bypassed tcpnorm would poison the
 		// local host's PAWS state.
 		st := base
-		st.MaxLen, st.FailOpen, st.Stateful, st.ConnLog = statefulMaxLen, false, true, nil
+		st.MaxQueueLen, st.FailOpen, st.Stateful, st.ConnLog = statefulQueueFactor*cfg.Queue.MaxLen, false, true, nil
 		flows, err = nfq.StartPool(ctx, st, ruleSpec(cfg).StatefulFirst(), cfg.Queue.Count)
 		if err != nil {
 			return err
@@ -269,9 +270,15 @@ func (d *daemon) removeRules() {
 	d.log.Info("rules removed")
 }
 
-// statefulMaxLen is the copy range of the stateful queues: whole packets
-// (the kernel caps it just below 64 KiB).
-const statefulMaxLen = 0xffff
+// copyRange is how much of each packet the kernel copies to tcpnorm: all of
+// it (the kernel caps the range just below 64 KiB). Handshakes are small,
+// and a later segment must come whole to be rewritten.
+const copyRange = 0xffff
+
+// statefulQueueFactor sizes the stateful queues relative to [queue]
+// max_len: they carry whole flows, in bursts of a window, and have no
+// fail-open, so a full queue means lost segments.
+const statefulQueueFactor = 8
 
 func queueRange(cfg *config.Config) string {
 	if cfg.Queue.Count == 1 {

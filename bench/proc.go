@@ -1,0 +1,170 @@
+package bench
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// QueueStat is one line of /proc/net/netfilter/nfnetlink_queue: a bound
+// queue's kernel counters.
+type QueueStat struct {
+	Queue       uint16
+	PortID      uint32 // netlink port of the consumer
+	Waiting     uint64 // packets in the queue now
+	CopyMode    int
+	CopyRange   uint64
+	Dropped     uint64 // queue full without fail-open
+	UserDropped uint64 // the consumer's socket buffer was full
+	IDSequence  uint64 // last packet id: packets queued since the queue was bound
+}
+
+// ParseNFQueue parses /proc/net/netfilter/nfnetlink_queue.
+func ParseNFQueue(text string) (map[uint16]QueueStat, error) {
+	m := map[uint16]QueueStat{}
+	for _, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if len(f) < 8 {
+			return nil, fmt.Errorf("nfnetlink_queue: short line %q", line)
+		}
+		var v [8]uint64
+		for i := range v {
+			n, err := strconv.ParseUint(f[i], 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("nfnetlink_queue: field %d of %q: %w", i+1, line, err)
+			}
+			v[i] = n
+		}
+		if v[0] > 65535 {
+			return nil, fmt.Errorf("nfnetlink_queue: queue %d out of range", v[0])
+		}
+		m[uint16(v[0])] = QueueStat{Queue: uint16(v[0]), PortID: uint32(v[1]), Waiting: v[2],
+			CopyMode: int(v[3]), CopyRange: v[4], Dropped: v[5], UserDropped: v[6], IDSequence: v[7]}
+	}
+	return m, nil
+}
+
+// QueueDelta is what happened on the queues between two readings.
+type QueueDelta struct {
+	Packets  uint64            // queued
+	Drops    uint64            // queue_dropped + user_dropped
+	PerQueue map[uint16]uint64 // queued, by queue
+}
+
+// DiffQueues subtracts readings; a queue bound only in after counts from 0.
+func DiffQueues(before, after map[uint16]QueueStat) QueueDelta {
+	d := QueueDelta{PerQueue: map[uint16]uint64{}}
+	for q, a := range after {
+		b := before[q]
+		if b.PortID != a.PortID {
+			b = QueueStat{}
+		}
+		n := sub(a.IDSequence, b.IDSequence)
+		d.Packets += n
+		d.PerQueue[q] = n
+		d.Drops += sub(a.Dropped, b.Dropped) + sub(a.UserDropped, b.UserDropped)
+	}
+	return d
+}
+
+func sub(a, b uint64) uint64 {
+	if a < b {
+		return 0
+	}
+	return a - b
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat times; 100 on every
+// Linux architecture Go supports.
+const clockTicks = 100
+
+// ParseProcCPU returns utime+stime in seconds from the text of /proc/PID/stat.
+func ParseProcCPU(text string) (float64, error) {
+	// comm may hold spaces and parentheses: fields start after the last ')'.
+	i := strings.LastIndexByte(text, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("stat: no command field")
+	}
+	f := strings.Fields(text[i+1:])
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("stat: %d fields", len(f)+2)
+	}
+	u, err1 := strconv.ParseUint(f[11], 10, 64)
+	s, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("stat: utime %q stime %q", f[11], f[12])
+	}
+	return float64(u+s) / clockTicks, nil
+}
+
+// ProcCPU reads the CPU seconds process pid has used.
+func ProcCPU(pid int) (float64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	return ParseProcCPU(string(b))
+}
+
+// ParseSNMP returns counter name of protocol proto ("Tcp") from the text of
+// /proc/net/snmp: a header line and a value line per protocol.
+func ParseSNMP(text, proto, name string) (uint64, error) {
+	var header []string
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 || f[0] != proto+":" {
+			continue
+		}
+		if header == nil {
+			header = f
+			continue
+		}
+		for i, h := range header {
+			if h == name && i < len(f) {
+				return strconv.ParseUint(f[i], 10, 64)
+			}
+		}
+		return 0, fmt.Errorf("snmp: no %s %s", proto, name)
+	}
+	return 0, fmt.Errorf("snmp: no %s lines", proto)
+}
+
+// MetricSum sums every sample of metric name in Prometheus text format.
+func MetricSum(text, name string) (float64, bool) {
+	var sum float64
+	found := false
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, name) {
+			continue
+		}
+		rest := line[len(name):]
+		if rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		if rest[0] == '{' {
+			j := strings.LastIndexByte(rest, '}')
+			if j < 0 {
+				continue
+			}
+			rest = rest[j+1:]
+		}
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			continue
+		}
+		sum += v
+		found = true
+	}
+	return sum, found
+}
