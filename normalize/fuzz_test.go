@@ -73,7 +73,8 @@ func FuzzPacket(f *testing.F) {
 		if !meta.CsumNotReady && after != before {
 			t.Fatalf("checksum verified %v before, %v after", before, after)
 		}
-		o := summarize(tcpOf(t, pkt).Options())
+		var o optionSummary
+		summarize(tcpOf(t, pkt).Options(), &o)
 		if r.Why.Changes&ChWSStripped != 0 && o.ws != nil ||
 			r.Why.Changes&ChTSStripped != 0 && o.ts != nil ||
 			r.Why.Changes&ChSACKOKStripped != 0 && o.sackok != nil ||

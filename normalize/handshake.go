@@ -44,18 +44,33 @@ func (h *handshakes) init(n int) {
 	h.seed = rand.Uint64() | 1
 }
 
-func (h *handshakes) set(f *Flow) []handshake {
-	i := int(h.hash(f)&h.setMask) * handshakeWays
+func (h *handshakes) set(hash uint64) []handshake {
+	i := int(hash&h.setMask) * handshakeWays
 	return h.slots[i : i+handshakeWays]
 }
 
 // hash mixes the flow's addresses and ports with a per-table seed, so that
 // crafted SYNs cannot aim at one set across restarts.
 func (h *handshakes) hash(f *Flow) uint64 {
+	if f.Client.Is4() {
+		c, s := f.Client.As4(), f.Server.As4()
+		return h.hashAddrs(c[:], s[:], f.ClientPort, f.ServerPort)
+	}
 	c, s := f.Client.As16(), f.Server.As16()
-	a := binary.LittleEndian.Uint64(c[0:]) ^ bits.RotateLeft64(binary.LittleEndian.Uint64(c[8:]), 32)
-	b := binary.LittleEndian.Uint64(s[0:]) ^ bits.RotateLeft64(binary.LittleEndian.Uint64(s[8:]), 32)
-	return mix(mix(a^h.seed) ^ b ^ uint64(f.ClientPort)<<16 ^ uint64(f.ServerPort)<<48)
+	return h.hashAddrs(c[:], s[:], f.ClientPort, f.ServerPort)
+}
+
+// hashAddrs is hash over the addresses' bytes (4 or 16 each), as they stand
+// in the packet: the packet path hashes without building addresses.
+func (h *handshakes) hashAddrs(client, server []byte, cport, sport uint16) uint64 {
+	return mix(mix(addrWord(client)^h.seed) ^ addrWord(server) ^ uint64(cport)<<16 ^ uint64(sport)<<48)
+}
+
+func addrWord(b []byte) uint64 {
+	if len(b) == 4 {
+		return uint64(binary.LittleEndian.Uint32(b))
+	}
+	return binary.LittleEndian.Uint64(b[:8]) ^ bits.RotateLeft64(binary.LittleEndian.Uint64(b[8:16]), 32)
 }
 
 func mix(x uint64) uint64 {
@@ -65,8 +80,8 @@ func mix(x uint64) uint64 {
 
 // put records a SYN's decision, replacing an entry for the same flow (a
 // retransmitted SYN) or else the oldest in its set.
-func (h *handshakes) put(e handshake) {
-	set := h.set(&e.flow)
+func (h *handshakes) put(e *handshake, hash uint64) {
+	set := h.set(hash)
 	victim := 0
 	for i := range set {
 		if set[i].age != 0 && set[i].flow == e.flow {
@@ -82,12 +97,12 @@ func (h *handshakes) put(e handshake) {
 	}
 	h.clock++
 	e.age = h.clock
-	set[victim] = e
+	set[victim] = *e
 }
 
 // get returns the decision for the flow's SYN, or nil.
-func (h *handshakes) get(f Flow) *handshake {
-	set := h.set(&f)
+func (h *handshakes) get(f Flow, hash uint64) *handshake {
+	set := h.set(hash)
 	for i := range set {
 		if set[i].age != 0 && set[i].flow == f {
 			return &set[i]

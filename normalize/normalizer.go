@@ -89,6 +89,15 @@ func (s *segment) addrs() (src, dst netip.Addr) {
 	return IPv6(s.ip).Src(), IPv6(s.ip).Dst()
 }
 
+// addrBytes are the source and destination addresses as they stand in the
+// packet.
+func (s *segment) addrBytes() (src, dst []byte) {
+	if s.ip[0]>>4 == 4 {
+		return s.ip[ipv4Src : ipv4Src+4], s.ip[ipv4Dst : ipv4Dst+4]
+	}
+	return s.ip[ipv6Src : ipv6Src+16], s.ip[ipv6Dst : ipv6Dst+16]
+}
+
 // pseudoHeaderSum is the sum of the addresses, for a full checksum.
 func (s *segment) pseudoHeaderSum() uint32 {
 	if s.ip[0]>>4 == 4 {
@@ -151,8 +160,7 @@ func parse(pkt []byte, s *segment) Reason {
 // Packet normalizes one IPv4 or IPv6 packet in place under table t and
 // returns what to tell the kernel. It never allocates and never panics on any
 // input; anything it cannot parse is accepted unchanged.
-func (n *Normalizer) Packet(pkt []byte, t Table, m Meta) Result {
-	var r Result
+func (n *Normalizer) Packet(pkt []byte, t Table, m Meta) (r Result) {
 	var seg segment
 	if why := parse(pkt, &seg); why != ReasonNoPolicy {
 		r.Why.Reason = why
@@ -162,12 +170,12 @@ func (n *Normalizer) Packet(pkt []byte, t Table, m Meta) Result {
 	switch tcp.Flags() & (FlagSYN | FlagACK | FlagRST | FlagFIN) {
 	case FlagSYN:
 		r.Kind = KindSYN
-		src, dst := seg.addrs()
-		r.Flow = Flow{Client: src, Server: dst, ClientPort: tcp.SrcPort(), ServerPort: tcp.DstPort()}
+		r.Flow.Client, r.Flow.Server = seg.addrs()
+		r.Flow.ClientPort, r.Flow.ServerPort = tcp.SrcPort(), tcp.DstPort()
 	case FlagSYN | FlagACK:
 		r.Kind = KindSYNACK
-		src, dst := seg.addrs()
-		r.Flow = Flow{Client: dst, Server: src, ClientPort: tcp.DstPort(), ServerPort: tcp.SrcPort()}
+		r.Flow.Server, r.Flow.Client = seg.addrs()
+		r.Flow.ServerPort, r.Flow.ClientPort = tcp.SrcPort(), tcp.DstPort()
 	default:
 		if fields := n.marks.get(m.Mark); fields&(fieldDelta|fieldRepair) != 0 {
 			n.stateful(&r, &seg, fields, &m)
@@ -177,9 +185,14 @@ func (n *Normalizer) Packet(pkt []byte, t Table, m Meta) Result {
 		return r
 	}
 
+	src, dst := seg.addrBytes()
+	var hash uint64
 	var rec *handshake
-	if r.Kind == KindSYNACK {
-		rec = n.hs.get(r.Flow)
+	if r.Kind == KindSYN {
+		hash = n.hs.hashAddrs(src, dst, r.Flow.ClientPort, r.Flow.ServerPort)
+	} else {
+		hash = n.hs.hashAddrs(dst, src, r.Flow.ClientPort, r.Flow.ServerPort)
+		rec = n.hs.get(r.Flow, hash)
 	}
 	if rec != nil {
 		r.Policy, r.Dir = rec.pol, rec.dir
@@ -192,7 +205,8 @@ func (n *Normalizer) Packet(pkt []byte, t Table, m Meta) Result {
 	}
 	pol := r.Policy
 
-	opts := summarize(tcp.Options())
+	var opts optionSummary
+	summarize(tcp.Options(), &opts)
 	switch {
 	case opts.auth:
 		r.Why.Reason = ReasonAuthenticated
@@ -238,7 +252,7 @@ func (n *Normalizer) Packet(pkt []byte, t Table, m Meta) Result {
 		if opts.ts != nil {
 			h.synTS, h.synHasTS = optTSval(opts.ts), true
 		}
-		n.hs.put(h)
+		n.hs.put(&h, hash)
 	}
 	if rec != nil && pol.Mode == Enforce && n.marks.ok {
 		n.markFlow(&r, rec, &opts, shift, ch, m.Mark)
@@ -386,13 +400,18 @@ func apply(seg *segment, o *optionSummary, pol *Policy, ch Change, csumNotReady 
 	finishChecksum(seg, csumNotReady, old)
 }
 
-// headerSum is the sum of the TCP header before an edit, for
+// editable is the part of the TCP header tcpnorm edits: data offset and
+// flags, window, checksum, urgent pointer and the options. It starts on a
+// 16-bit boundary, so its words are the segment's checksum words.
+func editable(tcp TCP) []byte { return tcp[tcpDataOff:tcp.DataOffset()] }
+
+// headerSum is the sum of the editable header before an edit, for
 // finishChecksum (not needed when the checksum will be computed in full).
 func headerSum(seg *segment, csumNotReady bool) uint16 {
 	if csumNotReady {
 		return 0
 	}
-	return fold(sum16(seg.tcp[:seg.tcp.DataOffset()], 0))
+	return fold(sum16(editable(seg.tcp), 0))
 }
 
 // finishChecksum fixes the checksum after edits inside the TCP header:
@@ -404,5 +423,5 @@ func finishChecksum(seg *segment, csumNotReady bool, old uint16) {
 		tcp.SetChecksum(fullTCPChecksum(seg.pseudoHeaderSum(), tcp))
 		return
 	}
-	tcp.SetChecksum(updateChecksum(tcp.Checksum(), old, fold(sum16(tcp[:tcp.DataOffset()], 0))))
+	tcp.SetChecksum(updateChecksum(tcp.Checksum(), old, fold(sum16(editable(tcp), 0))))
 }

@@ -107,12 +107,10 @@ type optionSummary struct {
 	malformed           bool
 }
 
-func summarize(b []byte) optionSummary {
-	var s optionSummary
+func summarize(b []byte, s *optionSummary) {
 	it := Options(b)
 	for it.Next() {
-		o := it.Option()
-		switch o.Kind {
+		switch o := it.opt; o.Kind {
 		case OptWS:
 			s.ws = o.Data
 		case OptTS:
@@ -129,8 +127,7 @@ func summarize(b []byte) optionSummary {
 			}
 		}
 	}
-	s.malformed = it.Malformed()
-	return s
+	s.malformed = it.malformed
 }
 
 // nopFill overwrites an option with NOPs.

@@ -69,7 +69,8 @@ func (n *Normalizer) stateful(r *Result, seg *segment, fields uint32, m *Meta) {
 		f = Flow{Client: src, Server: dst, ClientPort: tcp.SrcPort(), ServerPort: tcp.DstPort()}
 	}
 	end := tcp.Flags()&(FlagFIN|FlagRST) != 0
-	opts := summarize(tcp.Options())
+	var opts optionSummary
+	summarize(tcp.Options(), &opts)
 	if opts.auth || opts.malformed || opts.ts == nil {
 		if end {
 			n.flows.remove(f)

@@ -176,7 +176,8 @@ func TestRepairSegments(t *testing.T) {
 	if res.Why.Changes != ChTSRepaired || res.Why.TSNew != 0x1000 {
 		t.Fatalf("past TSval: %v", res.Why)
 	}
-	o := summarize(tcpOf(t, pkt).Options())
+	var o optionSummary
+	summarize(tcpOf(t, pkt).Options(), &o)
 	if optTSval(o.ts) != 0x1000 || optTSecr(o.ts) != 100 || !verifies(t, pkt) {
 		t.Errorf("rewritten TSval %#x TSecr %d verifies %v", optTSval(o.ts), optTSecr(o.ts), verifies(t, pkt))
 	}
