@@ -1,8 +1,6 @@
 package nfq
 
 import (
-	"encoding/binary"
-
 	nfqueue "github.com/florianl/go-nfqueue/v2"
 
 	"github.com/tcpnorm/tcpnorm/metrics"
@@ -54,14 +52,10 @@ func decide(r normalize.Result, m normalize.Meta) action {
 }
 
 // metaOf is what the queue message says about the packet besides its bytes.
-func metaOf(a *nfqueue.Attribute) normalize.Meta {
-	var m normalize.Meta
-	if a.SkbInfo != nil && len(*a.SkbInfo) >= 4 {
-		m.CsumNotReady = binary.BigEndian.Uint32(*a.SkbInfo)&skbCsumNotReady != 0
+func metaOf(q *queued) normalize.Meta {
+	return normalize.Meta{
+		CsumNotReady: q.skbInfo&skbCsumNotReady != 0,
+		Truncated:    q.truncated,
+		Mark:         q.mark,
 	}
-	m.Truncated = a.CapLen != nil
-	if a.Mark != nil {
-		m.Mark = *a.Mark
-	}
-	return m
 }

@@ -97,44 +97,37 @@ func TestMetricVerdict(t *testing.T) {
 	}
 }
 
-func ptr[T any](v T) *T { return &v }
-
 func TestMetaOf(t *testing.T) {
 	tests := []struct {
 		name string
-		attr nfqueue.Attribute
+		q    queued
 		want normalize.Meta
 	}{
 		{name: "nothing", want: normalize.Meta{}},
 		{
 			name: "checksum not ready",
-			attr: nfqueue.Attribute{SkbInfo: ptr([]byte{0, 0, 0, 1})},
+			q:    queued{skbInfo: 1},
 			want: normalize.Meta{CsumNotReady: true},
 		},
 		{
 			name: "gso only",
-			attr: nfqueue.Attribute{SkbInfo: ptr([]byte{0, 0, 0, 2})},
-			want: normalize.Meta{},
-		},
-		{
-			name: "short skb info ignored",
-			attr: nfqueue.Attribute{SkbInfo: ptr([]byte{1})},
+			q:    queued{skbInfo: 2},
 			want: normalize.Meta{},
 		},
 		{
 			name: "cap len means truncated",
-			attr: nfqueue.Attribute{CapLen: ptr(uint32(9000))},
+			q:    queued{truncated: true},
 			want: normalize.Meta{Truncated: true},
 		},
 		{
 			name: "mark",
-			attr: nfqueue.Attribute{Mark: ptr(uint32(0xff000001)), SkbInfo: ptr([]byte{0, 0, 0, 3})},
+			q:    queued{mark: 0xff000001, skbInfo: 3},
 			want: normalize.Meta{Mark: 0xff000001, CsumNotReady: true},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if diff := cmp.Diff(tt.want, metaOf(&tt.attr)); diff != "" {
+			if diff := cmp.Diff(tt.want, metaOf(&tt.q)); diff != "" {
 				t.Errorf("metaOf (-want +got):\n%s", diff)
 			}
 		})
@@ -144,7 +137,11 @@ func TestMetaOf(t *testing.T) {
 func testWorker(t *testing.T, logw *bytes.Buffer) (*Worker, *metrics.Metrics) {
 	t.Helper()
 	m := metrics.New("test")
-	w := newWorker(Config{Queue: 5, Metrics: m, Log: slog.New(slog.NewTextHandler(logw, nil))})
+	w, err := newWorker(Config{Queue: 5, Metrics: m, Log: slog.New(slog.NewTextHandler(logw, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.release() })
 	return w, m
 }
 

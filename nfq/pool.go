@@ -27,7 +27,7 @@ func StartPool(ctx context.Context, base Config, first uint16, count int) (*Pool
 			w.onFail = p.fail
 			err = w.Start(ctx)
 			if err != nil {
-				w.nf.Close()
+				w.Close()
 			}
 		}
 		if err != nil {

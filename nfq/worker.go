@@ -2,16 +2,18 @@ package nfq
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
+	"runtime"
 	"runtime/debug"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	nfqueue "github.com/florianl/go-nfqueue/v2"
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpnorm/tcpnorm/metrics"
@@ -76,7 +78,7 @@ const (
 // Worker answers the packets of one queue.
 type Worker struct {
 	cfg  Config
-	nf   *nfqueue.Nfqueue
+	fd   int // the netlink socket; -1 before Open
 	norm func(pkt []byte, t normalize.Table, m normalize.Meta) normalize.Result
 	n    *normalize.Normalizer
 	m    *metrics.Queue
@@ -86,11 +88,18 @@ type Worker struct {
 	epoch time.Time       // for Meta.Now
 	stats normalize.Stats // last published
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	onFail func(error) // called once if the worker ends on its own
+	waiter    *waiter       // wakes the receive loop to stop
+	stopOnce  sync.Once     // the wake-up is sent once
+	stopped   atomic.Bool   // checked by the loop between receives
+	done      chan struct{} // closed when the receive loop has ended; nil before Start
+	unhook    func() bool   // detaches the loop from Start's context
+	onFail    func(error)   // called once if the worker ends on its own
+	sendLimit int           // bytes one sendmsg may carry
 
-	// Owned by the receiving goroutine.
+	// Owned by the receive loop.
+	rx           *receiver
+	tx           verdicts
+	q            queued
 	seq          uint64
 	errsInARow   int
 	lastPanicLog time.Time
@@ -103,7 +112,7 @@ type noPolicies struct{}
 func (noPolicies) Lookup(netip.Addr, uint16, normalize.Direction) *normalize.Policy { return nil }
 
 // newWorker builds a worker without a socket.
-func newWorker(cfg Config) *Worker {
+func newWorker(cfg Config) (*Worker, error) {
 	if cfg.MaxQueueLen == 0 {
 		cfg.MaxQueueLen = DefaultMaxQueueLen
 	}
@@ -112,140 +121,324 @@ func newWorker(cfg Config) *Worker {
 	}
 	n := normalize.New(normalize.Config{MarkMask: cfg.MarkMask, FlowSlots: cfg.FlowSlots, FlowIdle: int64(cfg.FlowIdle), TSRateMax: cfg.TSRateMax})
 	w := &Worker{
-		cfg:    cfg,
-		norm:   n.Packet,
-		n:      n,
-		m:      cfg.Metrics.Queue(cfg.Queue),
-		log:    cfg.Log.With("queue", cfg.Queue),
-		onFail: func(error) {},
-		epoch:  time.Now(),
+		cfg:       cfg,
+		fd:        -1,
+		norm:      n.Packet,
+		n:         n,
+		m:         cfg.Metrics.Queue(cfg.Queue),
+		log:       cfg.Log.With("queue", cfg.Queue),
+		onFail:    func(error) {},
+		epoch:     time.Now(),
+		sendLimit: defaultSendLimit,
+		// Plain accepts are coalesced only where the kernel would let
+		// packets through anyway: fail-open queues (see verdicts).
+		tx: verdicts{queue: cfg.Queue, coalesce: cfg.FailOpen, b: make([]byte, 0, 64<<10)},
 	}
 	if cfg.Stateful {
 		w.seeds = make(chan seed, seedBacklog)
 	}
-	return w
+	var err error
+	if w.rx, err = newReceiver(cfg.MaxLen); err != nil {
+		return nil, fmt.Errorf("nfq: queue %d: receive buffer: %w", cfg.Queue, err)
+	}
+	return w, nil
 }
+
+// Socket buffer for verdicts: one sendmsg carries at most the send buffer
+// less 32 bytes (netlink_sendmsg), and must hold at least one verdict with
+// a whole packet.
+const (
+	sendBuffer       = 1 << 20
+	defaultSendLimit = 128 << 10
+	minSendLimit     = maxCopyRange + 2*verdictFixedLen
+)
 
 // Open creates the worker's socket. Nothing is received until Start.
 func Open(cfg Config) (*Worker, error) {
 	if cfg.Metrics == nil || cfg.Log == nil {
 		return nil, errors.New("nfq: Config.Metrics and Config.Log are required")
 	}
-	w := newWorker(cfg)
-	var flags uint32
-	if !cfg.Stateful {
-		flags |= nfqueue.NfQaCfgFlagGSO
-	}
-	if cfg.FailOpen {
-		flags |= nfqueue.NfQaCfgFlagFailOpen
-	}
-	nf, err := nfqueue.Open(&nfqueue.Config{
-		NetNS:        cfg.NetNS,
-		NfQueue:      cfg.Queue,
-		MaxQueueLen:  w.cfg.MaxQueueLen,
-		MaxPacketLen: cfg.MaxLen,
-		Copymode:     nfqueue.NfQnlCopyPacket,
-		Flags:        flags,
-		// Queue binding ignores the family since Linux 3.8; one socket
-		// serves IPv4 and IPv6.
-		AfFamily: unix.AF_UNSPEC,
-		Logger:   nfLogger{w.log},
-	})
+	w, err := newWorker(cfg)
 	if err != nil {
+		return nil, err
+	}
+	if w.fd, err = socketIn(cfg.NetNS); err != nil {
+		w.release()
 		return nil, fmt.Errorf("nfq: queue %d: open: %w", cfg.Queue, err)
 	}
-	w.nf = nf
+	if w.waiter, err = newWaiter(); err != nil {
+		w.release()
+		return nil, fmt.Errorf("nfq: queue %d: eventfd: %w", cfg.Queue, err)
+	}
+	fd := w.fd
 	// Overflow is counted by the kernel (user dropped) and by us when it
 	// is reported; it must not surface as receive errors that end a worker.
-	if err := nf.SetOption(netlink.NoENOBUFS, true); err != nil {
+	if err := unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_NO_ENOBUFS, 1); err != nil {
 		w.log.Warn("cannot set NETLINK_NO_ENOBUFS", "err", err)
 	}
 	want := int(min(max(uint64(w.cfg.MaxQueueLen)*uint64(cfg.MaxLen+256), minReadBuffer), maxReadBuffer))
-	if err := setReadBuffer(nf.Con, want); err != nil {
+	if err := setBuffer(fd, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, want); err != nil {
 		w.log.Warn("cannot size socket receive buffer", "bytes", want, "err", err)
 	}
-	return w, nil
-}
-
-// setReadBuffer sets the receive buffer beyond net.core.rmem_max when
-// privileged (SO_RCVBUFFORCE), else as far as rmem_max allows.
-func setReadBuffer(c *netlink.Conn, n int) error {
-	rc, err := c.SyscallConn()
-	if err == nil {
-		var serr error
-		err = rc.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n)
-		})
-		if err == nil && serr == nil {
-			return nil
-		}
+	if err := setBuffer(fd, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, sendBuffer); err != nil {
+		w.log.Warn("cannot size socket send buffer", "bytes", sendBuffer, "err", err)
 	}
-	return c.SetReadBuffer(n)
+	if n, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF); err == nil {
+		w.sendLimit = max(n-32, minSendLimit)
+	}
+	return w, nil
 }
 
 // Start binds the queue and starts the goroutine that receives its packets
 // and answers them. It runs until ctx is done or Close.
 func (w *Worker) Start(ctx context.Context) error {
-	w.ctx, w.cancel = context.WithCancel(ctx)
-	if err := w.nf.RegisterWithErrorFunc(w.ctx, w.hook, w.onError); err != nil {
-		w.cancel()
+	if err := w.bind(); err != nil {
 		return fmt.Errorf("nfq: queue %d: bind: %w", w.cfg.Queue, err)
 	}
+	w.done = make(chan struct{})
+	w.unhook = context.AfterFunc(ctx, w.stop)
+	go w.receive()
 	w.log.Info("worker started", "max_len", w.cfg.MaxLen, "max_queue_len", w.cfg.MaxQueueLen, "fail_open", w.cfg.FailOpen)
 	return nil
 }
 
-// Close unbinds the queue and closes the socket. Packets still waiting in
-// the kernel queue are released by the kernel.
-func (w *Worker) Close() error {
-	if w.cancel != nil {
-		w.cancel()
+// bind sends the queue's configuration, each message acknowledged: the
+// protocol family unbind and bind (no-ops since Linux 3.8, kept for older
+// kernels), the queue bind, copy mode and range, flags, queue length.
+func (w *Worker) bind() error {
+	var flags uint32
+	if !w.cfg.Stateful {
+		flags |= nfqueue.NfQaCfgFlagGSO
 	}
-	err := w.nf.Close()
+	if w.cfg.FailOpen {
+		flags |= nfqueue.NfQaCfgFlagFailOpen
+	}
+	q := w.cfg.Queue
+	steps := []struct {
+		what  string
+		queue uint16
+		attrs func([]byte) []byte
+	}{
+		{"family unbind", 0, func(b []byte) []byte { return appendCfgCmd(b, cfgCmdPFUnbind) }},
+		{"family bind", 0, func(b []byte) []byte { return appendCfgCmd(b, cfgCmdPFBind) }},
+		{"queue bind", q, func(b []byte) []byte { return appendCfgCmd(b, cfgCmdBind) }},
+		{"copy mode", q, func(b []byte) []byte { return appendCfgParams(b, w.cfg.MaxLen) }},
+		{"flags and queue length", q, func(b []byte) []byte {
+			if flags != 0 {
+				b = appendAttrU32(b, attrCfgFlags, flags)
+				b = appendAttrU32(b, attrCfgMask, flags)
+			}
+			return appendAttrU32(b, attrCfgQueueMaxLen, w.cfg.MaxQueueLen)
+		}},
+	}
+	// A packet queued before the copy mode is set carries no bytes.
+	early := func() { w.m.PacketError() }
+	for i, s := range steps {
+		msg := finishMsg(s.attrs(appendConfigMsg(nil, s.queue)), 0)
+		if err := request(w.fd, q, msg, uint32(i+1), early); err != nil {
+			return fmt.Errorf("%s: %w", s.what, err)
+		}
+	}
+	return nil
+}
+
+// unbindMsg releases the queue. It is sent without waiting for the
+// acknowledgement, which could be queued behind packet messages nobody
+// reads any more; closing the socket releases the queue too.
+func (w *Worker) unbindMsg() []byte {
+	b := appendMsgHeader(nil, msgTypeConfig, unix.NLM_F_REQUEST, w.cfg.Queue)
+	return finishMsg(appendCfgCmd(b, cfgCmdUnbind), 0)
+}
+
+// stop tells the receive loop to end.
+func (w *Worker) stop() {
+	w.stopOnce.Do(func() {
+		w.stopped.Store(true)
+		if w.waiter != nil {
+			w.waiter.wake()
+		}
+	})
+}
+
+// Close stops the receive loop, unbinds the queue and closes the socket.
+// Packets still waiting in the kernel queue are released by the kernel.
+func (w *Worker) Close() error {
+	w.stop()
+	if w.done != nil {
+		<-w.done
+		w.unhook()
+		if err := send(w.fd, w.unbindMsg()); err != nil {
+			w.log.Debug("unbind failed", "err", err)
+		}
+	}
+	err := w.release()
 	w.log.Info("worker stopped")
 	return err
 }
 
-// hook answers one queued packet. It always returns 0: a non-zero return
-// would stop the worker.
-func (w *Worker) hook(a nfqueue.Attribute) int {
-	w.errsInARow = 0
-	if a.PacketID == nil {
-		w.m.Receive.Inc()
-		return 0
+// release closes the socket and the eventfd and unmaps the receive buffer,
+// whichever exist. The receive loop must not be running.
+func (w *Worker) release() error {
+	var err error
+	if w.fd >= 0 {
+		err = unix.Close(w.fd)
+		w.fd = -1
 	}
-	id := *a.PacketID
-	var pkt []byte
-	if a.Payload != nil {
-		pkt = *a.Payload
+	if w.waiter != nil {
+		w.waiter.close()
+		w.waiter = nil
 	}
+	if w.rx != nil {
+		w.rx.close()
+		w.rx = nil
+	}
+	return err
+}
+
+// receive runs the receive loop on a locked OS thread until stopped or the
+// socket fails.
+func (w *Worker) receive() {
+	defer close(w.done)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := w.loop(w.fd); err != nil && !w.stopped.Load() {
+		w.log.Error("worker failed", "err", err)
+		w.onFail(fmt.Errorf("nfq: queue %d: receive: %w", w.cfg.Queue, err))
+	}
+}
+
+// loop receives packets, as many as are waiting, answers them, and sends
+// their verdicts in one message, until stopped. It blocks in poll(2) only
+// when a receive did not fill every slot, so under load it never sleeps.
+func (w *Worker) loop(fd int) error {
+	full := false
+	for !w.stopped.Load() {
+		if !full {
+			ok, err := w.waiter.wait(fd)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return nil
+			}
+		}
+		n, err := w.rx.recv(fd)
+		full = n == w.rx.slots()
+		if err != nil {
+			if fatal := w.receiveError(err); fatal != nil {
+				return fatal
+			}
+			continue
+		}
+		w.errsInARow = 0
+		w.batch(fd, n)
+	}
+	return nil
+}
+
+// receiveError handles a receive error; non-nil if it ends the worker.
+// ENOBUFS (the kernel dropped messages because the socket buffer was full)
+// is counted and reading goes on.
+func (w *Worker) receiveError(err error) error {
+	switch err {
+	case unix.EAGAIN, unix.EINTR:
+		return nil
+	case unix.ENOBUFS:
+		w.m.ENOBUFS.Inc()
+		return nil
+	case unix.EBADF, unix.ENOTSOCK:
+		return err
+	}
+	w.m.Receive.Inc()
+	w.errsInARow++
+	if w.errsInARow > maxErrorsInARow {
+		return err
+	}
+	w.logErr("receive failed", err)
+	return nil
+}
+
+// batch answers the n datagrams of one receive and sends their verdicts.
+func (w *Worker) batch(fd int, n int) {
+	var now int64
+	if w.seeds != nil {
+		// Seeds given before a SYN-ACK's verdict are in the channel
+		// before any of the flow's later segments can have been received.
+		w.takeSeeds()
+		now = int64(time.Since(w.epoch))
+	}
+	for i := 0; i < n; i++ {
+		b := w.rx.datagram(i)
+		for len(b) > 0 {
+			var kind msgKind
+			kind, b = nextMsg(b, &w.q)
+			switch kind {
+			case msgPacket:
+				if w.tx.pending()+verdictMsgLen(action{packet: true, setMark: true}, w.q.payload) > w.sendLimit {
+					w.flush(fd)
+				}
+				w.packet(&w.q, now)
+			case msgError:
+				w.m.Verdict.Inc()
+				w.logErr("verdict refused", w.q.errno)
+			case msgMalformed:
+				w.m.Receive.Inc()
+				w.logErr("receive failed", errMalformed)
+			}
+		}
+	}
+	w.flush(fd)
+}
+
+var errMalformed = errors.New("malformed queue message")
+
+// flush sends the verdicts collected. If the kernel takes none of them
+// (the whole message was refused), each is sent on its own, and one with a
+// mark or bytes that is refused again goes as a plain verdict.
+func (w *Worker) flush(fd int) {
+	b := w.tx.bytes()
+	if len(b) == 0 {
+		return
+	}
+	if err := send(fd, b); err != nil {
+		w.m.Verdict.Inc()
+		w.logErr("verdict failed", err)
+		for len(b) >= verdictFixedLen {
+			n := min(align4(int(binary.NativeEndian.Uint32(b[0:4]))), len(b))
+			msg := b[:n]
+			err := send(fd, msg)
+			if err != nil && n > verdictFixedLen {
+				err = send(fd, plainVerdict(msg))
+			}
+			if err != nil {
+				w.m.Verdict.Inc()
+			}
+			b = b[n:]
+		}
+	}
+	w.tx.reset()
+}
+
+// packet answers one queued packet: its verdict joins the batch.
+func (w *Worker) packet(q *queued, now int64) {
 	sample := w.seq&15 == 0
 	w.seq++
 	var start time.Time
 	if sample {
 		start = time.Now()
 	}
-	meta := metaOf(&a)
-	if w.seeds != nil {
-		w.takeSeeds()
-		meta.Now = int64(time.Since(w.epoch))
+	meta := metaOf(q)
+	meta.Now = now
+	res, act, ok := normalize.Result{}, acceptUnchanged, false
+	if !q.cut {
+		res, act, ok = w.handle(q.payload, meta)
 	}
-	res, act, ok := w.handle(pkt, meta)
 	if res.HasSeed {
 		// Before the verdict: the flow's first later segment cannot reach
 		// the stateful worker ahead of its seed.
 		w.giveSeed(res)
 	}
-	if err := w.verdict(id, act, pkt); err != nil {
-		w.m.Verdict.Inc()
-		w.logErr("verdict failed", err)
-		// Retry without the extras that could have been refused.
-		if act.packet || act.setMark {
-			if err := w.nf.SetVerdict(id, act.verdict); err != nil {
-				w.m.Verdict.Inc()
-			}
-		}
-	}
+	w.tx.add(q.id, act, q.payload)
 	if sample {
 		w.m.ProcTime.Observe(time.Since(start).Seconds())
 	}
@@ -254,14 +447,13 @@ func (w *Worker) hook(a nfqueue.Attribute) int {
 	}
 	if !ok {
 		w.m.PacketError()
-		return 0
+		return
 	}
 	w.m.Packet(act.metricVerdict(), res.Why.Reason)
 	w.countRewrites(res)
 	if w.cfg.ConnLog != nil && loggable(res) {
 		w.cfg.ConnLog.offer(w.cfg.Queue, res)
 	}
-	return 0
 }
 
 // publishStats adds the normalizer's own counters to the metrics.
@@ -335,54 +527,9 @@ func (w *Worker) handle(pkt []byte, m normalize.Meta) (res normalize.Result, act
 	return res, decide(res, m), true
 }
 
-func (w *Worker) verdict(id uint32, act action, pkt []byte) error {
-	switch {
-	case act.packet && act.setMark:
-		return w.nf.SetVerdictWithOption(id, act.verdict, nfqueue.WithMark(act.mark), nfqueue.WithAlteredPacket(pkt))
-	case act.packet:
-		return w.nf.SetVerdictWithOption(id, act.verdict, nfqueue.WithAlteredPacket(pkt))
-	case act.setMark:
-		return w.nf.SetVerdictWithOption(id, act.verdict, nfqueue.WithMark(act.mark))
-	}
-	return w.nf.SetVerdict(id, act.verdict)
-}
-
-// onError handles a receive error. ENOBUFS (the kernel dropped messages
-// because the socket buffer was full) is counted and reading goes on.
-func (w *Worker) onError(err error) int {
-	if w.ctx.Err() != nil {
-		return 1
-	}
-	if errors.Is(err, unix.ENOBUFS) {
-		w.m.ENOBUFS.Inc()
-		return 0
-	}
-	w.m.Receive.Inc()
-	w.errsInARow++
-	if errors.Is(err, net.ErrClosed) || errors.Is(err, unix.EBADF) || w.errsInARow > maxErrorsInARow {
-		w.log.Error("worker failed", "err", err)
-		w.onFail(fmt.Errorf("nfq: queue %d: receive: %w", w.cfg.Queue, err))
-		return 1
-	}
-	w.logErr("receive failed", err)
-	return 0
-}
-
 func (w *Worker) logErr(msg string, err error) {
 	if now := time.Now(); now.Sub(w.lastErrLog) >= 10*time.Second {
 		w.lastErrLog = now
 		w.log.Warn(msg, "err", err)
 	}
-}
-
-// nfLogger routes go-nfqueue's own messages to debug level: they include
-// routine ones such as "Stop receiving" at every shutdown.
-type nfLogger struct{ l *slog.Logger }
-
-func (n nfLogger) Debugf(format string, args ...interface{}) {
-	n.l.Debug("nfqueue: " + fmt.Sprintf(format, args...))
-}
-
-func (n nfLogger) Errorf(format string, args ...interface{}) {
-	n.l.Debug("nfqueue: " + fmt.Sprintf(format, args...))
 }

@@ -161,7 +161,7 @@ func TestWorkerAnswers(t *testing.T) {
 		return normalize.Result{Why: normalize.Why{Reason: normalize.ReasonNoPolicy}}
 	}
 	if err := w.Start(ctx); err != nil {
-		w.nf.Close()
+		w.Close()
 		t.Fatalf("Start: %v", err)
 	}
 	closed := false
@@ -201,8 +201,9 @@ func TestWorkerAnswers(t *testing.T) {
 	if marked != 6 {
 		t.Errorf("packets seen with the verdict's mark = %d, want 6", marked)
 	}
-	// The kernel lists the queue as bound to our socket.
-	kq := metrics.NewKernelCollector("", queue, 1)
+	// The kernel lists the queue as bound to our socket. /proc/net is the
+	// main thread's namespace; thread-self is the one ns.do switched to.
+	kq := metrics.NewKernelCollector("/proc/thread-self/net/netfilter/nfnetlink_queue", queue, 1)
 	var qs []metrics.KernelQueue
 	ns.do(t, func() { qs, err = kq.Read() })
 	if err != nil || len(qs) != 1 || qs[0].Queue != queue || qs[0].CopyRange != 4096 {
