@@ -262,7 +262,7 @@ func (r *Results) Markdown() string {
 	if r.AllocBench != "" {
 		b.WriteString("\n### Heap allocations per packet, by whose code\n\n")
 		fmt.Fprintf(&b, "`%s`:\n\n```\n%s\n```\n\n", r.AllocBenchCmd, strings.TrimSpace(r.AllocBench))
-		b.WriteString("The Go allocs/pkt column above is the whole daemon (go_memstats_mallocs_total delta over queued packets): go-nfqueue's receive and verdict paths, the runtime and metrics scrapes included.\n")
+		b.WriteString("The Go allocs/pkt column above is the whole daemon (go_memstats_mallocs_total delta over queued packets): the queue workers' receive and verdict paths, the runtime and metrics scrapes included. The benchmarks above are tcpnorm's per-packet path alone (parse, normalize, verdict), driven with in-memory queue messages.\n")
 	}
 	b.WriteString("\n### Every round\n\n| config | round | bulk Gbit/s | conn/s | p50 us | p99 us | queued | handled | CPU s | drops | retrans | per queue | error |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
 	for _, s := range r.Samples {
