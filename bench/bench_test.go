@@ -88,20 +88,6 @@ func TestParseProcCPU(t *testing.T) {
 	}
 }
 
-func TestParseSNMP(t *testing.T) {
-	text := "Ip: Forwarding DefaultTTL\nIp: 1 64\nTcp: RtoAlgorithm RtoMin RetransSegs InErrs\nTcp: 1 200 321 0\nUdp: InDatagrams\nUdp: 5\n"
-	got, err := ParseSNMP(text, "Tcp", "RetransSegs")
-	if err != nil || got != 321 {
-		t.Errorf("ParseSNMP = %d, %v, want 321", got, err)
-	}
-	if _, err := ParseSNMP(text, "Tcp", "Nope"); err == nil {
-		t.Error("missing counter: no error")
-	}
-	if _, err := ParseSNMP("", "Tcp", "RetransSegs"); err == nil {
-		t.Error("empty text: no error")
-	}
-}
-
 func TestMetricSum(t *testing.T) {
 	text := `# HELP tcpnorm_packets_total Packets.
 # TYPE tcpnorm_packets_total counter

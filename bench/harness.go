@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tcpnorm/tcpnorm/lab"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -213,7 +213,7 @@ func (h *Harness) calibrate(ctx context.Context) error {
 func (h *Harness) HashSpread() map[uint16]int { return h.hashMap }
 
 func dialOnce(ns string, src netip.Addr, dst netip.AddrPort) error {
-	return InNetns(ns, func() error {
+	return lab.InNetns(ns, func() error {
 		d := net.Dialer{Timeout: 3 * time.Second, LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
 		c, err := d.Dial("tcp", dst.String())
 		if err != nil {
@@ -233,14 +233,14 @@ func balance(first, n int) string {
 }
 
 func (h *Harness) applyRules(ctx context.Context, script string) error {
-	_, err := RunInput(ctx, h.topo.Gateway, script, "iptables-restore", "--noflush")
+	_, err := lab.RunInput(ctx, h.topo.Gateway, script, "iptables-restore", "--noflush")
 	return err
 }
 
 // flushRules empties the gateway's mangle FORWARD chain, where every
 // configuration's rules or jump live.
 func (h *Harness) flushRules(ctx context.Context) {
-	Run(context.WithoutCancel(ctx), h.topo.Gateway, "iptables", "-t", "mangle", "-F", "FORWARD")
+	lab.Run(context.WithoutCancel(ctx), h.topo.Gateway, "iptables", "-t", "mangle", "-F", "FORWARD")
 }
 
 func (h *Harness) queueStats() (map[uint16]QueueStat, error) {
@@ -382,7 +382,7 @@ func (h *Harness) stop(ctx context.Context, c *consumer) (string, error) {
 	if c.dir != "" {
 		os.RemoveAll(c.dir)
 	}
-	if out, _ := Run(context.WithoutCancel(ctx), h.topo.Gateway, "iptables-save"); strings.Contains(out, "NFQUEUE") || strings.Contains(out, "TCPNORM") {
+	if out, _ := lab.Run(context.WithoutCancel(ctx), h.topo.Gateway, "iptables-save"); strings.Contains(out, "NFQUEUE") || strings.Contains(out, "TCPNORM") {
 		return "", fmt.Errorf("bench: rules left in the gateway after stop:\n%s", out)
 	}
 	if c.proc == nil {
@@ -420,7 +420,7 @@ func (h *Harness) snapshot(ctx context.Context, c *consumer) (snapshot, error) {
 		if err != nil {
 			return s, err
 		}
-		v, err := ParseSNMP(t, "Tcp", "RetransSegs")
+		v, err := lab.ParseSNMP(t, "Tcp", "RetransSegs")
 		if err != nil {
 			return s, err
 		}
@@ -436,33 +436,7 @@ func (h *Harness) snapshot(ctx context.Context, c *consumer) (snapshot, error) {
 
 // metrics fetches tcpnorm's /metrics from inside the gateway.
 func (h *Harness) metrics(ctx context.Context) (string, error) {
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			var c net.Conn
-			err := InNetns(h.topo.Gateway, func() error {
-				var d net.Dialer
-				var err error
-				c, err = d.DialContext(ctx, network, addr)
-				return err
-			})
-			return c, err
-		},
-		DisableKeepAlives: true,
-	}
-	defer tr.CloseIdleConnections()
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+MetricsAddr+"/metrics", nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return string(b), err
+	return lab.HTTPGet(ctx, h.topo.Gateway, "http://"+MetricsAddr+"/metrics")
 }
 
 // RunOne measures configuration name once.
@@ -599,7 +573,7 @@ func (h *Harness) bulk(ctx context.Context, s *Sample) error {
 			defer wg.Done()
 			cctx, cancel := context.WithTimeout(ctx, time.Duration(secs+20)*time.Second)
 			defer cancel()
-			out, err := Run(cctx, h.topo.Client, "iperf3", "-c", ServerAddr.String(), "-p", fmt.Sprint(IperfPort+i),
+			out, err := lab.Run(cctx, h.topo.Client, "iperf3", "-c", ServerAddr.String(), "-p", fmt.Sprint(IperfPort+i),
 				"-B", src.String(), "-P", fmt.Sprint(h.opt.Streams), "-t", fmt.Sprint(secs), "-O", "1", "-J")
 			if jerr := json.Unmarshal([]byte(out), &res[i]); jerr != nil && err == nil {
 				err = fmt.Errorf("iperf3 output: %w", jerr)
@@ -639,7 +613,7 @@ func (h *Harness) connload(ctx context.Context, conc int, rate float64, d time.D
 	if rate > 0 {
 		args = append(args, "-rate", fmt.Sprint(rate))
 	}
-	out, err := Run(cctx, h.topo.Client, args...)
+	out, err := lab.Run(cctx, h.topo.Client, args...)
 	if err != nil {
 		return ConnResult{}, err
 	}

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"strconv"
@@ -110,30 +109,6 @@ func ProcCPU(pid int) (float64, error) {
 		return 0, err
 	}
 	return ParseProcCPU(string(b))
-}
-
-// ParseSNMP returns counter name of protocol proto ("Tcp") from the text of
-// /proc/net/snmp: a header line and a value line per protocol.
-func ParseSNMP(text, proto, name string) (uint64, error) {
-	var header []string
-	sc := bufio.NewScanner(strings.NewReader(text))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 0 || f[0] != proto+":" {
-			continue
-		}
-		if header == nil {
-			header = f
-			continue
-		}
-		for i, h := range header {
-			if h == name && i < len(f) {
-				return strconv.ParseUint(f[i], 10, 64)
-			}
-		}
-		return 0, fmt.Errorf("snmp: no %s %s", proto, name)
-	}
-	return 0, fmt.Errorf("snmp: no %s lines", proto)
 }
 
 // MetricSum sums every sample of metric name in Prometheus text format.

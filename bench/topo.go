@@ -2,24 +2,21 @@ package bench
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/tcpnorm/tcpnorm/lab"
 	"io"
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Prefix starts the name of every namespace the harness creates.
@@ -78,13 +75,13 @@ func (t *Topo) namespaces() []string { return []string{t.Client, t.Gateway, t.Se
 
 func (t *Topo) build(ctx context.Context) error {
 	for _, ns := range t.namespaces() {
-		if _, err := Run(ctx, "", "ip", "netns", "add", ns); err != nil {
+		if _, err := lab.Run(ctx, "", "ip", "netns", "add", ns); err != nil {
 			return err
 		}
 	}
 	root := fmt.Sprintf("link add name %s netns %s type veth peer name %s netns %s\n", ifToGateway, t.Client, IfGwClient, t.Gateway) +
 		fmt.Sprintf("link add name %s netns %s type veth peer name %s netns %s\n", ifToGateway, t.Server, IfGwServer, t.Gateway)
-	if _, err := RunInput(ctx, "", root, "ip", "-batch", "-"); err != nil {
+	if _, err := lab.RunInput(ctx, "", root, "ip", "-batch", "-"); err != nil {
 		return err
 	}
 	var c strings.Builder
@@ -98,22 +95,22 @@ func (t *Topo) build(ctx context.Context) error {
 		IfGwClient, IfGwServer, GwClient, IfGwClient, GwServer, IfGwServer)
 	s := fmt.Sprintf("link set lo up\nlink set gw0 up\naddr add %s/24 dev gw0\nroute add 198.18.0.0/15 via %s\n", ServerAddr, GwServer)
 	for ns, b := range map[string]string{t.Client: c.String(), t.Gateway: g, t.Server: s} {
-		if _, err := RunInput(ctx, "", b, "ip", "-n", ns, "-batch", "-"); err != nil {
+		if _, err := lab.RunInput(ctx, "", b, "ip", "-n", ns, "-batch", "-"); err != nil {
 			return err
 		}
 	}
 	// Conntrack is on in the gateway in every configuration (tcpnorm's
 	// rules need it), with a short TIME_WAIT so that short connections do
 	// not fill the table.
-	if _, err := RunInput(ctx, t.Gateway, "*filter\n-A FORWARD -m conntrack --ctstate INVALID\nCOMMIT\n", "iptables-restore", "--noflush"); err != nil {
+	if _, err := lab.RunInput(ctx, t.Gateway, "*filter\n-A FORWARD -m conntrack --ctstate INVALID\nCOMMIT\n", "iptables-restore", "--noflush"); err != nil {
 		return err
 	}
-	if err := WriteSysctl(t.Gateway, "net.ipv4.ip_forward", "1",
+	if err := lab.WriteSysctl(t.Gateway, "net.ipv4.ip_forward", "1",
 		"net.netfilter.nf_conntrack_tcp_timeout_time_wait", "1",
 		"net.netfilter.nf_conntrack_tcp_timeout_close", "1"); err != nil {
 		return err
 	}
-	if err := WriteSysctl(t.Client, "net.ipv4.tcp_tw_reuse", "1",
+	if err := lab.WriteSysctl(t.Client, "net.ipv4.tcp_tw_reuse", "1",
 		"net.ipv4.ip_local_port_range", "1024 65000"); err != nil {
 		return err
 	}
@@ -131,7 +128,7 @@ func (t *Topo) Close() error {
 			continue
 		}
 		killNetnsProcs(ctx, ns)
-		if _, err := Run(ctx, "", "ip", "netns", "del", ns); err != nil {
+		if _, err := lab.Run(ctx, "", "ip", "netns", "del", ns); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -139,7 +136,7 @@ func (t *Topo) Close() error {
 }
 
 func killNetnsProcs(ctx context.Context, ns string) {
-	out, err := Run(ctx, "", "ip", "netns", "pids", ns)
+	out, err := lab.Run(ctx, "", "ip", "netns", "pids", ns)
 	if err != nil {
 		return
 	}
@@ -167,91 +164,19 @@ func CleanStale(ctx context.Context) {
 			continue
 		}
 		killNetnsProcs(ctx, e.Name())
-		Run(ctx, "", "ip", "netns", "del", e.Name())
+		lab.Run(ctx, "", "ip", "netns", "del", e.Name())
 	}
-}
-
-// InNetns runs fn on a thread that joined namespace ns; sockets fn opens
-// stay there.
-func InNetns(ns string, fn func() error) error {
-	target, err := unix.Open(netnsDir+"/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("netns %s: %w", ns, err)
-	}
-	defer unix.Close(target)
-	errc := make(chan error, 1)
-	go func() {
-		// The thread stays locked, and so is discarded, unless it is back
-		// in its own namespace.
-		runtime.LockOSThread()
-		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer unix.Close(orig)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("netns %s: setns: %w", ns, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
 }
 
 // ReadNetnsFile reads a /proc/thread-self/net/... file as seen in ns.
 func ReadNetnsFile(ns, name string) (string, error) {
 	var s string
-	err := InNetns(ns, func() error {
+	err := lab.InNetns(ns, func() error {
 		b, err := os.ReadFile("/proc/thread-self/net/" + name)
 		s = string(b)
 		return err
 	})
 	return s, err
-}
-
-// WriteSysctl sets sysctls (dotted keys) in ns.
-func WriteSysctl(ns string, kv ...string) error {
-	return InNetns(ns, func() error {
-		for i := 0; i+1 < len(kv); i += 2 {
-			p := "/proc/sys/" + strings.ReplaceAll(kv[i], ".", "/")
-			if err := os.WriteFile(p, []byte(kv[i+1]), 0); err != nil {
-				return fmt.Errorf("sysctl %s=%s in %s: %w", kv[i], kv[i+1], ns, err)
-			}
-		}
-		return nil
-	})
-}
-
-// Run runs a command in namespace ns ("" for the current one) and returns
-// its combined output.
-func Run(ctx context.Context, ns string, args ...string) (string, error) {
-	return RunInput(ctx, ns, "", args...)
-}
-
-// RunInput is Run with stdin.
-func RunInput(ctx context.Context, ns, stdin string, args ...string) (string, error) {
-	if ns != "" {
-		args = append([]string{"ip", "netns", "exec", ns}, args...)
-	}
-	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
-	}
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(out.String()))
-	}
-	return out.String(), nil
 }
 
 // Proc is a long-running program in a namespace. `ip netns exec` execs the

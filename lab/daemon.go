@@ -227,11 +227,11 @@ func (dm *Daemon) Stop() error {
 // Get fetches path ("/metrics", "/status") from the daemon's metrics
 // listener, connecting from the gateway namespace.
 func (dm *Daemon) Get(ctx context.Context, path string) (string, error) {
-	return dm.lab.HTTPGet(ctx, dm.NS, "http://"+dm.Metrics+path)
+	return HTTPGet(ctx, dm.NS, "http://"+dm.Metrics+path)
 }
 
 // HTTPGet fetches url with a connection made in namespace ns.
-func (l *Lab) HTTPGet(ctx context.Context, ns, url string) (string, error) {
+func HTTPGet(ctx context.Context, ns, url string) (string, error) {
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			var c net.Conn
@@ -277,7 +277,7 @@ func (l *Lab) TcpnormRules(ctx context.Context) ([]string, error) {
 func (l *Lab) TcpnormRulesIn(ctx context.Context, ns string) ([]string, error) {
 	var found []string
 	for _, cmd := range []string{"iptables-save", "ip6tables-save"} {
-		out, err := run(ctx, ns, cmd)
+		out, err := Run(ctx, ns, cmd)
 		if err != nil {
 			return nil, err
 		}
@@ -360,12 +360,12 @@ func TCPInCsumErrors(ns string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return parseSNMP(text, "Tcp", "InCsumErrors")
+	return ParseSNMP(text, "Tcp", "InCsumErrors")
 }
 
-// parseSNMP finds counter col of protocol proto in /proc/net/snmp text: a
+// ParseSNMP finds counter col of protocol proto in /proc/net/snmp text: a
 // header line and a value line per protocol, both starting "proto:".
-func parseSNMP(text, proto, col string) (uint64, error) {
+func ParseSNMP(text, proto, col string) (uint64, error) {
 	var hdr []string
 	for _, ln := range strings.Split(text, "\n") {
 		f := strings.Fields(ln)

@@ -116,11 +116,11 @@ func (l *Lab) Namespaces() []string {
 
 func (l *Lab) build(ctx context.Context) error {
 	for _, ns := range l.Namespaces() {
-		if _, err := run(ctx, "", "ip", "netns", "add", ns); err != nil {
+		if _, err := Run(ctx, "", "ip", "netns", "add", ns); err != nil {
 			return err
 		}
 		// Addresses must be usable at once: no duplicate address detection.
-		if err := writeSysctl(ns,
+		if err := WriteSysctl(ns,
 			"net.ipv6.conf.all.accept_dad", "0",
 			"net.ipv6.conf.default.accept_dad", "0",
 			"net.ipv6.conf.all.accept_ra", "0",
@@ -139,7 +139,7 @@ func (l *Lab) build(ctx context.Context) error {
 	for _, k := range links {
 		fmt.Fprintf(&root, "link add name %s netns %s type veth peer name %s netns %s\n", k.ifA, k.nsA, k.ifB, k.nsB)
 	}
-	if _, err := runInput(ctx, "", root.String(), "ip", "-batch", "-"); err != nil {
+	if _, err := RunInput(ctx, "", root.String(), "ip", "-batch", "-"); err != nil {
 		return err
 	}
 	batch := map[string]*strings.Builder{}
@@ -190,12 +190,12 @@ func (l *Lab) build(ctx context.Context) error {
 		fmt.Fprintf(batch[r[0]], "route add %s via %s\n", r[1], r[2])
 	}
 	for _, ns := range l.Namespaces() {
-		if _, err := runInput(ctx, "", batch[ns].String(), "ip", "-n", ns, "-batch", "-"); err != nil {
+		if _, err := RunInput(ctx, "", batch[ns].String(), "ip", "-n", ns, "-batch", "-"); err != nil {
 			return err
 		}
 	}
 	for _, ns := range []string{l.Gateway, l.Path} {
-		if err := writeSysctl(ns,
+		if err := WriteSysctl(ns,
 			"net.ipv4.ip_forward", "1",
 			"net.ipv6.conf.all.forwarding", "1",
 		); err != nil {
@@ -286,7 +286,7 @@ func (l *Lab) Close() error {
 			continue
 		}
 		killNetnsProcs(ctx, ns)
-		if _, err := run(ctx, "", "ip", "netns", "del", ns); err != nil {
+		if _, err := Run(ctx, "", "ip", "netns", "del", ns); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -296,7 +296,7 @@ func (l *Lab) Close() error {
 // killNetnsProcs ends processes still running in namespace ns (a daemon
 // whose parent died), so deleting it frees everything.
 func killNetnsProcs(ctx context.Context, ns string) {
-	out, err := run(ctx, "", "ip", "netns", "pids", ns)
+	out, err := Run(ctx, "", "ip", "netns", "pids", ns)
 	if err != nil {
 		return
 	}
@@ -334,7 +334,7 @@ func CleanStale(ctx context.Context, prefix string) error {
 		}
 		if pid != os.Getpid() && syscall.Kill(pid, 0) == syscall.ESRCH {
 			killNetnsProcs(ctx, e.Name())
-			if _, err := run(ctx, "", "ip", "netns", "del", e.Name()); err != nil {
+			if _, err := Run(ctx, "", "ip", "netns", "del", e.Name()); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -353,11 +353,11 @@ func enableConntrack(ctx context.Context, ns, extra string) error {
 		"-A OUTPUT -m conntrack --ctstate INVALID\n" +
 		"COMMIT\n" + extra
 	for _, cmd := range []string{"iptables-restore", "ip6tables-restore"} {
-		if _, err := runInput(ctx, ns, rules, cmd, "--noflush"); err != nil {
+		if _, err := RunInput(ctx, ns, rules, cmd, "--noflush"); err != nil {
 			return err
 		}
 	}
-	return writeSysctl(ns, "net.netfilter.nf_conntrack_tcp_be_liberal", "0")
+	return WriteSysctl(ns, "net.netfilter.nf_conntrack_tcp_be_liberal", "0")
 }
 
 // Topology describes the lab for people.

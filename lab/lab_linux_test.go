@@ -40,10 +40,10 @@ func TestNewClose(t *testing.T) {
 	const prefix = "tnlabtest"
 	// A namespace as a crashed run (pid 0x7ffffffe cannot exist) leaves it.
 	stale := prefix + "-2147483646-abcdef-c"
-	if _, err := run(ctx, "", "ip", "netns", "add", stale); err != nil {
+	if _, err := Run(ctx, "", "ip", "netns", "add", stale); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { run(ctx, "", "ip", "netns", "del", stale) })
+	t.Cleanup(func() { Run(ctx, "", "ip", "netns", "del", stale) })
 
 	l, err := New(ctx, Options{Prefix: prefix})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -53,13 +54,15 @@ func InNetns(name string, fn func() error) error {
 	return <-errc
 }
 
-// run runs a command in namespace ns ("" for the current one) and returns
+// Run runs a command in namespace ns ("" for the current one) and returns
 // its combined output; the error names the command and carries its output.
-func run(ctx context.Context, ns string, args ...string) (string, error) {
-	return runInput(ctx, ns, "", args...)
+// The command is killed if the calling thread dies.
+func Run(ctx context.Context, ns string, args ...string) (string, error) {
+	return RunInput(ctx, ns, "", args...)
 }
 
-func runInput(ctx context.Context, ns, stdin string, args ...string) (string, error) {
+// RunInput is Run with stdin.
+func RunInput(ctx context.Context, ns, stdin string, args ...string) (string, error) {
 	if ns != "" {
 		args = append([]string{"ip", "netns", "exec", ns}, args...)
 	}
@@ -70,14 +73,15 @@ func runInput(ctx context.Context, ns, stdin string, args ...string) (string, er
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Run(); err != nil {
 		return out.String(), fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(out.String()))
 	}
 	return out.String(), nil
 }
 
-// writeSysctl sets net sysctls inside namespace ns; keys use dots.
-func writeSysctl(ns string, kv ...string) error {
+// WriteSysctl sets net sysctls inside namespace ns; keys use dots.
+func WriteSysctl(ns string, kv ...string) error {
 	return InNetns(ns, func() error {
 		for i := 0; i+1 < len(kv); i += 2 {
 			p := "/proc/sys/" + strings.ReplaceAll(kv[i], ".", "/")

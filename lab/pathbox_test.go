@@ -156,8 +156,8 @@ Tcp: 1 200 120000 -1 5 3 0 0 1 900 800 2 0 1 7
 Udp: InDatagrams NoPorts
 Udp: 4 0
 `
-	if got, err := parseSNMP(text, "Tcp", "InCsumErrors"); err != nil || got != 7 {
-		t.Errorf("parseSNMP(Tcp InCsumErrors) = %d, %v; want 7, nil", got, err)
+	if got, err := ParseSNMP(text, "Tcp", "InCsumErrors"); err != nil || got != 7 {
+		t.Errorf("ParseSNMP(Tcp InCsumErrors) = %d, %v; want 7, nil", got, err)
 	}
 	for _, tt := range []struct{ name, text, col string }{
 		{name: "no such column", text: text, col: "Nope"},
@@ -165,7 +165,7 @@ Udp: 4 0
 		{name: "not a number", text: "Tcp: InCsumErrors\nTcp: x\n", col: "InCsumErrors"},
 		{name: "empty", text: "", col: "InCsumErrors"},
 	} {
-		if _, err := parseSNMP(tt.text, "Tcp", tt.col); err == nil {
+		if _, err := ParseSNMP(tt.text, "Tcp", tt.col); err == nil {
 			t.Errorf("%s: parseSNMP succeeded, want error", tt.name)
 		}
 	}
