@@ -96,7 +96,6 @@ type Daemon struct {
 	NS      string // the namespace it runs in
 	Metrics string // its metrics listener
 	cmd     *exec.Cmd
-	lab     *Lab
 	mu      sync.Mutex
 	lines   []string
 	ready   chan struct{}
@@ -141,7 +140,7 @@ func (l *Lab) startDaemon(ctx context.Context, ns, mode, metrics, bin, dir strin
 			return nil, err
 		}
 	}
-	dm = &Daemon{Dir: d, NS: ns, Metrics: metrics, lab: l, ready: make(chan struct{}), exited: make(chan struct{})}
+	dm = &Daemon{Dir: d, NS: ns, Metrics: metrics, ready: make(chan struct{}), exited: make(chan struct{})}
 	dm.cmd = exec.Command("ip", "netns", "exec", ns, bin, "run", "-c", cfg)
 	// The daemon must not outlive the lab's process.
 	dm.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
