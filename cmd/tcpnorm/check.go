@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,21 +22,11 @@ func cmdCheck(args []string) int {
 }
 
 func runCheck(args []string, stdout, stderr io.Writer, wait time.Duration) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("c", config.DefaultPath, "config `FILE`")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: tcpnorm check [-c FILE]\n\nValidates the config and every policy file, resolves the policies' domains\nand prints each policy with its addresses, ports, direction, mode, actions\nand time to expiry. Errors are printed as FILE:LINE:COL: key: message and\nmake the exit status 1. Warnings (DNS failures, policies expiring within\n7 days or expired, inbound policies with neither cidrs nor spf) do not.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	path, ok := parseConfigFlag("check", "Validates the config and every policy file, resolves the policies' domains\nand prints each policy with its addresses, ports, direction, mode, actions\nand time to expiry. Errors are printed as FILE:LINE:COL: key: message and\nmake the exit status 1. Warnings (DNS failures, policies expiring within\n7 days or expired, inbound policies with neither cidrs nor spf) do not.", args, stderr)
+	if !ok {
 		return 2
 	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return 2
-	}
-	cfg, err := config.Load(*path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		var errs *config.Errors
 		if errors.As(err, &errs) {
@@ -71,6 +60,6 @@ func runCheck(args []string, stdout, stderr io.Writer, wait time.Duration) int {
 	for _, w := range warnings {
 		fmt.Fprintln(stderr, "warning:", w)
 	}
-	fmt.Fprintf(stderr, "tcpnorm check: %s: ok, %d policies, %d warning(s)\n", *path, len(st), len(warnings))
+	fmt.Fprintf(stderr, "tcpnorm check: %s: ok, %d policies, %d warning(s)\n", path, len(st), len(warnings))
 	return 0
 }

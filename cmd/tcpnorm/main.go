@@ -4,10 +4,13 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
+
+	"github.com/tcpnorm/tcpnorm/config"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -56,4 +59,25 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "tcpnorm: unknown command %q\n\n%s", cmd, usage)
 	return 2
+}
+
+// parseConfigFlag parses the arguments of `tcpnorm NAME [-c FILE]` and
+// returns the config file's path; ok false means the usage was printed and
+// the exit status is 2.
+func parseConfigFlag(name, help string, args []string, stderr io.Writer) (path string, ok bool) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	p := fs.String("c", config.DefaultPath, "config `FILE`")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: tcpnorm %s [-c FILE]\n\n%s\n", name, help)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return "", false
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return "", false
+	}
+	return *p, true
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 
@@ -11,21 +10,11 @@ import (
 
 // cmdRules prints the rules `run` installs for the config.
 func cmdRules(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("rules", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("c", config.DefaultPath, "config `FILE`")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: tcpnorm rules [-c FILE]\n\nPrints the iptables and ip6tables rules `tcpnorm run` installs, as fed to\niptables-restore --noflush and ip6tables-restore --noflush.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	path, ok := parseConfigFlag("rules", "Prints the iptables and ip6tables rules `tcpnorm run` installs, as fed to\niptables-restore --noflush and ip6tables-restore --noflush.", args, stderr)
+	if !ok {
 		return 2
 	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return 2
-	}
-	cfg, err := config.Load(*path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

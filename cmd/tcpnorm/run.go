@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -31,20 +30,11 @@ const (
 
 // cmdRun is `tcpnorm run [-c FILE]`, the daemon.
 func cmdRun(args []string) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	path := fs.String("c", config.DefaultPath, "config `FILE`")
-	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: tcpnorm run [-c FILE]\n\nRuns the daemon: binds the queues, installs the rules ([rules] install),\nresolves the policies and normalizes handshakes until SIGINT or SIGTERM.\nSIGHUP reloads the config and policies.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	path, ok := parseConfigFlag("run", "Runs the daemon: binds the queues, installs the rules ([rules] install),\nresolves the policies and normalizes handshakes until SIGINT or SIGTERM.\nSIGHUP reloads the config and policies.", args, os.Stderr)
+	if !ok {
 		return 2
 	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return 2
-	}
-	cfg, err := config.Load(*path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -55,7 +45,7 @@ func cmdRun(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	d := &daemon{path: *path, cfg: cfg, log: log, level: level, rules: rules.Exec{}}
+	d := &daemon{path: path, cfg: cfg, log: log, level: level, rules: rules.Exec{}}
 	if err := d.run(); err != nil {
 		log.Error("exiting", "err", err)
 		return 1
