@@ -321,7 +321,10 @@ func (a *analyzer) handshake(c *conn, d int, s *segment) {
 		a.ack(c, d, s, t.Ack(), t.Window())
 	}
 	if s.hasTS {
+		// The peer takes its TS.Recent from the handshake (RFC 7323
+		// section 4.3): a first data segment already older is discarded.
 		h.tsSet, h.tsMax = true, s.tsval
+		h.tsRecent, h.tsRecentSet = s.tsval, true
 	}
 }
 
@@ -411,7 +414,7 @@ func (a *analyzer) data(c *conn, d int, s *segment, seq, end uint32) {
 				h.susp = segEntry{seq: seq, end: end, pkt: a.pkt}
 				h.suspTS, h.suspRecent = s.tsval, h.tsRecent
 				c.addEvidence(ClassPAWS, evidence{pkt: a.pkt, time: a.now, side: int8(d), seq: seq, ack: s.tcp.Ack(), win: s.tcp.Window(), length: s.payload,
-					note: "TSval " + utoa(s.tsval) + " is older than TSval " + utoa(h.tsRecent) + " of an earlier in-order segment: PAWS discards it"})
+					note: "TSval " + utoa(s.tsval) + " is older than TSval " + utoa(h.tsRecent) + ", the newest taken in order (handshake included): PAWS discards it"})
 			}
 		case !o.ackSet || seqLE(seq, o.ack):
 			if !h.tsRecentSet || seqGT(s.tsval, h.tsRecent) {

@@ -117,6 +117,10 @@ func TestClasses(t *testing.T) {
 			s.atClient = true
 			s.scramble = func(seq uint32) bool { return (seq*2654435761)>>28 == 5 }
 		}, verdict: VerdictOptionFault, want: []got{{Class: ClassPAWS, Vantage: "receiver", Fix: Fix{Timestamps: "strip"}}}},
+		{name: "paws download at the client, first data segment scrambled", setup: func(s *sim) {
+			s.atClient = true
+			s.scramble = func(seq uint32) bool { return seq == 5000001 }
+		}, verdict: VerdictOptionFault, want: []got{{Class: ClassPAWS, Vantage: "receiver", Fix: Fix{Timestamps: "strip"}}}},
 		{name: "paws upload at the server", setup: func(s *sim) {
 			s.upload, s.atClient = true, false
 			s.scramble = func(seq uint32) bool { return (seq*2654435761)>>28 == 5 }

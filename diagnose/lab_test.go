@@ -24,6 +24,17 @@ var labCases = []struct {
 	{lab.FaultPMTU, ClassPMTU},
 }
 
+// labExtra are lab captures kept for a case TestLabRecord meets only by
+// chance: in lab-ts-scramble-first.pcap the path scrambled the first data
+// segment, so the receiver took no data in order and its TS.Recent is the
+// SYN-ACK's TSval.
+var labExtra = []struct {
+	file string
+	want Class
+}{
+	{"lab-ts-scramble-first.pcap", ClassPAWS},
+}
+
 func labFile(f lab.Fault) string { return filepath.Join("testdata", "lab-"+f.String()+".pcap") }
 
 // TestLabCaptures diagnoses the real captures committed under testdata
@@ -35,6 +46,18 @@ func TestLabCaptures(t *testing.T) {
 			if os.IsNotExist(err) {
 				t.Skipf("%s not recorded (run TestLabRecord as root with TCPNORM_LAB_RECORD=1)", labFile(tc.fault))
 			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkLab(t, data, tc.want)
+		})
+	}
+}
+
+func TestLabExtraCaptures(t *testing.T) {
+	for _, tc := range labExtra {
+		t.Run(tc.file, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join("testdata", tc.file))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -201,12 +201,20 @@ func (s *sim) run() []wirePkt {
 		rcvNxt   = sndISN
 		ooo      = map[uint32]int{}
 		win      = uint16(min(s.rcvBuf>>rcvShift, 0xffff))
-		tsRecent = uint32(0)
+		tsRecent = uint32(0) // the receiver's TS.Recent, from the handshake below
 		clock    = func(t time.Duration) uint32 { return 7000 + uint32(t/time.Millisecond) }
 		rto      = 200 * time.Millisecond
 		idle     = 0
 		rcvTSecr = uint32(0)
 	)
+	if ts {
+		// RFC 7323 section 4.3: the receiver took TS.Recent from the
+		// sender's SYN or SYN-ACK.
+		tsRecent = 100
+		if !s.upload {
+			tsRecent = 7000
+		}
+	}
 	for t < s.maxTime && idle < 7 {
 		// The sender's burst: lost segments first, then new data.
 		var burst []*seg
