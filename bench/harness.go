@@ -304,6 +304,17 @@ func (h *Harness) start(ctx context.Context, name string) (*consumer, error) {
 			return nil, err
 		}
 		return &consumer{proc: p}, h.applyRules(ctx, h.statefulRules())
+	case "C3-syn":
+		// T1's queueing from C: handshakes only, on the first range.
+		args := []string{h.bin("cq"), "accept"}
+		for _, q := range hs {
+			args = append(args, q+":gso,failopen:65535:4096")
+		}
+		p, err := Start(ctx, h.topo.Gateway, "ready", 10*time.Second, args...)
+		if err != nil {
+			return nil, err
+		}
+		return &consumer{proc: p}, h.applyRules(ctx, "*mangle\n-A FORWARD -p tcp -m tcp --tcp-flags SYN SYN -j NFQUEUE "+balance(0, n)+" --queue-bypass\nCOMMIT\n")
 	case "T1", "T2":
 		return h.startTcpnorm(ctx, name)
 	}

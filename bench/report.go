@@ -29,12 +29,13 @@ var Describe = map[string]string{
 	"C2-gso":     "naive go-nfqueue accept-all, GSO flag",
 	"C3-accept":  "C libnetfilter_queue, accept",
 	"C3-rewrite": "C libnetfilter_queue, window rewrite + checksum",
+	"C3-syn":     "C libnetfilter_queue, accept, handshakes only (T1's queueing)",
 	"T1":         "tcpnorm, strip policy (handshakes queued)",
 	"T2":         "tcpnorm, clamp policy (every client segment queued)",
 }
 
 // DefaultConfigs is the order of the first round.
-var DefaultConfigs = []string{"C0", "C1", "C2", "C2-gso", "C3-accept", "C3-rewrite", "T1", "T2"}
+var DefaultConfigs = []string{"C0", "C1", "C2", "C2-gso", "C3-accept", "C3-rewrite", "C3-syn", "T1", "T2"}
 
 // Median of xs; NaN when empty.
 func Median(xs []float64) float64 {
@@ -157,6 +158,10 @@ func (r *Results) Targets() []Target {
 	add("T1 added handshake p50 <= 50 us over C0", v, 0, func(x float64) bool { return x <= 50 }, "%.1f us")
 	v = r.diff("T1", "C0", func(s Sample) float64 { return s.LatP99us })
 	add("T1 added handshake p99 over C0 (reported)", v, 0, func(float64) bool { return true }, "%.1f us")
+	v = r.diff("C3-syn", "C0", func(s Sample) float64 { return s.LatP50us })
+	add("C3-syn added handshake p50 over C0 (reported: a minimal C consumer queueing what T1 queues)", v, 0, func(float64) bool { return true }, "%.1f us")
+	v = r.diff("T1", "C3-syn", func(s Sample) float64 { return s.LatP50us })
+	add("T1 handshake p50 over C3-syn (reported)", v, 0, func(float64) bool { return true }, "%.1f us")
 	v, n = r.ratio("T2", "C3-rewrite", bulk)
 	add("T2 bulk >= 1.0 x C3 rewrite", v, n, func(x float64) bool { return x >= 1.0 }, "%.3f")
 	v, n = r.ratio("T2", "C2", bulk)
@@ -202,8 +207,9 @@ func (r *Results) Markdown() string {
 		o.Srcs, o.Runs, strings.Join(o.Configs, ", "), o.Queues, o.Streams, o.Bulk, o.ConnConc, o.Conn, o.LatRate, o.Lat)
 	fmt.Fprintf(&b, "C2 and C3 queue what T2 queues (every SYN and SYN-ACK on queues 0..%d with --queue-bypass; every later segment the client sends on queues %d..%d). "+
 		"C3 binds them as tcpnorm does (whole packets copied; handshake range: GSO + fail-open, 4096 packets queued; later-segment range: no flags, 32768 packets queued); C2 binds all of them with no flags, C2-gso with the GSO flag. "+
+		"C3-syn queues what T1 queues (every SYN and SYN-ACK on queues 0..%d, GSO + fail-open, --queue-bypass) and accepts each packet: the least any userspace consumer of T1's queue adds. "+
 		"T1's policy strips window scale and timestamps (as C1); T2's clamps window scale to 8 (both ends offer 10 here, from tcp_rmem's 32 MiB maximum), so every later segment the client sends is queued and rewritten.\n\n",
-		o.Queues-1, o.Queues, 2*o.Queues-1)
+		o.Queues-1, o.Queues, 2*o.Queues-1, o.Queues-1)
 
 	b.WriteString("### Medians\n\n")
 	b.WriteString("| config | what | bulk Gbit/s | conn/s | handshake p50 us | p99 us | added p50 vs C0 us | queued pkts | CPU us/pkt | bulk / conn phases | Go allocs/pkt | queue drops | retrans |\n")

@@ -101,6 +101,7 @@ type Worker struct {
 	tx           verdicts
 	q            queued
 	seq          uint64
+	logs         []connEvent // rewrite lines of the batch, offered after its verdicts
 	errsInARow   int
 	lastPanicLog time.Time
 	lastErrLog   time.Time
@@ -136,6 +137,9 @@ func newWorker(cfg Config) (*Worker, error) {
 	}
 	if cfg.Stateful {
 		w.seeds = make(chan seed, seedBacklog)
+	}
+	if cfg.ConnLog != nil {
+		w.logs = make([]connEvent, 0, recvSlots)
 	}
 	var err error
 	if w.rx, err = newReceiver(cfg.MaxLen); err != nil {
@@ -388,6 +392,7 @@ func (w *Worker) batch(fd int, n int) {
 		}
 	}
 	w.flush(fd)
+	w.offerLogs()
 }
 
 var errMalformed = errors.New("malformed queue message")
@@ -452,8 +457,23 @@ func (w *Worker) packet(q *queued, now int64) {
 	w.m.Packet(act.metricVerdict(), res.Why.Reason)
 	w.countRewrites(res)
 	if w.cfg.ConnLog != nil && loggable(res) {
-		w.cfg.ConnLog.offer(w.cfg.Queue, res)
+		if len(w.logs) < cap(w.logs) {
+			w.logs = append(w.logs, connEvent{queue: w.cfg.Queue, res: res})
+		} else {
+			w.cfg.ConnLog.offer(w.cfg.Queue, res)
+		}
 	}
+}
+
+// offerLogs hands the batch's rewrite lines to the log. It runs after the
+// verdicts are sent: waking the log's goroutine costs a thread wake-up that
+// would otherwise come before the packets move on.
+func (w *Worker) offerLogs() {
+	for i := range w.logs {
+		w.cfg.ConnLog.offer(w.logs[i].queue, w.logs[i].res)
+		w.logs[i] = connEvent{}
+	}
+	w.logs = w.logs[:0]
 }
 
 // publishStats adds the normalizer's own counters to the metrics.
