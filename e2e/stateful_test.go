@@ -23,6 +23,10 @@ const (
 	// rttSize is long enough for slow start to be a small part of it.
 	rttSize    = 12 << 20
 	rttTimeout = 30 * time.Second
+	// restartSize takes a clamped download through the rtt path several
+	// times restartAfter, when TestClampAcrossRestart restarts the daemon.
+	restartSize  = 48 << 20
+	restartAfter = 1500 * time.Millisecond
 	// minSpeedup is how much faster a clamped download must be than a
 	// stripped one through the same slow path.
 	minSpeedup = 3.0
@@ -168,6 +172,56 @@ func TestWScaleCapRTT(t *testing.T) {
 	t.Logf("largest client window the server saw: %d bytes", most)
 	if most <= 0xffff {
 		t.Errorf("largest client window the server saw with clamp: %d bytes; want above 64 KiB", most)
+	}
+}
+
+// TestClampAcrossRestart: a clamped download goes on being rewritten by a
+// daemon started while it runs. The flow's delta lives in its connmark, so
+// the new daemon's rules queue its segments and its workers rewrite them
+// without having seen the handshake; in the gap between the two the local
+// host's windows pass unrewritten, which the path reads as smaller than
+// they are: slower, never wrong.
+func TestClampAcrossRestart(t *testing.T) {
+	l := newPathLab(t, lab.FaultWScaleCap, lab.PathOptions{WScaleCap: rttK, RTT: rtt})
+	policy := labPolicy(lab.ClampOptions(rttK))
+	d1, err := l.StartDaemon(context.Background(), tcpnormBin, t.TempDir(), []lab.Policy{policy}, readyTimeout)
+	if err != nil {
+		t.Fatalf("StartDaemon: %v", err)
+	}
+	before := invalidCounters(t, l)
+	tr := lab.Transfer{Dst: lab.ServerAddr(false), Size: restartSize, Dir: lab.Download, Timeout: rttTimeout}
+	type outcome struct {
+		r   lab.TransferResult
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		r, err := l.Transfer(context.Background(), tr)
+		done <- outcome{r, err}
+	}()
+	time.Sleep(restartAfter)
+	m1 := metrics(t, d1)
+	stopDaemon(t, l, d1)
+	d2 := startDaemon(t, l, policy)
+	o := <-done
+	if o.err != nil {
+		t.Fatalf("Transfer: %v", o.err)
+	}
+	t.Logf("download across the restart: %s", o.r)
+	if !o.r.OK {
+		t.Fatalf("download across a restart: %s", o.r)
+	}
+	if o.r.Elapsed < restartAfter {
+		t.Fatalf("the download ended in %s, before the restart at %s: make restartSize larger", o.r.Elapsed, restartAfter)
+	}
+	checkNoNewInvalid(t, l, before)
+	if v := metricValue(m1, "tcpnorm_rewrites_total", `action="window-rewrite"`); v == 0 {
+		t.Errorf("the first daemon rewrote no window:\n%s", grep(m1, "tcpnorm_rewrites_total"))
+	}
+	m2 := metrics(t, d2)
+	t.Logf("second daemon:\n%s", grep(m2, "tcpnorm_rewrites_total"))
+	if v := metricValue(m2, "tcpnorm_rewrites_total", `action="window-rewrite"`); v == 0 {
+		t.Errorf("the second daemon rewrote no window of the flow it never saw start")
 	}
 }
 

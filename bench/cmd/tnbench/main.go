@@ -52,7 +52,7 @@ func cmdRun(args []string) int {
 	fs := flag.NewFlagSet("run", flag.ExitOnError)
 	bin := fs.String("bin", "", "directory holding tcpnorm, naiveq, connload and cq")
 	quick := fs.Bool("quick", false, "smoke run: one round, short phases (about 2 minutes)")
-	runs := fs.Int("runs", 0, "rounds (default 3, quick 1)")
+	runs := fs.Int("runs", 0, "rounds (default 5, quick 1)")
 	out := fs.String("out", "", "write the results as JSON to FILE")
 	md := fs.String("md", "", "update the \"## Daemon benchmarks\" section of FILE")
 	configs := fs.String("configs", strings.Join(bench.DefaultConfigs, ","), "configurations, in the order of the first round")
@@ -68,7 +68,7 @@ func cmdRun(args []string) int {
 		return 1
 	}
 	opt := bench.Options{
-		Bin: *bin, Runs: 3, Bulk: 8 * time.Second, Conn: 6 * time.Second, Lat: 4 * time.Second,
+		Bin: *bin, Runs: 5, Bulk: 8 * time.Second, Conn: 6 * time.Second, Lat: 4 * time.Second,
 		Streams: 2, ConnConc: 32, LatRate: 500, Srcs: 64, Queues: 2, PerfDir: *perf, Log: os.Stderr,
 	}
 	if *quick {
