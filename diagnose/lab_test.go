@@ -80,8 +80,8 @@ func checkLab(t *testing.T, data []byte, want Class) {
 	}
 }
 
-// TestLabRecord runs each fault in a namespace lab (root), captures at the
-// client, and diagnoses the capture. With TCPNORM_LAB_RECORD=1 it writes
+// TestLabRecord runs each fault in a namespace lab (root), over IPv4 and
+// IPv6, captures at the client, and diagnoses the capture. With TCPNORM_LAB_RECORD=1 it writes
 // the captures under testdata for TestLabCaptures.
 func TestLabRecord(t *testing.T) {
 	if os.Geteuid() != 0 {
@@ -98,40 +98,53 @@ func TestLabRecord(t *testing.T) {
 	}
 	defer l.Close()
 	for _, tc := range labCases {
-		t.Run(tc.fault.String(), func(t *testing.T) {
-			if err := l.SetFault(ctx, tc.fault); err != nil {
-				t.Fatal(err)
-			}
-			capt, err := lab.StartCapture(l.Client, lab.IfClient)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// An overrun window shows only once the sender's window passes
-			// the receiver's buffer: the window-scale fault needs a
-			// transfer long enough to always get there.
-			size := 256 << 10
-			if tc.fault == lab.FaultWScale {
-				size = 4 << 20
-			}
-			res, err := l.Transfer(ctx, lab.Transfer{Dst: lab.ServerAddr(false), Size: size, Dir: tc.fault.Direction(), Timeout: 6 * time.Second, Seed: 7})
-			time.Sleep(200 * time.Millisecond)
-			frames := capt.Stop()
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("transfer: %v, %d frames", res, len(frames))
-			var buf bytes.Buffer
-			if err := lab.WritePcap(&buf, frames); err != nil {
-				t.Fatal(err)
-			}
-			if os.Getenv("TCPNORM_LAB_RECORD") == "1" {
-				if buf.Len() > 200<<10 {
-					t.Errorf("capture is %d bytes, over 200 KB: not written", buf.Len())
-				} else if err := os.WriteFile(labFile(tc.fault), buf.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			checkLab(t, buf.Bytes(), tc.want)
-		})
+		for _, v6 := range []bool{false, true} {
+			recordLab(ctx, t, l, tc.fault, tc.want, v6)
+		}
 	}
+}
+
+// recordLab runs fault f over IPv4 or IPv6, captures at the client, and
+// checks what diagnose finds; IPv4 captures are written under testdata
+// with TCPNORM_LAB_RECORD=1.
+func recordLab(ctx context.Context, t *testing.T, l *lab.Lab, f lab.Fault, want Class, v6 bool) {
+	name := f.String()
+	if v6 {
+		name += "/IPv6"
+	}
+	t.Run(name, func(t *testing.T) {
+		if err := l.SetFault(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		capt, err := lab.StartCapture(l.Client, lab.IfClient)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// An overrun window shows only once the sender's window passes
+		// the receiver's buffer: the window-scale fault needs a transfer
+		// long enough to always get there.
+		size := 256 << 10
+		if f == lab.FaultWScale {
+			size = 4 << 20
+		}
+		res, err := l.Transfer(ctx, lab.Transfer{Dst: lab.ServerAddr(v6), Size: size, Dir: f.Direction(), Timeout: 6 * time.Second, Seed: 7})
+		time.Sleep(200 * time.Millisecond)
+		frames := capt.Stop()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("transfer: %v, %d frames", res, len(frames))
+		var buf bytes.Buffer
+		if err := lab.WritePcap(&buf, frames); err != nil {
+			t.Fatal(err)
+		}
+		if os.Getenv("TCPNORM_LAB_RECORD") == "1" && !v6 {
+			if buf.Len() > 200<<10 {
+				t.Errorf("capture is %d bytes, over 200 KB: not written", buf.Len())
+			} else if err := os.WriteFile(labFile(f), buf.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		checkLab(t, buf.Bytes(), want)
+	})
 }
