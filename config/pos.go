@@ -165,6 +165,9 @@ func (p *positions) scanValue(i int, key string) int {
 				i++
 			}
 			if i >= len(t) || t[i] != '=' {
+				if i == start {
+					i++ // a newline or a stray character: step over it
+				}
 				continue
 			}
 			name, _ := parseKey(t[start:i])

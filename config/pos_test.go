@@ -2,6 +2,7 @@ package config
 
 import (
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -62,4 +63,29 @@ func FuzzScanPositions(f *testing.F) {
 			p.at(k)
 		}
 	})
+}
+
+// TestScanPositionsMalformed: text the toml parser refused is scanned too
+// (for a syntax error's position); it must end, whatever it holds.
+func TestScanPositionsMalformed(t *testing.T) {
+	for _, text := range []string{
+		"cidrs = {\"198.18.0.0/15\", \"x\"] [0, \nports = [0]\n",
+		"a = {\n\n\n",
+		"a = {b\n= 1}\n",
+		"a = [{c =\n",
+		"[x\ny = {'\n",
+	} {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			errs := &Errors{}
+			parseFile("t.toml", text, errs)
+			scanPositions(text).at("a.b")
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("scanning %q did not end", text)
+		}
+	}
 }
