@@ -369,6 +369,37 @@ func TestWindowScaleAbove14(t *testing.T) {
 	}
 }
 
+// TestDuplicateOptions: an option that appears twice is acted on every
+// time; stacks differ on which one they use.
+func TestDuplicateOptions(t *testing.T) {
+	dup := []byte{2, 4, 5, 0xb4, 3, 3, 9, 4, 2, 2, 4, 5, 0xb4, 3, 3, 12, 4, 2}
+	tests := []struct {
+		name string
+		pol  *Policy
+		want string
+	}{
+		{"strip", &Policy{Direction: Both, WindowScale: WSStrip, StripSACKOK: true},
+			"mss 1460,nop,nop,nop,nop,nop,mss 1460,nop,nop,nop,nop,nop,eol"},
+		{"clamp", &Policy{Direction: Both, WindowScale: WSClamp, WindowScaleMax: 10, MSSMax: 1400},
+			"mss 1400,wscale 9,sackOK,mss 1400,wscale 10,sackOK,eol"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			pkt := build(t, seg{src: "198.18.7.1", dst: "198.18.7.2", sport: 1, dport: 25, syn: true, options: dup})
+			r := New(Config{}).Packet(pkt, table(tc.pol, lab4), Meta{})
+			if !r.Modified {
+				t.Fatalf("not modified: %v", r.Why)
+			}
+			if got := optString(tcpOf(t, pkt).Options()); got != tc.want {
+				t.Errorf("options = %q, want %q", got, tc.want)
+			}
+			if !verifies(t, pkt) {
+				t.Errorf("checksum does not verify")
+			}
+		})
+	}
+}
+
 // TestCsumNotReady: a packet whose checksum the kernel has not finished gets
 // a full checksum when rewritten.
 func TestCsumNotReady(t *testing.T) {

@@ -376,6 +376,10 @@ func mssChange(pol *Policy, o *optionSummary) Change {
 func apply(seg *segment, o *optionSummary, pol *Policy, ch Change, csumNotReady bool) {
 	tcp := seg.tcp
 	old := headerSum(seg, csumNotReady)
+	if o.dup {
+		applyEach(tcp.Options(), pol, ch)
+		ch &^= ChWSStripped | ChWSClamped | ChTSStripped | ChSACKOKStripped | ChMSSClamped
+	}
 	if ch&ChWSStripped != 0 {
 		nopFill(o.ws)
 	}
@@ -398,6 +402,36 @@ func apply(seg *segment, o *optionSummary, pol *Policy, ch Change, csumNotReady 
 		tcp.clearECN(true)
 	}
 	finishChecksum(seg, csumNotReady, old)
+}
+
+// applyEach applies ch's option changes to every occurrence of each kind,
+// for a list where some kind appears more than once.
+func applyEach(b []byte, pol *Policy, ch Change) {
+	it := Options(b)
+	for it.Next() {
+		d := it.Option().Data
+		switch d[0] {
+		case OptWS:
+			switch {
+			case ch&ChWSStripped != 0:
+				nopFill(d)
+			case ch&ChWSClamped != 0 && d[2] > pol.WindowScaleMax:
+				d[2] = pol.WindowScaleMax
+			}
+		case OptTS:
+			if ch&ChTSStripped != 0 {
+				nopFill(d)
+			}
+		case OptSACKOK:
+			if ch&ChSACKOKStripped != 0 {
+				nopFill(d)
+			}
+		case OptMSS:
+			if ch&ChMSSClamped != 0 && optMSS(d) > pol.MSSMax {
+				setOptMSS(d, pol.MSSMax)
+			}
+		}
+	}
 }
 
 // editable is the part of the TCP header tcpnorm edits: data offset and

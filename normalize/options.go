@@ -105,6 +105,9 @@ type optionSummary struct {
 	unknown             int    // count of unknown kinds
 	auth                bool   // MD5 or AO present
 	malformed           bool
+	// dup: one of the four kinds above appears more than once. Stacks
+	// differ on which one counts, so an action applies to every one.
+	dup bool
 }
 
 func summarize(b []byte, s *optionSummary) {
@@ -112,12 +115,16 @@ func summarize(b []byte, s *optionSummary) {
 	for it.Next() {
 		switch o := it.opt; o.Kind {
 		case OptWS:
+			s.dup = s.dup || s.ws != nil
 			s.ws = o.Data
 		case OptTS:
+			s.dup = s.dup || s.ts != nil
 			s.ts = o.Data
 		case OptSACKOK:
+			s.dup = s.dup || s.sackok != nil
 			s.sackok = o.Data
 		case OptMSS:
+			s.dup = s.dup || s.mss != nil
 			s.mss = o.Data
 		case OptMD5, OptAO:
 			s.auth = true
