@@ -9,7 +9,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 LAB_ARGS ?=
 
-.PHONY: all build lab test vet fmt-check unit bench deps clean
+.PHONY: all build lab test vet fmt-check tidy-check unit bench deps clean
 
 all: build
 
@@ -37,10 +37,15 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
+# go.mod and go.sum must be what `go mod tidy` makes of them.
+tidy-check:
+	@$(GO) mod tidy -diff >/dev/null 2>&1 || { echo "go.mod/go.sum not tidy: run go mod tidy"; $(GO) mod tidy -diff; exit 1; }
+
 # Unit and end-to-end tests; the end-to-end tests need root. Packages run one
 # at a time so timing-sensitive lab tests do not compete for the CPUs.
 test: deps fmt-check
 	$(GO) mod download
+	@$(MAKE) --no-print-directory tidy-check
 	$(GO) vet ./...
 	$(GO) test -p 1 -timeout 20m ./...
 
