@@ -220,6 +220,26 @@ func unsafeOwnership(st fs.FileInfo) string {
 type claim struct {
 	file string
 	pos  position
+	pol  *normalize.Policy
+}
+
+// overlap reports whether two policies can both apply to one connection:
+// their directions share one and their ports share one (no ports: all).
+// Policies for one prefix that cannot are both kept, so one peer can have
+// different options per direction or per port.
+func overlap(a, b *normalize.Policy) bool {
+	if a.Direction&b.Direction == 0 {
+		return false
+	}
+	if len(a.Ports) == 0 || len(b.Ports) == 0 {
+		return true
+	}
+	for _, p := range a.Ports {
+		if b.MatchPort(p) {
+			return true
+		}
+	}
+	return false
 }
 
 func loadPolicies(dir string, main *fileDec, errs *Errors) []*PolicyFile {
@@ -229,7 +249,7 @@ func loadPolicies(dir string, main *fileDec, errs *Errors) []*PolicyFile {
 		return nil
 	}
 	var pols []*PolicyFile
-	claims := map[netip.Prefix]claim{}
+	claims := map[netip.Prefix][]claim{}
 	for _, ent := range ents {
 		name := ent.Name()
 		if !strings.HasSuffix(name, ".toml") || strings.HasPrefix(name, ".") {
@@ -261,12 +281,18 @@ func loadPolicies(dir string, main *fileDec, errs *Errors) []*PolicyFile {
 		pf := decodePolicy(file, strings.TrimSuffix(name, ".toml"), top)
 		for i, p := range pf.CIDRs {
 			key := cidrKey(top, p, i)
-			if c, dup := claims[p]; dup {
-				d.errf(key, "%s is also claimed by %s (%s:%d:%d); a prefix may belong to one policy only",
-					p, filepath.Base(c.file), c.file, c.pos.Line, c.pos.Col)
-				continue
+			clash := false
+			for _, c := range claims[p] {
+				if overlap(c.pol, pf.Policy) {
+					d.errf(key, "%s is also claimed by %s (%s:%d:%d) for the same direction and ports; two policies may share a prefix only with disjoint direction or ports",
+						p, filepath.Base(c.file), c.file, c.pos.Line, c.pos.Col)
+					clash = true
+					break
+				}
 			}
-			claims[p] = claim{file: file, pos: d.pos.at(key)}
+			if !clash {
+				claims[p] = append(claims[p], claim{file: file, pos: d.pos.at(key), pol: pf.Policy})
+			}
 		}
 		pols = append(pols, pf)
 	}
@@ -362,17 +388,10 @@ func decodePolicy(file, name string, top *table) *PolicyFile {
 		sort.Slice(pol.Ports, func(i, j int) bool { return pol.Ports[i] < pol.Ports[j] })
 	}
 
-	switch top.enum("direction", "both", "outbound", "inbound", "both") {
-	case "outbound":
-		pol.Direction = normalize.Outbound
-	case "inbound":
-		pol.Direction = normalize.Inbound
-	default:
-		pol.Direction = normalize.Both
-	}
-	if top.enum("mode", "enforce", "enforce", "log-only") == "log-only" {
-		pol.Mode = normalize.LogOnly
-	}
+	// The enums' own names are the file syntax (normalize defines them,
+	// FormatPolicy writes them); enum has checked the value already.
+	pol.Direction.UnmarshalText([]byte(top.enum("direction", "both", "outbound", "inbound", "both")))
+	pol.Mode.UnmarshalText([]byte(top.enum("mode", "enforce", "enforce", "log-only")))
 	if v, ok := top.get("expires"); ok {
 		pol.Expires = decodeExpires(d, v)
 	}
@@ -380,12 +399,7 @@ func decodePolicy(file, name string, top *table) *PolicyFile {
 	pol.Ticket = top.str("ticket", "")
 
 	o := top.sub("options")
-	switch o.enum("window_scale", "keep", "keep", "strip", "clamp") {
-	case "strip":
-		pol.WindowScale = normalize.WSStrip
-	case "clamp":
-		pol.WindowScale = normalize.WSClamp
-	}
+	pol.WindowScale.UnmarshalText([]byte(o.enum("window_scale", "keep", "keep", "strip", "clamp")))
 	if _, ok := o.m["window_scale_max"]; ok {
 		pol.WindowScaleMax = uint8(o.integer("window_scale_max", 0, 0, 14))
 		if pol.WindowScale != normalize.WSClamp {
@@ -394,12 +408,7 @@ func decodePolicy(file, name string, top *table) *PolicyFile {
 	} else if pol.WindowScale == normalize.WSClamp {
 		d.errf("options.window_scale", "\"clamp\" needs window_scale_max (0..14): the largest shift the path honours")
 	}
-	switch o.enum("timestamps", "keep", "keep", "strip", "repair") {
-	case "strip":
-		pol.Timestamps = normalize.TSStrip
-	case "repair":
-		pol.Timestamps = normalize.TSRepair
-	}
+	pol.Timestamps.UnmarshalText([]byte(o.enum("timestamps", "keep", "keep", "strip", "repair")))
 	pol.StripSACKOK = o.enum("sack_permitted", "keep", "keep", "strip") == "strip"
 	if v, ok := o.get("mss_max"); ok {
 		n, isInt := v.(int64)

@@ -141,6 +141,22 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{"b.toml:1:25: cidrs: 198.18.0.0/24 is also claimed by a.toml"},
 		},
 		{
+			name: "same prefix, directions overlap",
+			policies: map[string]string{
+				"a.toml": "cidrs = [\"198.18.0.0/24\"]\ndirection = \"outbound\"\n",
+				"b.toml": "cidrs = [\"198.18.0.0/24\"]\ndirection = \"both\"\nports = [25]\n",
+			},
+			want: []string{"b.toml:1:10: cidrs: 198.18.0.0/24 is also claimed by a.toml ("},
+		},
+		{
+			name: "same prefix and direction, ports overlap",
+			policies: map[string]string{
+				"a.toml": "cidrs = [\"198.18.0.0/24\"]\nports = [25, 587]\n",
+				"b.toml": "cidrs = [\"198.18.0.0/24\"]\nports = [587]\n",
+			},
+			want: []string{"b.toml:1:10: cidrs: 198.18.0.0/24 is also claimed by a.toml (", "for the same direction and ports"},
+		},
+		{
 			name:     "no address",
 			policies: map[string]string{"a.toml": "ports = [25]\n"},
 			want:     []string{"a.toml:1:1: domain: the policy matches no address"},

@@ -295,7 +295,19 @@ func (m *Manager) backoff(n int) time.Duration {
 // order: a resolved prefix another policy already claims at equal length
 // stays with the earlier claim, and the conflict is logged once.
 func (m *Manager) recompileLocked(now time.Time, logChanges bool) {
-	claims := map[netip.Prefix]string{}
+	claims := map[netip.Prefix][]*normalize.Policy{}
+	// claimedBy is the policy already holding prefix c that p overlaps.
+	claimedBy := func(c netip.Prefix, p *normalize.Policy) (string, bool) {
+		for _, q := range claims[c] {
+			if q == p {
+				return "", true
+			}
+			if overlap(q, p) {
+				return q.Name, true
+			}
+		}
+		return "", false
+	}
 	var entries []TableEntry
 	expired := map[string]bool{}
 	conflicts := map[string]bool{}
@@ -308,8 +320,8 @@ func (m *Manager) recompileLocked(now time.Time, logChanges bool) {
 			continue
 		}
 		for _, c := range s.pf.CIDRs {
-			if by, ok := claims[c]; ok {
-				if by != p.Name {
+			if by, ok := claimedBy(c, p); ok {
+				if by != "" {
 					msg := fmt.Sprintf("%s: claimed by %s and %s; %s keeps it", c, by, p.Name, by)
 					conflicts[msg] = true
 					notes[p.Name] = append(notes[p.Name], msg)
@@ -318,7 +330,7 @@ func (m *Manager) recompileLocked(now time.Time, logChanges bool) {
 				}
 				continue
 			}
-			claims[c] = p.Name
+			claims[c] = append(claims[c], p)
 			entries = append(entries, TableEntry{c, p})
 		}
 	}
@@ -328,8 +340,8 @@ func (m *Manager) recompileLocked(now time.Time, logChanges bool) {
 			continue
 		}
 		for _, a := range s.addrs {
-			if by, ok := claims[a]; ok {
-				if by != p.Name {
+			if by, ok := claimedBy(a, p); ok {
+				if by != "" {
 					msg := fmt.Sprintf("%s: resolved for %s but claimed by %s; %s keeps it", a, p.Name, by, by)
 					conflicts[msg] = true
 					notes[p.Name] = append(notes[p.Name], msg)
@@ -338,7 +350,7 @@ func (m *Manager) recompileLocked(now time.Time, logChanges bool) {
 				}
 				continue
 			}
-			claims[a] = p.Name
+			claims[a] = append(claims[a], p)
 			entries = append(entries, TableEntry{a, p})
 		}
 	}
@@ -431,8 +443,8 @@ func (m *Manager) status() []PolicyStatus {
 			Name:      p.Name,
 			File:      s.pf.File,
 			Domain:    s.pf.Domain,
-			Mode:      modeString(p.Mode),
-			Direction: directionString(p.Direction),
+			Mode:      p.Mode.String(),
+			Direction: p.Direction.String(),
 			Ports:     slices.Clone(p.Ports),
 			Actions:   actionsString(p),
 			Addresses: addrs,
@@ -449,39 +461,18 @@ func (m *Manager) status() []PolicyStatus {
 	return out
 }
 
-func modeString(m normalize.Mode) string {
-	if m == normalize.LogOnly {
-		return "log-only"
-	}
-	return "enforce"
-}
-
-func directionString(d normalize.Direction) string {
-	switch d {
-	case normalize.Outbound:
-		return "outbound"
-	case normalize.Inbound:
-		return "inbound"
-	case normalize.Both:
-		return "both"
-	}
-	return fmt.Sprintf("direction(%d)", d)
-}
-
 // actionsString lists the options a policy changes, in policy-file syntax.
 func actionsString(p *normalize.Policy) string {
 	var a []string
 	switch p.WindowScale {
-	case normalize.WSStrip:
-		a = append(a, "window_scale=strip")
+	case normalize.WSKeep:
 	case normalize.WSClamp:
 		a = append(a, fmt.Sprintf("window_scale=clamp window_scale_max=%d", p.WindowScaleMax))
+	default:
+		a = append(a, "window_scale="+p.WindowScale.String())
 	}
-	switch p.Timestamps {
-	case normalize.TSStrip:
-		a = append(a, "timestamps=strip")
-	case normalize.TSRepair:
-		a = append(a, "timestamps=repair")
+	if p.Timestamps != normalize.TSKeep {
+		a = append(a, "timestamps="+p.Timestamps.String())
 	}
 	if p.StripSACKOK {
 		a = append(a, "sack_permitted=strip")

@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"sort"
 
 	"github.com/tcpnorm/tcpnorm/normalize"
@@ -98,18 +99,20 @@ func toU128(a netip.Addr) u128 {
 	return u128{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
 }
 
-// NewTable compiles entries into a table. Each prefix must appear once;
-// a later duplicate of an earlier prefix is ignored (callers resolve claims
-// before compiling).
+// NewTable compiles entries into a table. Several policies may share a
+// prefix if their directions or ports are disjoint (one peer, different
+// options per direction); Lookup takes the one that fits the connection. A
+// later entry for a prefix that overlaps an earlier one is ignored (callers
+// resolve and report claims before compiling).
 func NewTable(entries []TableEntry) *Table {
 	var v4, v6 []TableEntry
-	seen := map[netip.Prefix]bool{}
+	seen := map[netip.Prefix][]*normalize.Policy{}
 	for _, e := range entries {
 		p := e.Prefix.Masked()
-		if !p.IsValid() || e.Policy == nil || seen[p] {
+		if !p.IsValid() || e.Policy == nil || slices.ContainsFunc(seen[p], func(q *normalize.Policy) bool { return overlap(q, e.Policy) }) {
 			continue
 		}
-		seen[p] = true
+		seen[p] = append(seen[p], e.Policy)
 		if p.Addr().Is4() {
 			v4 = append(v4, TableEntry{p, e.Policy})
 		} else {
@@ -144,7 +147,7 @@ func flatten(es []TableEntry) []span {
 	if len(es) == 0 {
 		return nil
 	}
-	sort.Slice(es, func(i, j int) bool {
+	sort.SliceStable(es, func(i, j int) bool {
 		a, b := es[i].Prefix, es[j].Prefix
 		if c := a.Addr().Compare(b.Addr()); c != 0 {
 			return c < 0

@@ -21,6 +21,12 @@ func TestTableLookup(t *testing.T) {
 	v6host := pol("v6host", normalize.Both, 443)
 	all4 := pol("all4", normalize.Outbound, 9)
 	edge := pol("edge", normalize.Both)
+	// One peer, different options per direction, and a third file's
+	// overlapping claim on the same prefix, which is ignored.
+	peerOut := pol("peer-out", normalize.Outbound)
+	peerIn := pol("peer-in", normalize.Inbound, 25)
+	peerIn587 := pol("peer-in-587", normalize.Inbound, 587)
+	peerBoth := pol("peer-both", normalize.Both, 25)
 	tab := NewTable([]TableEntry{
 		{netip.MustParsePrefix("198.18.0.0/15"), wide},
 		{netip.MustParsePrefix("198.18.1.0/24"), narrow},
@@ -30,6 +36,10 @@ func TestTableLookup(t *testing.T) {
 		{netip.MustParsePrefix("2001:2::1/128"), v6host},
 		{netip.MustParsePrefix("0.0.0.0/0"), all4},
 		{netip.MustParsePrefix("198.18.1.0/24"), wide}, // duplicate: ignored
+		{netip.MustParsePrefix("198.18.9.9/32"), peerOut},
+		{netip.MustParsePrefix("198.18.9.9/32"), peerIn},
+		{netip.MustParsePrefix("198.18.9.9/32"), peerIn587},
+		{netip.MustParsePrefix("198.18.9.9/32"), peerBoth}, // overlaps both: ignored
 	})
 	tests := []struct {
 		name string
@@ -57,6 +67,10 @@ func TestTableLookup(t *testing.T) {
 		{name: "v6 zero", addr: "::", port: 443, dir: normalize.Outbound, want: nil},
 		{name: "v6 max", addr: "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", port: 443, dir: normalize.Outbound, want: nil},
 		{name: "invalid addr", addr: "", port: 9, dir: normalize.Outbound, want: nil},
+		{name: "one peer outbound", addr: "198.18.9.9", port: 25, dir: normalize.Outbound, want: peerOut},
+		{name: "one peer inbound on 25", addr: "198.18.9.9", port: 25, dir: normalize.Inbound, want: peerIn},
+		{name: "one peer inbound on 587", addr: "198.18.9.9", port: 587, dir: normalize.Inbound, want: peerIn587},
+		{name: "one peer inbound elsewhere falls to wide", addr: "198.18.9.9", port: 80, dir: normalize.Inbound, want: wide},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -70,8 +84,8 @@ func TestTableLookup(t *testing.T) {
 			}
 		})
 	}
-	if n := tab.Len(); n != 7 {
-		t.Errorf("Len = %d, want 7", n)
+	if n := tab.Len(); n != 10 {
+		t.Errorf("Len = %d, want 10", n)
 	}
 }
 

@@ -1,6 +1,7 @@
 package normalize
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
 )
@@ -40,6 +41,86 @@ const (
 	TSStrip
 	TSRepair // rewrite the remote's later TSvals that go backwards or leap ahead
 )
+
+// The names below are the policy file's values (config parses and prints
+// them with these methods, so the file syntax is defined once).
+var (
+	modeNames      = [...]string{Enforce: "enforce", LogOnly: "log-only"}
+	directionNames = [...]string{Outbound: "outbound", Inbound: "inbound", Both: "both"}
+	wsNames        = [...]string{WSKeep: "keep", WSStrip: "strip", WSClamp: "clamp"}
+	tsNames        = [...]string{TSKeep: "keep", TSStrip: "strip", TSRepair: "repair"}
+)
+
+func enumString(names []string, v uint8, kind string) string {
+	if int(v) < len(names) && names[v] != "" {
+		return names[v]
+	}
+	return fmt.Sprintf("%s(%d)", kind, v)
+}
+
+func enumMarshal(names []string, v uint8, kind string) ([]byte, error) {
+	if int(v) < len(names) && names[v] != "" {
+		return []byte(names[v]), nil
+	}
+	return nil, fmt.Errorf("invalid %s %d", kind, v)
+}
+
+func enumUnmarshal(names []string, text []byte, kind string) (uint8, error) {
+	for i, n := range names {
+		if n != "" && n == string(text) {
+			return uint8(i), nil
+		}
+	}
+	var valid []string
+	for _, n := range names {
+		if n != "" {
+			valid = append(valid, n)
+		}
+	}
+	return 0, fmt.Errorf("invalid %s %q (want one of %v)", kind, text, valid)
+}
+
+func (m Mode) String() string               { return enumString(modeNames[:], uint8(m), "mode") }
+func (m Mode) MarshalText() ([]byte, error) { return enumMarshal(modeNames[:], uint8(m), "mode") }
+func (d Direction) String() string          { return enumString(directionNames[:], uint8(d), "direction") }
+func (d Direction) MarshalText() ([]byte, error) {
+	return enumMarshal(directionNames[:], uint8(d), "direction")
+}
+func (a WindowScaleAction) String() string { return enumString(wsNames[:], uint8(a), "window_scale") }
+func (a WindowScaleAction) MarshalText() ([]byte, error) {
+	return enumMarshal(wsNames[:], uint8(a), "window_scale")
+}
+func (a TimestampsAction) String() string { return enumString(tsNames[:], uint8(a), "timestamps") }
+func (a TimestampsAction) MarshalText() ([]byte, error) {
+	return enumMarshal(tsNames[:], uint8(a), "timestamps")
+}
+
+func (m *Mode) UnmarshalText(b []byte) error {
+	v, err := enumUnmarshal(modeNames[:], b, "mode")
+	*m = Mode(v)
+	return err
+}
+
+func (d *Direction) UnmarshalText(b []byte) error {
+	v, err := enumUnmarshal(directionNames[:], b, "direction")
+	if err == nil && v == 0 {
+		err = fmt.Errorf("invalid direction %q", b)
+	}
+	*d = Direction(v)
+	return err
+}
+
+func (a *WindowScaleAction) UnmarshalText(b []byte) error {
+	v, err := enumUnmarshal(wsNames[:], b, "window_scale")
+	*a = WindowScaleAction(v)
+	return err
+}
+
+func (a *TimestampsAction) UnmarshalText(b []byte) error {
+	v, err := enumUnmarshal(tsNames[:], b, "timestamps")
+	*a = TimestampsAction(v)
+	return err
+}
 
 // Policy is one compiled peer policy. It is immutable once built: the handshake
 // table keeps pointers to it for the life of a connection, across reloads.
