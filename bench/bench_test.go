@@ -2,10 +2,13 @@ package bench
 
 import (
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/tcpnorm/tcpnorm/config"
 )
 
 func TestParseNFQueue(t *testing.T) {
@@ -191,5 +194,31 @@ func TestTargets(t *testing.T) {
 	}
 	if md := r.Markdown(); !strings.HasPrefix(md, "## Daemon benchmarks\n") || !strings.Contains(md, "T1 (1 failed)") {
 		t.Errorf("Markdown lacks the header or the failure count:\n%s", md)
+	}
+}
+
+// TestTcpnormPolicy: the policies T1 and T2 run with load, with the options
+// the report names.
+func TestTcpnormPolicy(t *testing.T) {
+	for name, want := range map[string]string{"T1": "window_scale=strip timestamps=strip", "T2": "window_scale=clamp window_scale_max=8"} {
+		dir := t.TempDir()
+		if err := os.Mkdir(filepath.Join(dir, "policies.d"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cfgPath := filepath.Join(dir, "tcpnorm.toml")
+		if err := os.WriteFile(cfgPath, []byte(TcpnormConfig(2)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "policies.d", "bench.toml"), []byte(TcpnormPolicy(name)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := config.Load(cfgPath)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, TcpnormPolicy(name))
+		}
+		m := config.NewManager(cfg, nil)
+		if got := m.Status()[0].Actions; got != want {
+			t.Errorf("%s: actions %q, want %q", name, got, want)
+		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/tcpnorm/tcpnorm/lab"
 	"io"
 	"net"
 	"net/netip"
@@ -15,6 +14,10 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tcpnorm/tcpnorm/config"
+	"github.com/tcpnorm/tcpnorm/lab"
+	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
 // Ports the servers listen on. Bulk server i listens on IperfPort+i.
@@ -321,10 +324,10 @@ func (h *Harness) start(ctx context.Context, name string) (*consumer, error) {
 	return nil, fmt.Errorf("bench: unknown configuration %q", name)
 }
 
-// Policies of T1 and T2, for the server's network.
-const (
-	policyT1 = "window_scale = \"strip\"\ntimestamps = \"strip\"\n"
-	policyT2 = "window_scale = \"clamp\"\nwindow_scale_max = 8\n"
+// Options of T1 and T2's policy for the server's network.
+var (
+	policyT1 = normalize.Policy{WindowScale: normalize.WSStrip, Timestamps: normalize.TSStrip}
+	policyT2 = normalize.Policy{WindowScale: normalize.WSClamp, WindowScaleMax: 8}
 )
 
 // TcpnormConfig is the tcpnorm.toml of T1 and T2.
@@ -353,7 +356,8 @@ func TcpnormPolicy(name string) string {
 	if name == "T2" {
 		opts = policyT2
 	}
-	return fmt.Sprintf("cidrs = [%q]\ndirection = \"outbound\"\nmode = \"enforce\"\nreason = \"benchmark\"\n\n[options]\n%s", ServerCIDR, opts)
+	opts.Direction, opts.Reason = normalize.Outbound, "benchmark"
+	return config.FormatPolicy(&config.PolicyFile{CIDRs: []netip.Prefix{netip.MustParsePrefix(ServerCIDR)}, Policy: &opts})
 }
 
 func (h *Harness) startTcpnorm(ctx context.Context, name string) (*consumer, error) {

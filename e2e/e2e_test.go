@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tcpnorm/tcpnorm/lab"
+	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
 const (
@@ -204,7 +205,7 @@ func TestFaultFixedByTcpnorm(t *testing.T) {
 		for _, v6 := range []bool{false, true} {
 			t.Run(f.String()+"/"+family(v6), func(t *testing.T) {
 				l := newLab(t, f)
-				startDaemon(t, l, lab.FixPolicy(f, v6, "enforce"))
+				startDaemon(t, l, lab.FixPolicy(f, v6, normalize.Enforce))
 				before := invalidCounters(t, l)
 				dst := lab.ServerAddr(v6)
 				r, cseg, sseg := transfer(t, l, lab.Transfer{Dst: dst, Size: size, Dir: f.Direction(), Timeout: okTimeout})
@@ -248,7 +249,7 @@ func TestLogOnly(t *testing.T) {
 	for _, v6 := range []bool{false, true} {
 		t.Run(family(v6), func(t *testing.T) {
 			l := newLab(t, lab.FaultNone)
-			d := startDaemon(t, l, lab.FixPolicy(lab.FaultWScale, v6, "log-only"))
+			d := startDaemon(t, l, lab.FixPolicy(lab.FaultWScale, v6, normalize.LogOnly))
 			dst := lab.ServerAddr(v6)
 			r, _, sseg := transfer(t, l, lab.Transfer{Dst: dst, Size: size, Timeout: okTimeout})
 			if !r.OK {
@@ -279,7 +280,7 @@ func TestNonMatchingDestination(t *testing.T) {
 	for _, v6 := range []bool{false, true} {
 		t.Run(family(v6), func(t *testing.T) {
 			l := newLab(t, lab.FaultNone)
-			startDaemon(t, l, lab.FixPolicy(lab.FaultWScale, v6, "enforce"))
+			startDaemon(t, l, lab.FixPolicy(lab.FaultWScale, v6, normalize.Enforce))
 			before := invalidCounters(t, l)
 
 			other := lab.OtherAddr(v6)
@@ -371,7 +372,7 @@ func TestRulesRemovedOnExit(t *testing.T) {
 		t.Fatalf("no tcpnorm binary: %v", buildErr)
 	}
 	d, err := l.StartDaemon(context.Background(), tcpnormBin, t.TempDir(),
-		[]lab.Policy{lab.FixPolicy(lab.FaultWScale, false, "enforce")}, readyTimeout)
+		[]lab.Policy{lab.FixPolicy(lab.FaultWScale, false, normalize.Enforce)}, readyTimeout)
 	if err != nil {
 		t.Fatalf("StartDaemon: %v", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tcpnorm/tcpnorm/lab"
+	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
 // Stateful normalization end to end: window_scale = "clamp" through a path
@@ -42,7 +43,7 @@ func newPathLab(t *testing.T, f lab.Fault, opt lab.PathOptions) *lab.Lab {
 	return l
 }
 
-func labPolicy(options string) lab.Policy {
+func labPolicy(options normalize.Policy) lab.Policy {
 	return lab.Policy{Name: lab.Domain, Options: options, Reason: "lab: stateful e2e"}
 }
 
@@ -141,7 +142,7 @@ func TestWScaleCapRTT(t *testing.T) {
 	tr := lab.Transfer{Dst: dst, Size: rttSize, Dir: lab.Download, Timeout: rttTimeout}
 	var elapsed [2]time.Duration
 	var serverSegs []lab.Segment
-	for i, opts := range []string{`window_scale = "strip"` + "\n", lab.ClampOptions(rttK)} {
+	for i, opts := range []normalize.Policy{{WindowScale: normalize.WSStrip}, lab.ClampOptions(rttK)} {
 		d, err := l.StartDaemon(context.Background(), tcpnormBin, t.TempDir(), []lab.Policy{labPolicy(opts)}, readyTimeout)
 		if err != nil {
 			t.Fatalf("StartDaemon: %v", err)
@@ -151,7 +152,7 @@ func TestWScaleCapRTT(t *testing.T) {
 		checkNoNewInvalid(t, l, before)
 		stopDaemon(t, l, d)
 		if !r.OK {
-			t.Fatalf("%s: %s", strings.TrimSpace(opts), r)
+			t.Fatalf("%s: %s", "window_scale "+opts.WindowScale.String(), r)
 		}
 		elapsed[i], serverSegs = r.Elapsed, sseg
 	}
@@ -263,7 +264,7 @@ func TestTSScrambleRepair(t *testing.T) {
 				t.Errorf("without tcpnorm: download completed through the ts-scramble2 path in %s; want failure", r.Elapsed)
 			}
 
-			d := startDaemon(t, l, labPolicy(`timestamps = "repair"`+"\n"))
+			d := startDaemon(t, l, labPolicy(normalize.Policy{Timestamps: normalize.TSRepair}))
 			before := invalidCounters(t, l)
 			scrambled := l.FaultPackets()
 			tr.Timeout = okTimeout
@@ -311,7 +312,9 @@ func TestHostMode(t *testing.T) {
 				t.Fatalf("no tcpnorm binary: %v", buildErr)
 			}
 			ctx := context.Background()
-			pol := labPolicy(lab.ClampOptions(capK) + `timestamps = "repair"` + "\n")
+			opts := lab.ClampOptions(capK)
+			opts.Timestamps = normalize.TSRepair
+			pol := labPolicy(opts)
 			d, err := l.StartHostDaemon(ctx, tcpnormBin, t.TempDir(), []lab.Policy{pol}, readyTimeout)
 			if err != nil {
 				t.Fatalf("StartHostDaemon: %v", err)

@@ -15,6 +15,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tcpnorm/tcpnorm/config"
+	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
 // MetricsAddr is where the daemon in the lab serves /metrics and /status:
@@ -24,13 +27,13 @@ const MetricsAddr = "198.18.1.1:9464"
 // Policy is one policy file for the lab daemon.
 type Policy struct {
 	Name    string // file base name, without .toml
-	Mode    string // "enforce" (default) or "log-only"
-	Options string // body of the [options] table, TOML lines
+	Mode    normalize.Mode
+	Options normalize.Policy // its option fields: the [options] table
 	Reason  string
 }
 
 // FixPolicy is the policy that fixes fault f for the lab's domain.
-func FixPolicy(f Fault, v6 bool, mode string) Policy {
+func FixPolicy(f Fault, v6 bool, mode normalize.Mode) Policy {
 	return Policy{
 		Name:    Domain,
 		Mode:    mode,
@@ -39,24 +42,14 @@ func FixPolicy(f Fault, v6 bool, mode string) Policy {
 	}
 }
 
-// Text is the policy file.
+// Text is the policy file: outbound mail to the lab's domain.
 func (p Policy) Text() string {
-	mode := p.Mode
-	if mode == "" {
-		mode = "enforce"
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "domain = %q\n", Domain)
-	b.WriteString("mx = true\n")
-	fmt.Fprintf(&b, "ports = [%d]\n", SMTPPort)
-	b.WriteString("direction = \"outbound\"\n")
-	fmt.Fprintf(&b, "mode = %q\n", mode)
-	if p.Reason != "" {
-		fmt.Fprintf(&b, "reason = %q\n", p.Reason)
-	}
-	b.WriteString("ticket = \"LAB-1\"\n\n[options]\n")
-	b.WriteString(p.Options)
-	return b.String()
+	pol := p.Options
+	pol.Ports = []uint16{SMTPPort}
+	pol.Direction = normalize.Outbound
+	pol.Mode = p.Mode
+	pol.Reason, pol.Ticket = p.Reason, "LAB-1"
+	return config.FormatPolicy(&config.PolicyFile{Domain: Domain, MX: true, Policy: &pol})
 }
 
 // HostMetricsAddr is where a daemon in host mode on the client serves

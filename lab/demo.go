@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
 // DemoOptions configures RunDemo, the body of `tcpnorm lab`.
@@ -83,7 +85,7 @@ func RunDemo(ctx context.Context, w io.Writer, opt DemoOptions) (res DemoResult,
 	}
 
 	fmt.Fprintf(w, "\n2. With tcpnorm on the gateway\n")
-	pol := FixPolicy(opt.Fault, opt.V6, "enforce")
+	pol := FixPolicy(opt.Fault, opt.V6, normalize.Enforce)
 	fmt.Fprintf(w, "   policy file policies.d/%s.toml:\n%s\n", pol.Name, indent(pol.Text(), "     | "))
 	started := time.Now()
 	d, err := l.StartDaemon(ctx, opt.Binary, os.TempDir(), []Policy{pol}, 20*time.Second)

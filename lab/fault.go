@@ -12,6 +12,7 @@ import (
 
 	nfqueue "github.com/florianl/go-nfqueue/v2"
 	"github.com/mdlayher/netlink"
+	"github.com/tcpnorm/tcpnorm/normalize"
 	"golang.org/x/sys/unix"
 )
 
@@ -87,27 +88,28 @@ func (f Fault) Direction() Direction {
 	return Upload
 }
 
-// FixOptions is the [options] body of the policy that fixes the fault.
-func (f Fault) FixOptions(v6 bool) string {
+// FixOptions are the options of the policy that fixes the fault (the
+// option fields of a normalize.Policy; config.FormatPolicy writes them).
+func (f Fault) FixOptions(v6 bool) normalize.Policy {
 	switch f {
 	case FaultSYNTS, FaultTSScramble:
-		return `timestamps = "strip"` + "\n"
+		return normalize.Policy{Timestamps: normalize.TSStrip}
 	case FaultWScale:
-		return `window_scale = "strip"` + "\n"
+		return normalize.Policy{WindowScale: normalize.WSStrip}
 	case FaultPMTU:
-		return fmt.Sprintf("mss_max = %d\n", PMTUMSS(v6))
+		return normalize.Policy{MSSMax: uint16(PMTUMSS(v6))}
 	case FaultWScaleCap:
 		return ClampOptions(DefaultWScaleCap)
 	case FaultTSScramble2:
-		return `timestamps = "repair"` + "\n"
+		return normalize.Policy{Timestamps: normalize.TSRepair}
 	}
-	return ""
+	return normalize.Policy{}
 }
 
-// ClampOptions is the [options] body that fixes a wscale-cap path
-// honouring shifts up to k without giving up window scaling.
-func ClampOptions(k int) string {
-	return fmt.Sprintf("window_scale = \"clamp\"\nwindow_scale_max = %d\n", k)
+// ClampOptions are the options that fix a wscale-cap path honouring
+// shifts up to k without giving up window scaling.
+func ClampOptions(k int) normalize.Policy {
+	return normalize.Policy{WindowScale: normalize.WSClamp, WindowScaleMax: uint8(k)}
 }
 
 // PMTUMSS is the largest MSS that fits the black-holed path.

@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
 // buildTCP serializes an IPv4 or IPv6 TCP packet with gopacket, checksums
@@ -154,7 +155,7 @@ func TestParseFault(t *testing.T) {
 }
 
 func TestFixPolicyText(t *testing.T) {
-	got := FixPolicy(FaultPMTU, true, "log-only").Text()
+	got := FixPolicy(FaultPMTU, true, normalize.LogOnly).Text()
 	want := `domain = "lab.test"
 mx = true
 ports = [25]
