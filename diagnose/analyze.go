@@ -82,6 +82,8 @@ func Diagnose(r io.Reader, opt Options) (*Report, error) {
 			a.segment(&s)
 		case kindTruncated:
 			a.rep.TruncatedHeaders++
+		case kindBadLength:
+			a.rep.BadLength++
 		case kindTooBig:
 			a.rep.ICMPTooBig++
 			a.tooBig(&s)

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
 // Class is a failure class.
@@ -17,6 +19,13 @@ const (
 	ClassPMTU        Class = "path-mtu-black-hole"
 	ClassSACK        Class = "broken-sack"
 	ClassChecksum    Class = "bad-checksum"
+	// ClassWindowLimit is a stateful box that tracks windows with a
+	// window-scale shift of at most K below the negotiated one and drops
+	// data beyond ack + field << K.
+	ClassWindowLimit Class = "window-limit-firewall"
+	// ClassOverrun is a sender sending beyond the window with no scaling
+	// that could explain it: it ignores flow control; no option fixes it.
+	ClassOverrun Class = "window-overrun"
 	// ClassLoss is retransmission with no option pattern: not an option
 	// fault, and no policy fixes it.
 	ClassLoss Class = "loss"
@@ -25,7 +34,7 @@ const (
 // Fixable reports whether a policy can fix the class.
 func (c Class) Fixable() bool {
 	switch c {
-	case ClassWindowScale, ClassPAWS, ClassSYNOption, ClassPMTU, ClassSACK:
+	case ClassWindowScale, ClassPAWS, ClassSYNOption, ClassPMTU, ClassSACK, ClassWindowLimit:
 		return true
 	}
 	return false
@@ -36,6 +45,9 @@ const (
 	High   = "high"
 	Medium = "medium"
 	Low    = "low"
+	// Suspected is a finding whose evidence is too weak for a policy: it
+	// names what to capture next instead.
+	Suspected = "suspected"
 )
 
 // connInfo is what a finding keeps of its connection.
@@ -64,6 +76,10 @@ type rawFinding struct {
 	mss                    int
 	opts                   uint16
 	peerFixed              bool // the SYN finding is per peer (sender is the client)
+	// window-limit: the range of the cap K the data shows, and the
+	// receiver's window the sender was held to under it
+	capLo, capHi int
+	capWin       uint32
 }
 
 type aggKey struct {
@@ -113,10 +129,21 @@ func (a *analyzer) finish(c *conn) {
 		if h.dataSegs == 0 {
 			continue
 		}
+		if o.pkts == 0 {
+			// One direction only (a capture filter, asymmetric routing):
+			// without the peer's acknowledgments nothing shows what was
+			// lost, so no data finding is made.
+			a.note(fmt.Sprintf("the capture holds only %s's direction of the connection to %s (first packet %d): its data was not analysed",
+				ci.endpoint(d), ci.endpoint(1-d), c.firstPkt))
+			continue
+		}
 		if a.pawsFinding(c, ci, d) {
 			optionFault = true
 		}
-		if a.wscaleFinding(c, ci, d) {
+		if !optionFault && a.windowLimitFinding(c, ci, d) {
+			optionFault = true
+		}
+		if !optionFault && a.wscaleFinding(c, ci, d) {
 			optionFault = true
 		}
 		if o.sackBad >= 3 && o.sackBad*2 >= o.sackBlocks {
@@ -144,7 +171,7 @@ func (a *analyzer) finish(c *conn) {
 	if !optionFault {
 		for d := 0; d < 2; d++ {
 			h := &c.h[d]
-			if h.retx == 0 && h.lost == 0 {
+			if h.retx == 0 && h.lost == 0 || c.h[1-d].pkts == 0 {
 				continue
 			}
 			stalled := h.unackedAtEnd > 0 && h.maxTx >= 2 && !h.fin
@@ -186,7 +213,12 @@ func (a *analyzer) wscaleFinding(c *conn, ci connInfo, d int) bool {
 	// RFC 7323 section 2.2: a SYN-ACK may carry WS only if the SYN did.
 	if c.client >= 0 {
 		cl, sv := &c.h[c.client], &c.h[1-c.client]
-		if cl.synSeen && sv.synSeen && cl.ws < 0 && sv.ws >= 0 && !cl.synWasSYNACK {
+		if cl.synSeen && sv.synSeen && cl.ws < 0 && sv.ws == 0 && !cl.synWasSYNACK {
+			// Shift 0 scales nothing, and the client ignores it anyway
+			// (RFC 7323 section 2.2).
+			a.note(fmt.Sprintf("the SYN-ACK from %s (packet %d) carries window scale 0 although the SYN carried none: harmless, shift 0 changes nothing (RFC 7323: the client ignores it)",
+				ci.endpoint(1-int(c.client)), sv.synPkt))
+		} else if cl.synSeen && sv.synSeen && cl.ws < 0 && sv.ws > 0 && !cl.synWasSYNACK {
 			a.add(c, ci, rawFinding{class: ClassWindowScale, conf: High, sender: int8(d),
 				summary: fmt.Sprintf("the SYN-ACK from %s (packet %d) carries window scale %d although the SYN (packet %d) carried none: the ends disagree on scaling",
 					ci.endpoint(1-int(c.client)), sv.synPkt, sv.ws, cl.synPkt),
@@ -210,8 +242,27 @@ func (a *analyzer) wscaleFinding(c *conn, ci connInfo, d int) bool {
 		rf := rawFinding{class: ClassWindowScale, conf: High, sender: int8(d), shiftSeen: sh, shiftActing: s,
 			fix: Fix{WindowScale: "strip"}}
 		if s == sh {
-			rf.summary = fmt.Sprintf("%s sent %d segments beyond the window %s advertised under its shift %d, and %d of them were lost, against %d of %d within it: %s scales %s's windows by a larger shift than %s sent",
-				ci.endpoint(d), bs, ci.endpoint(recv), sh, bl, wl, ws, ci.endpoint(d), ci.endpoint(recv), ci.endpoint(recv))
+			// The sender read the windows with a larger shift only if its
+			// data stayed within the edge some larger shift gives; past a
+			// zero window, or with no scaling negotiated at all, it simply
+			// ignores flow control, and stripping the option changes
+			// nothing.
+			acting := -1
+			for s2 := sh + 1; s2 < numShifts && o.win > 0; s2++ {
+				if h.beyondSent[s2]*10 <= bs {
+					acting = s2
+					break
+				}
+			}
+			if acting < 0 || h.ws < 0 || o.ws < 0 {
+				a.add(c, ci, rawFinding{class: ClassOverrun, conf: Medium, sender: int8(d),
+					summary: fmt.Sprintf("%s sent %d segments beyond the window %s advertised (shift %d in force), %d of them lost, and no larger shift explains where it stopped (windows down to %d): it ignores flow control or a box shrinks the windows; window scaling is not the cause, no policy fixes it",
+						ci.endpoint(d), bs, ci.endpoint(recv), sh, bl, o.win)})
+				return true
+			}
+			rf.shiftActing = acting
+			rf.summary = fmt.Sprintf("%s sent %d segments beyond the window %s advertised under its shift %d, and %d of them were lost, against %d of %d within it; its data stayed within the edge shift %d gives: %s scales %s's windows by a larger shift than %s sent",
+				ci.endpoint(d), bs, ci.endpoint(recv), sh, bl, wl, ws, rf.shiftActing, ci.endpoint(d), ci.endpoint(recv), ci.endpoint(recv))
 		} else {
 			rf.summary = fmt.Sprintf("the handshake seen here gives %s window-scale shift %d, but %s accepts data as if its windows were scaled by at most %d: %d of %d segments sent beyond that edge were lost, %d of %d within it",
 				ci.endpoint(recv), sh, ci.endpoint(recv), s, bl, bs, wl, ws)
@@ -258,9 +309,18 @@ func (a *analyzer) pmtuFinding(c *conn, ci connInfo, d int) bool {
 	if c.v6 {
 		ipHdr = 40
 	}
-	// The sender's view: segments sent three times or more, all larger than
-	// anything acknowledged on the first try.
-	if h.repeatLost >= 1 && h.maxTx >= 3 && h.minRepeatWire > h.maxDelivered && int(h.stuck.wire) > h.maxDelivered && h.stuck.wire >= 576 {
+	// The sender's view: a segment sent three times or more and never
+	// acknowledged, larger than anything acknowledged on the first try and
+	// than 1280 bytes (the IPv6 minimum MTU, which paths carry), sent while
+	// the peer was still open. The receiver's view of a black hole is only
+	// absence (the large segments never arrive), which an idle connection
+	// shows too: it is not reported.
+	if isLoopback(ci.addr[0]) || isLoopback(ci.addr[1]) {
+		return false
+	}
+	peerOpen := o.closedAt == 0 || o.closedAt > h.stuck.sentAt
+	if h.repeatLost >= 1 && h.maxTx >= 3 && !h.stuckAcked && peerOpen && h.minRepeatWire > h.maxDelivered &&
+		int(h.stuck.wire) > h.maxDelivered && h.stuck.wire > 1280 {
 		working := h.maxDelivered
 		why := fmt.Sprintf("the largest packet acknowledged on its first transmission was %d bytes", working)
 		if working == 0 {
@@ -283,21 +343,81 @@ func (a *analyzer) pmtuFinding(c *conn, ci connInfo, d int) bool {
 			fix: Fix{MSSMax: mss}})
 		return true
 	}
-	// The receiver's view: the peer's data stops arriving, none of it ever
-	// full size, and the connection never finishes.
-	full := int(o.mss) + ipHdr + 20
-	seen := h.maxPayload + ipHdr + 20
-	if o.mss > 0 && h.dataSegs >= 2 && h.oversize == 0 && !h.fin && !h.rst && seen < full*3/4 &&
-		a.now-h.lastNewData > int64(3e9) && o.ackSet && seqGE(o.ack, h.sndMax) {
-		working := max(seen, 1280)
-		if working > full {
-			working = seen
+	return false
+}
+
+// isLoopback: no path MTU, no middlebox.
+func isLoopback(a netip.Addr) bool { return a.IsLoopback() }
+
+// windowLimitFinding finds a stateful box that honours the receiver's
+// window-scale shift S only up to K < S: it computes the receiver's window
+// as field << K and drops data beyond ack + field << K.
+//
+// The sender's view: under some K < S, every segment sent beyond the
+// receiver's latest ack + field << K was lost (sent again or never
+// acknowledged) while those within it were delivered, the receiver kept
+// acknowledging after the first one beyond was sent (it was alive), and
+// the lost data lay within the window it really advertised (field << S):
+// without the box those segments would have been acknowledged like the
+// others.
+//
+// The receiver's view: the sender's data never ended beyond ack + field <<
+// K, for K < S, although field << S left room for several more segments,
+// and it came in short bursts after pauses of retransmission-timeout
+// length, with no hole and no SACK: the sender was sending (full-size
+// segments) but only what fits the smaller window arrived. Without the box
+// a bulk sender fills the window it is offered.
+func (a *analyzer) windowLimitFinding(c *conn, ci connInfo, d int) bool {
+	h, o := &c.h[d], &c.h[1-d]
+	recv := 1 - d
+	S, ok := c.shift(recv)
+	// Shift 14 is what rewriting boxes raise shifts to: that is the
+	// window-scale mismatch, found next.
+	if !ok || S == 0 || S >= normalize.MaxWindowShift || h.ws < 0 || o.ws < 0 {
+		return false
+	}
+	lo, hi := -1, -1
+	for k := 0; k < S; k++ {
+		bs, bl := h.nowBeyond[k], h.nowBeyondLost[k]
+		ws, wl := h.nowWithin[k], h.nowWithinLost[k]
+		if bs >= 2 && ws >= 2 && bl*10 >= bs*8 && wl*10 <= ws && h.advAfter[k] >= 1 && h.maxTx >= 2 &&
+			h.nowBeyondLost[S]*5 <= bl {
+			if lo < 0 {
+				lo = k
+			}
+			hi = k
 		}
-		mss := working - ipHdr - 20
-		a.add(c, ci, rawFinding{class: ClassPMTU, conf: Medium, sender: int8(d), mss: mss,
-			summary: fmt.Sprintf("%s's data stopped arriving %.1f s before the capture ended, unfinished; its largest packet here was %d bytes although %s's MSS %d allows %d: full-size packets never arrive",
-				ci.endpoint(d), float64(a.now-h.lastNewData)/1e9, seen, ci.endpoint(1-d), o.mss, full),
-			fix: Fix{MSSMax: mss}})
+	}
+	if lo >= 0 {
+		bs, bl := h.nowBeyond[hi], h.nowBeyondLost[hi]
+		ws, wl := h.nowWithin[hi], h.nowWithinLost[hi]
+		conf := High
+		if bs < 4 || h.maxTx < 3 || h.advAfter[hi] < 2 {
+			conf = Medium
+		}
+		rng := fmt.Sprintf("K = %d", lo)
+		if hi > lo {
+			rng = fmt.Sprintf("K between %d and %d", lo, hi)
+		}
+		rf := rawFinding{class: ClassWindowLimit, conf: conf, sender: int8(d), shiftSeen: S, capLo: lo, capHi: hi,
+			capWin: uint32(o.win) << hi,
+			summary: fmt.Sprintf("%s announced window-scale shift %d, but of %s's segments those ending beyond ack + window field << %d (the latest acknowledgment's) were lost, %d of %d, and those within it delivered, %d of %d lost; %s went on acknowledging the data within that edge (%d times after the first segment beyond it), and the lost data lay within the window it advertised under shift %d: a stateful box on the path tracks the window with shift %s and drops what lies beyond",
+				ci.endpoint(recv), S, ci.endpoint(d), hi, bl, bs, wl, ws, ci.endpoint(recv), h.advAfter[hi], S, rng)}
+		if h.maxTx >= 2 {
+			c.addEvidence(ClassWindowLimit, evidence{pkt: h.stuck.pkt, side: int8(d), seq: h.stuck.seq, length: int(h.stuck.end - h.stuck.seq),
+				note: fmt.Sprintf("sent %d times (last in packet %d), within the window advertised under shift %d but beyond ack + field << %d", h.stuck.tx, h.stuck.lastPkt, S, hi)})
+		}
+		c.addEvidence(ClassWindowLimit, evidence{pkt: o.synPkt, side: int8(recv), seq: o.isn,
+			note: fmt.Sprintf("the handshake packet announcing window-scale shift %d", o.ws)})
+		a.add(c, ci, rf)
+		return true
+	}
+	K := h.fitMax
+	if K < S && h.pauses >= 4 && h.holes == 0 && h.fullSegs >= 8 && o.sackBlocks == 0 && h.retx == 0 && h.reorder == 0 {
+		a.add(c, ci, rawFinding{class: ClassWindowLimit, conf: Medium, sender: int8(d), shiftSeen: S, capLo: K, capHi: K,
+			capWin: uint32(o.win) << K,
+			summary: fmt.Sprintf("%s announced window-scale shift %d, but none of %s's %d new segments ever ended beyond ack + window field << %d, although the window under shift %d left room for more; the data came after %d pauses of up to %v without a hole or a SACK block, full-size segments in short bursts: a stateful box on the path tracks the window with shift K = %d (or more) and drops what lies beyond, and the sender keeps timing out",
+				ci.endpoint(recv), S, ci.endpoint(d), h.fitSegs, K, S, h.pauses, roundDur(h.maxPause), K)})
 		return true
 	}
 	return false

@@ -26,8 +26,12 @@ type segEntry struct {
 	tx       uint8  // transmissions so far
 	badsum   bool
 	beyond   uint16 // bit s: its end was beyond the receiver's edge under shift s
-	pkt      uint64 // first transmission
-	lastPkt  uint64 // latest retransmission
+	// bit s: its end was beyond ack + field << s of the receiver's latest
+	// acknowledgment: what a box computing windows with shift s forwards
+	beyondNow uint16
+	sentAt    int64
+	pkt       uint64 // first transmission
+	lastPkt   uint64 // latest retransmission
 }
 
 // segRing holds a side's outstanding segments in sequence order.
@@ -99,6 +103,7 @@ type half struct {
 	minRepeatWire           int
 	maxTx                   uint8
 	stuck                   segEntry // the most retransmitted segment
+	stuckAcked              bool     // and it was acknowledged in the end
 	unackedAtEnd            uint32
 	unscaledHits, overUnsc  uint32
 	flightMax               uint32
@@ -106,6 +111,27 @@ type half struct {
 	lastSigTime             int64
 	lastSigSet              bool
 	badsumLost, badsumAcked uint32
+	// against the receiver's latest edges (beyondNow): entries beyond and
+	// within each shift's edge, and those of them lost (sent again or
+	// never acknowledged)
+	nowBeyond, nowBeyondLost [numShifts]uint32
+	nowWithin, nowWithinLost [numShifts]uint32
+	// per shift: when the first segment beyond the latest edge was sent,
+	// and how often the receiver's ack advanced after that (it was alive
+	// and taking the data within the edge)
+	firstBeyondAt [numShifts]int64
+	advAfter      [numShifts]uint32
+	// the receiver's view of this side's new data: the smallest shift
+	// whose latest edge every segment fitted (fitMax), pauses the receiver
+	// did not cause, segments arriving past a hole, full-size segments
+	fitMax          int
+	fitSegs         uint32
+	pauses          uint32
+	holes           uint32
+	fullSegs        uint32
+	maxPause        int64
+	closedAt        int64 // when this side sent its FIN or RST
+	stuckBeforePeer bool  // its stuck segment was first sent before the peer closed
 
 	// acknowledgments and windows this side sent
 	ackSet      bool
@@ -114,7 +140,9 @@ type half struct {
 	win         uint16
 	edges       [numShifts]uint32
 	edgesSet    bool
+	cur         [numShifts]uint32 // ack + field << s of the latest acknowledgment
 	lastAdvance int64
+	lastAckTime int64
 
 	// timestamps this side sent
 	tsSet       bool
@@ -149,7 +177,8 @@ type conn struct {
 	synTime    int64
 	synAckTime int64
 	ackTime    int64
-	synAcked   bool // a SYN-ACK answered the client's SYN
+	synAcked   bool // a SYN-ACK answered the client's SYN, or the client's ACK shows one did
+	implicit   bool // synAcked from the client's ACK only: the SYN-ACK is not in the capture
 	refused    bool // an RST answered it
 	ev         []evidence
 }
@@ -238,6 +267,9 @@ func (a *analyzer) update(c *conn, d int, s *segment) {
 
 	if flags&normalize.FlagRST != 0 {
 		h.rst = true
+		if h.closedAt == 0 {
+			h.closedAt = a.now
+		}
 		if c.client == int8(1-d) && !c.synAcked && o.synSeen {
 			c.refused = true
 		}
@@ -251,6 +283,11 @@ func (a *analyzer) update(c *conn, d int, s *segment) {
 	if c.client == int8(d) && c.synAcked && c.ackTime == 0 {
 		c.ackTime = a.now
 	}
+	// The client acknowledging the server's ISN got the SYN-ACK, even
+	// when the capture holds only the client's direction.
+	if c.client == int8(d) && !c.synAcked && flags&normalize.FlagACK != 0 && h.synSeen && (!o.synSeen || ackn == o.isn+1) {
+		c.synAcked, c.implicit = true, !o.synSeen
+	}
 
 	if flags&normalize.FlagACK != 0 {
 		a.ack(c, d, s, ackn, win)
@@ -262,6 +299,9 @@ func (a *analyzer) update(c *conn, d int, s *segment) {
 	}
 	if flags&normalize.FlagFIN != 0 {
 		h.fin = true
+		if h.closedAt == 0 {
+			h.closedAt = a.now
+		}
 	}
 
 	if s.hasTS {
@@ -338,6 +378,11 @@ func (a *analyzer) ack(c *conn, d int, s *segment, ackn uint32, win uint16) {
 	if !h.ackSet || seqGT(ackn, h.ack) {
 		if h.ackSet {
 			h.lastAdvance = a.now
+			for sh, t := range o.firstBeyondAt {
+				if t != 0 && t < a.now {
+					o.advAfter[sh]++
+				}
+			}
 		}
 		h.dupAcks = 0
 		h.ack = ackn
@@ -350,6 +395,7 @@ func (a *analyzer) ack(c *conn, d int, s *segment, ackn uint32, win uint16) {
 		}
 	}
 	h.win = win
+	h.lastAckTime = a.now
 	// The right edge of this side's receive window under every shift: the
 	// analysis picks the one the data behaved as if it were in force. SYN
 	// windows are never scaled.
@@ -361,6 +407,9 @@ func (a *analyzer) ack(c *conn, d int, s *segment, ackn uint32, win uint16) {
 		}
 		if !h.edgesSet || seqGT(e, h.edges[sh]) {
 			h.edges[sh] = e
+		}
+		if !h.edgesSet || !seqLT(ackn, h.ack) {
+			h.cur[sh] = e
 		}
 	}
 	h.edgesSet = true
@@ -437,19 +486,26 @@ func (a *analyzer) data(c *conn, d int, s *segment, seq, end uint32) {
 				}
 			}
 		}
-		h.lastNewData = a.now
-		var beyond uint16
+		var beyond, beyondNow uint16
 		if o.edgesSet {
 			for sh := range o.edges {
 				if seqGT(end, o.edges[sh]) {
 					beyond |= 1 << sh
 				}
+				if seqGT(end, o.cur[sh]) {
+					beyondNow |= 1 << sh
+					if h.firstBeyondAt[sh] == 0 {
+						h.firstBeyondAt[sh] = a.now
+					}
+				}
 			}
+			a.arrival(c, d, s, seq, beyondNow)
 		}
+		h.lastNewData = a.now
 		if h.ring == nil {
 			h.ring = a.getRing()
 		}
-		a.push(c, d, segEntry{seq: seq, end: end, wire: uint16(min(wire, 0xffff)), tx: 1, badsum: s.csum == csumBad, beyond: beyond, pkt: a.pkt})
+		a.push(c, d, segEntry{seq: seq, end: end, wire: uint16(min(wire, 0xffff)), tx: 1, badsum: s.csum == csumBad, beyond: beyond, beyondNow: beyondNow, sentAt: a.now, pkt: a.pkt})
 		h.sndMax = end
 		return
 	}
@@ -536,6 +592,17 @@ func (a *analyzer) account(c *conn, d int, e *segEntry, acked bool) {
 	h := &c.h[d]
 	lost := e.tx > 1
 	for sh := 0; sh < numShifts; sh++ {
+		if e.beyondNow&(1<<sh) != 0 {
+			h.nowBeyond[sh]++
+			if lost || !acked {
+				h.nowBeyondLost[sh]++
+			}
+		} else {
+			h.nowWithin[sh]++
+			if lost || !acked {
+				h.nowWithinLost[sh]++
+			}
+		}
 		if e.beyond&(1<<sh) != 0 {
 			h.beyondSent[sh]++
 			if lost {
@@ -574,6 +641,7 @@ func (a *analyzer) account(c *conn, d int, e *segEntry, acked bool) {
 	if e.tx > h.maxTx {
 		h.maxTx = e.tx
 		h.stuck = *e
+		h.stuckAcked = acked
 	}
 }
 
@@ -592,4 +660,44 @@ func (a *analyzer) drain(c *conn) {
 		a.rings = append(a.rings, r)
 		c.h[d].ring = nil
 	}
+}
+
+// arrival records what the receiver's side of a capture shows of side d's
+// new data: the smallest shift under which it fitted the receiver's latest
+// window, and whether it came after a pause the receiver did not cause
+// (its window was open) or past a hole.
+func (a *analyzer) arrival(c *conn, d int, s *segment, seq uint32, beyondNow uint16) {
+	h, o := &c.h[d], &c.h[1-d]
+	need := 0
+	for need < numShifts && beyondNow&(1<<need) != 0 {
+		need++
+	}
+	h.fitMax = max(h.fitMax, need)
+	h.fitSegs++
+	if mssp := c.mssPayload(d); mssp > 0 && s.payload >= mssp*3/4 {
+		h.fullSegs++
+	}
+	if h.sndMaxSet && seqGT(seq, h.sndMax) {
+		h.holes++
+	}
+	sh, ok := c.shift(1 - d)
+	if !ok || !o.ackSet || o.lastAckTime == 0 {
+		return
+	}
+	gap := a.now - o.lastAckTime
+	rtt := c.handshakeRTT()
+	open := int64(o.cur[sh] - h.sndMax)
+	if mssp := c.mssPayload(d); gap > max(150e6, 30*rtt) && mssp > 0 && open >= int64(4*mssp) {
+		h.pauses++
+		h.maxPause = max(h.maxPause, gap)
+	}
+}
+
+// handshakeRTT is the round trip the handshake took as the capture saw
+// it, 0 if unknown.
+func (c *conn) handshakeRTT() int64 {
+	if c.synTime != 0 && c.ackTime > c.synTime {
+		return c.ackTime - c.synTime
+	}
+	return 0
 }

@@ -26,6 +26,7 @@ const (
 	kindTCP                      // a TCP segment with a complete header
 	kindTruncated                // TCP, but the header is cut off by the snap length
 	kindTooBig                   // ICMP fragmentation-needed or ICMPv6 packet-too-big
+	kindBadLength                // the IP length claims more than the frame held on the wire
 )
 
 // segment is one decoded TCP segment: views into the frame and the values
@@ -161,6 +162,12 @@ func decode(ip []byte, wireLen int, s *segment) pktKind {
 		l4 = ip[hl:min(len(ip), max(s.ipLen, hl))]
 	default:
 		return kindOther
+	}
+	// A length field claiming more than was on the wire is corrupt or
+	// fuzzed (a snapped packet still has its original length): its sizes
+	// and sequence space would be invented.
+	if wireLen > 0 && s.ipLen > wireLen {
+		return kindBadLength
 	}
 	switch proto {
 	case protoTCP:

@@ -8,6 +8,9 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/tcpnorm/tcpnorm/config"
+	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
 // Verdicts.
@@ -15,6 +18,9 @@ const (
 	VerdictHealthy       = "healthy"
 	VerdictOptionFault   = "option-fault"    // at least one finding a policy fixes
 	VerdictNoOptionFault = "no-option-fault" // trouble, but not one a policy fixes
+	// VerdictSuspected: an option fault is suspected, but the evidence is
+	// too weak to propose a policy; the findings say what would settle it.
+	VerdictSuspected = "suspected"
 )
 
 // Report is the outcome of Diagnose.
@@ -26,6 +32,7 @@ type Report struct {
 	Evicted          uint64    `json:"evicted"`           // finished early to bound memory
 	Snapped          uint64    `json:"snapped"`           // packets cut by the snap length
 	TruncatedHeaders uint64    `json:"truncated_headers"` // TCP headers cut off: not analysed
+	BadLength        uint64    `json:"bad_length"`        // IP length beyond the frame's: skipped
 	Duplicates       uint64    `json:"duplicates"`        // the same packet captured twice
 	NonTCP           uint64    `json:"non_tcp"`
 	ICMPTooBig       uint64    `json:"icmp_too_big"`
@@ -114,7 +121,8 @@ func (f Fix) merge(g Fix) Fix {
 // Policy is a ready policy file for one peer.
 type Policy struct {
 	Peer        string  `json:"peer"`
-	File        string  `json:"file"` // suggested name in policy_dir
+	Direction   string  `json:"direction,omitempty"` // outbound | inbound: whose connections it covers
+	File        string  `json:"file"`                // suggested name in policy_dir
 	Classes     []Class `json:"classes"`
 	Text        string  `json:"text"`
 	Explanation string  `json:"explanation"` // for the upstream ticket
@@ -135,17 +143,25 @@ func (a *analyzer) report() *Report {
 		}
 		return rank(fi.Confidence) < rank(fj.Confidence)
 	})
-	byPeer := map[netip.Addr]int{}
+	// One policy per peer and direction: a peer whose uploads and
+	// downloads need different fixes gets two files with disjoint
+	// directions.
+	type peerDir struct {
+		peer netip.Addr
+		dir  string
+	}
+	byPeer := map[peerDir]int{}
 	for i := range rep.Findings {
 		f := &rep.Findings[i]
 		if !f.Fixable || f.Fix == nil {
 			continue
 		}
-		j, ok := byPeer[f.peer]
+		k := peerDir{f.peer, f.Direction}
+		j, ok := byPeer[k]
 		if !ok {
 			j = len(rep.Policies)
-			byPeer[f.peer] = j
-			rep.Policies = append(rep.Policies, Policy{Peer: f.peer.String()})
+			byPeer[k] = j
+			rep.Policies = append(rep.Policies, Policy{Peer: f.peer.String(), Direction: f.Direction})
 		}
 		p := &rep.Policies[j]
 		p.Classes = append(p.Classes, f.Class)
@@ -153,9 +169,15 @@ func (a *analyzer) report() *Report {
 	for i := range rep.Policies {
 		a.policy(&rep.Policies[i])
 	}
+	suspected := false
+	for _, f := range rep.Findings {
+		suspected = suspected || f.Fixable && f.Confidence == Suspected
+	}
 	switch {
 	case len(rep.Policies) > 0:
 		rep.Verdict = VerdictOptionFault
+	case suspected:
+		rep.Verdict = VerdictSuspected
 	case len(rep.Findings) > 0:
 		rep.Verdict = VerdictNoOptionFault
 	default:
@@ -172,6 +194,9 @@ func (a *analyzer) report() *Report {
 	}
 	if rep.TruncatedHeaders > 0 {
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d packets had their TCP header cut off by the snap length and were skipped: capture with -s 0 or at least -s 128", rep.TruncatedHeaders))
+	}
+	if rep.BadLength > 0 {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d packets claim an IP length beyond the length of their frame on the wire (corrupt or fuzzed) and were skipped", rep.BadLength))
 	}
 	if rep.Evicted > 0 {
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d connections were still open when the table of %d connections filled up: each was analysed up to that point", rep.Evicted, a.opt.MaxConns))
@@ -261,84 +286,114 @@ func (a *analyzer) finding(rf *rawFinding) Finding {
 	if f.Evidence == nil {
 		f.Evidence = []Evidence{}
 	}
-	if f.Fixable && !rf.fix.empty() {
+	if rf.class == ClassWindowLimit {
+		rf.fix = windowLimitFix(rf, local)
+	}
+	if f.Fixable && !rf.fix.empty() && rf.conf != Suspected {
 		fx := rf.fix
 		f.Fix = &fx
 	}
 	return f
 }
 
-// policy writes the policy file and the ticket paragraph for one peer.
+// policy writes the policy file and the ticket paragraph for one peer and
+// direction, with config's formatter.
 func (a *analyzer) policy(p *Policy) {
 	var fix Fix
 	var fs []*Finding
 	for i := range a.rep.Findings {
 		f := &a.rep.Findings[i]
-		if f.Fix != nil && f.Peer == p.Peer {
+		if f.Fix != nil && f.Peer == p.Peer && f.Direction == p.Direction {
 			fix = fix.merge(*f.Fix)
 			fs = append(fs, f)
 		}
 	}
 	first := fs[0]
-	var b strings.Builder
 	names := make([]string, len(p.Classes))
 	for i, c := range p.Classes {
 		names[i] = string(c)
 	}
-	fmt.Fprintf(&b, "# Proposed by tcpnorm diagnose: %s (peer %s).\n", strings.Join(names, ", "), p.Peer)
+	header := []string{fmt.Sprintf("Proposed by tcpnorm diagnose: %s (peer %s).", strings.Join(names, ", "), p.Peer)}
+	pf := &config.PolicyFile{}
+	pol := &normalize.Policy{Direction: normalize.Both, Mode: normalize.Enforce}
+	pf.Policy = pol
+	base := strings.ReplaceAll(p.Peer, ":", "-")
 	if a.opt.Domain != "" {
-		p.File = a.opt.Domain + ".toml"
-		fmt.Fprintf(&b, "domain = %s\n", tomlString(a.opt.Domain))
-		switch first.Direction {
-		case "inbound":
-			b.WriteString("spf = true                         # the domain's sending hosts (inbound mail)\n")
-		default:
-			b.WriteString("mx = true                          # the domain's MX hosts (outbound mail)\n")
+		base = a.opt.Domain
+		pf.Domain = a.opt.Domain
+		if first.Direction == "inbound" {
+			pf.SPF = true // the domain's sending hosts (inbound mail)
+		} else {
+			pf.MX = true // the domain's MX hosts (outbound mail)
 		}
-		fmt.Fprintf(&b, "# the capture showed the peer at %s\n", p.Peer)
+		header = append(header, "The capture showed the peer at "+p.Peer+".")
 	} else {
 		bits := 32
 		if first.peer.Is6() {
 			bits = 128
 		}
-		p.File = strings.ReplaceAll(p.Peer, ":", "-") + ".toml"
-		fmt.Fprintf(&b, "cidrs = [%s]\n", tomlString(netip.PrefixFrom(first.peer, bits).String()))
+		pf.CIDRs = []netip.Prefix{netip.PrefixFrom(first.peer, bits)}
+	}
+	p.File = base + ".toml"
+	if a.twoDirections(p.Peer) {
+		p.File = base + "-" + p.Direction + ".toml"
+		header = append(header, "One of two files for this peer: the other direction needs a different fix.")
 	}
 	if first.serverPort != 0 {
-		fmt.Fprintf(&b, "ports = [%d]\n", first.serverPort)
+		pol.Ports = []uint16{first.serverPort}
 	}
 	if first.Direction != "" {
-		fmt.Fprintf(&b, "direction = %s\n", tomlString(first.Direction))
+		pol.Direction.UnmarshalText([]byte(first.Direction))
 	}
-	b.WriteString("mode = \"enforce\"\n")
-	exp := a.opt.Now.UTC().Add(90 * 24 * time.Hour).Truncate(24 * time.Hour)
-	fmt.Fprintf(&b, "expires = %s           # a workaround, not a fix: escalate upstream\n", exp.Format(time.RFC3339))
-	fmt.Fprintf(&b, "reason = %s\n", tomlString(reasonFor(first)))
-	b.WriteString("\n[options]\n")
-	if fix.WindowScale != "" {
-		fmt.Fprintf(&b, "window_scale = %s\n", tomlString(fix.WindowScale))
-		if fix.WindowScaleMax != nil {
-			fmt.Fprintf(&b, "window_scale_max = %d\n", *fix.WindowScaleMax)
-		}
-	}
-	if fix.Timestamps != "" {
-		fmt.Fprintf(&b, "timestamps = %s\n", tomlString(fix.Timestamps))
-	}
-	if fix.SACKPermitted != "" {
-		fmt.Fprintf(&b, "sack_permitted = %s\n", tomlString(fix.SACKPermitted))
-	}
-	if fix.MSSMax != 0 {
-		fmt.Fprintf(&b, "mss_max = %d\n", fix.MSSMax)
-	}
-	if fix.Unknown != "" {
-		fmt.Fprintf(&b, "unknown = %s\n", tomlString(fix.Unknown))
-	}
-	p.Text = b.String()
+	pol.Expires = a.opt.Now.UTC().Add(90 * 24 * time.Hour).Truncate(24 * time.Hour)
+	header = append(header, "A workaround, not a fix: it expires; escalate upstream.")
+	pol.Reason = reasonFor(first)
+	fix.apply(pol)
+	p.Text = config.FormatPolicy(pf, header...)
 	var ex []string
 	for _, f := range fs {
 		ex = append(ex, explain(f))
 	}
 	p.Explanation = strings.Join(ex, "\n\n")
+}
+
+// twoDirections reports whether peer has policies for both directions.
+func (a *analyzer) twoDirections(peer string) bool {
+	var in, out bool
+	for _, p := range a.rep.Policies {
+		if p.Peer == peer {
+			in = in || p.Direction == "inbound"
+			out = out || p.Direction != "inbound"
+		}
+	}
+	return in && out
+}
+
+// apply sets the fix's options on p.
+func (f Fix) apply(p *normalize.Policy) {
+	p.WindowScale.UnmarshalText([]byte(f.WindowScale))
+	if f.WindowScaleMax != nil {
+		p.WindowScaleMax = uint8(*f.WindowScaleMax)
+	}
+	p.Timestamps.UnmarshalText([]byte(f.Timestamps))
+	p.StripSACKOK = f.SACKPermitted == "strip"
+	p.MSSMax = uint16(f.MSSMax)
+	p.StripUnknown = f.Unknown == "strip"
+}
+
+// windowLimitFix is the fix for a window-limit box, by who sends the data.
+// Clamping rewrites the windows the local host sends so that field << K is
+// its real window: it helps when the local host receives. As the sender,
+// the local host is bounded by what the box computes for the remote's
+// windows, remote window >> (S - K), which no rewriting of its own windows
+// raises; stripping scaling makes both ends' windows plain 16-bit values
+// the box reads right (up to 64 KiB).
+func windowLimitFix(rf *rawFinding, local int) Fix {
+	if int(rf.sender) == local {
+		return Fix{WindowScale: "strip"}
+	}
+	k := rf.capLo
+	return Fix{WindowScale: "clamp", WindowScaleMax: &k}
 }
 
 func reasonFor(f *Finding) string {
@@ -353,6 +408,8 @@ func reasonFor(f *Finding) string {
 		return "path-MTU black hole: large segments vanish, ICMP too-big filtered"
 	case ClassSACK:
 		return "SACK blocks broken by sequence rewriting on the path"
+	case ClassWindowLimit:
+		return fmt.Sprintf("a box on the path tracks windows with window-scale shift %d at most and drops data beyond them", f.raw.capHi)
 	}
 	return string(f.Class)
 }
@@ -394,6 +451,17 @@ func explain(f *Finding) string {
 			"A link on the path has a smaller MTU and the ICMP errors that path-MTU discovery relies on (RFC 1191, RFC 8201) are filtered, which makes a black hole (RFC 2923 section 2.1). "+
 			"Please let these ICMP messages through (RFC 4890) or clamp the MSS where the MTU shrinks. "+
 			"Until this is fixed we lower the MSS announced on connections with %s to %d.", sender, receiver, cite, peer, rf.fix.MSSMax)
+	case ClassWindowLimit:
+		fix := fmt.Sprintf("Until this is fixed we clamp the window-scale shift on connections with %s to %d and rewrite the windows %s advertises so that the device's computation (field << %d) gives the real window; "+
+			"this keeps window scaling for the data %s receives (stripping the option instead would cap it at 64 KB).", peer, rf.capLo, local, rf.capLo, local)
+		if rf.fix.WindowScale == "strip" {
+			fix = fmt.Sprintf("Until this is fixed we disable window scaling on connections with %s: both ends then send plain 16-bit windows, which the device reads correctly (up to 64 KB). "+
+				"Clamping would not help here: %s sends the data, and the device holds it to %s's window field << %d, about %d bytes, whatever %s advertises itself.",
+				peer, local, peer, rf.capHi, rf.capWin, local)
+		}
+		return fmt.Sprintf("Data from %s to %s is dropped on the path once it goes beyond the receiver's acknowledgment plus its window field shifted by %d, although the receiver announced window-scale shift %d (RFC 7323 section 2) and its window had room for it: %s%s. "+
+			"A stateful firewall or load balancer between us tracks TCP windows but ignores or caps the window-scale shift; it must apply the shift both ends announced (or stop enforcing windows). %s",
+			sender, receiver, rf.capHi, rf.shiftSeen, rf.summary, cite, fix)
 	case ClassSACK:
 		return fmt.Sprintf("SACK blocks sent by %s refer to sequence numbers %s never sent%s. "+
 			"A device on the path rewrites TCP sequence numbers (sequence randomization) without rewriting the SACK option (RFC 2018) accordingly, so the sender's loss recovery acts on nonsense and the connection stalls. "+
@@ -401,25 +469,6 @@ func explain(f *Finding) string {
 			"Until this is fixed we disable SACK on connections with %s.", receiver, sender, cite, peer)
 	}
 	return rf.summary
-}
-
-// tomlString quotes s as a TOML basic string.
-func tomlString(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range s {
-		switch {
-		case r == '"' || r == '\\':
-			b.WriteByte('\\')
-			b.WriteRune(r)
-		case r < 0x20 || r == 0x7f:
-			fmt.Fprintf(&b, "\\u%04x", r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
 }
 
 // WriteJSON writes the report as indented JSON.
@@ -446,13 +495,18 @@ func (r *Report) WriteText(w io.Writer, name string) error {
 			}
 		}
 		fmt.Fprintf(&b, "verdict: FAULT: %s: a path fault tcpnorm can work around (policy below)\n", strings.Join(cls, ", "))
+	case VerdictSuspected:
+		b.WriteString("verdict: suspected option fault, but the evidence is too weak for a policy (findings below)\n")
 	default:
 		b.WriteString("verdict: trouble, but no option fault: no tcpnorm policy helps (findings below)\n")
 	}
 	for i, f := range r.Findings {
 		fmt.Fprintf(&b, "\nfinding %d: %s (confidence %s", i+1, f.Class, f.Confidence)
-		if !f.Fixable {
+		switch {
+		case !f.Fixable:
 			b.WriteString("; not an option fault, no policy fixes it")
+		case f.Confidence == Suspected:
+			b.WriteString("; suspected only: no policy proposed")
 		}
 		b.WriteString(")\n")
 		if f.Client != "" {
@@ -487,7 +541,11 @@ func (r *Report) WriteText(w io.Writer, name string) error {
 		}
 	}
 	for _, p := range r.Policies {
-		fmt.Fprintf(&b, "\npolicy for %s (save as policy_dir/%s, then `tcpnorm check` and reload):\n\n", p.Peer, p.File)
+		dir := ""
+		if p.Direction != "" {
+			dir = ", " + p.Direction + " connections"
+		}
+		fmt.Fprintf(&b, "\npolicy for %s%s (save as policy_dir/%s, then `tcpnorm check` and reload):\n\n", p.Peer, dir, p.File)
 		for _, l := range strings.Split(strings.TrimRight(p.Text, "\n"), "\n") {
 			fmt.Fprintf(&b, "    %s\n", l)
 		}

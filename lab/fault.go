@@ -143,8 +143,9 @@ func tsScrambleAheadPick(seq uint32) bool {
 
 // PathOptions are the path box's settings beyond its fault.
 type PathOptions struct {
-	// WScaleCap is the largest shift a wscale-cap path honours (0..14);
-	// 0 means DefaultWScaleCap.
+	// WScaleCap is the largest shift a wscale-cap path honours (1..14,
+	// or WScaleCapZero for a box that ignores scaling altogether); 0 means
+	// DefaultWScaleCap.
 	WScaleCap int
 	// RTT is added to every TCP round trip through the path: the box holds
 	// each TCP packet RTT/2, in order, in both directions. 0: none.
@@ -160,8 +161,11 @@ func (l *Lab) SetFault(ctx context.Context, f Fault) error {
 // SetPath configures the path box for f with opt, replacing any earlier
 // fault and options, and clears cached path MTUs on every box.
 func (l *Lab) SetPath(ctx context.Context, f Fault, opt PathOptions) error {
-	if opt.WScaleCap == 0 {
+	switch opt.WScaleCap {
+	case 0:
 		opt.WScaleCap = DefaultWScaleCap
+	case WScaleCapZero:
+		opt.WScaleCap = 0
 	}
 	if opt.WScaleCap < 0 || opt.WScaleCap > 14 || opt.RTT < 0 || opt.RTT > 10*time.Second {
 		return fmt.Errorf("lab: path options %+v: want a cap of 0..14 and an RTT of 0..10s", opt)

@@ -9,6 +9,11 @@ import (
 // honours unless PathOptions says otherwise.
 const DefaultWScaleCap = 2
 
+// WScaleCapZero asks PathOptions for a wscale-cap box that honours no shift
+// at all (cap 0: it reads every window field unscaled), since a zero
+// WScaleCap means the default.
+const WScaleCapZero = -1
+
 // capFlowsMax bounds the wscale-cap box's connection table; a lab runs a
 // handful of connections at a time, so a full table is simply cleared.
 const capFlowsMax = 4096

@@ -1,0 +1,281 @@
+package diagnose
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tcpnorm/tcpnorm/lab"
+)
+
+// corpusDir holds the regression corpus (see its MANIFEST).
+const corpusDir = "testdata/corpus"
+
+// TestCorpusRecord writes the corpus captures of real software (curl and
+// python3's http.server, iperf3, redis) and of the lab's window-limit
+// firewall in a namespace lab, and the variants the corpus needs of them:
+// a small snap length, one direction only, a start mid-connection, a fuzzed
+// IP length, offloaded (zero-length) IP headers, loopback. It is a
+// generator: it runs only as root with TCPNORM_CORPUS_RECORD=1; TestCorpus
+// checks what it wrote.
+func TestCorpusRecord(t *testing.T) {
+	if os.Getenv("TCPNORM_CORPUS_RECORD") != "1" || os.Geteuid() != 0 {
+		t.Skip("corpus generator: run as root with TCPNORM_CORPUS_RECORD=1")
+	}
+	for _, tool := range []string{"curl", "python3", "iperf3", "redis-server", "redis-cli"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not installed: %v", tool, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	l, err := lab.New(ctx, lab.Options{Prefix: "tncorp"})
+	if err != nil {
+		t.Fatalf("lab: %v", err)
+	}
+	defer l.Close()
+	if err := os.MkdirAll(corpusDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	srv := lab.ServerAddr(false).String()
+	srv6 := lab.ServerAddr(true).String()
+	www := t.TempDir()
+	if err := os.WriteFile(filepath.Join(www, "f"), bytes.Repeat([]byte("tcpnorm corpus\n"), 70000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	only := os.Getenv("TCPNORM_CORPUS_ONLY")
+	// HTTP: python3's http.server, curl downloading 1 MB, over IPv4 and IPv6.
+	func() {
+		if only != "" && only != "http" {
+			return
+		}
+		stop := background(t, l.Server, "python3", "-m", "http.server", "8080", "--bind", "::", "--directory", www)
+		defer stop()
+		time.Sleep(time.Second)
+		fr := record(t, l.Client, lab.IfClient, 300*time.Millisecond, func() {
+			run(t, l.Client, "curl", "-sS", "-o", "/dev/null", "http://"+srv+":8080/f")
+		})
+		write(t, "http-curl-download.pcap", fr, 0)
+		write(t, "http-curl-download-snap96.pcap", fr, 96)
+		write(t, "http-curl-download-incoming-only.pcap", filterFrames(fr, false), 0)
+		write(t, "http-curl-download-badlen.pcap", badLength(fr), 0)
+		fr = record(t, l.Client, lab.IfClient, 300*time.Millisecond, func() {
+			run(t, l.Client, "curl", "-sS", "-g", "-o", "/dev/null", "http://["+srv6+"]:8080/f")
+		})
+		write(t, "http-curl-download-ipv6.pcap", fr, 0)
+
+		// SYNs dropped on the path for 2.5 s: curl's SYN is sent three
+		// times, the third is answered.
+		run(t, l.Path, "iptables", "-I", "FORWARD", "-p", "tcp", "--syn", "-j", "DROP")
+		fr = record(t, l.Client, lab.IfClient, 300*time.Millisecond, func() {
+			go func() {
+				time.Sleep(2500 * time.Millisecond)
+				run(t, l.Path, "iptables", "-D", "FORWARD", "-p", "tcp", "--syn", "-j", "DROP")
+			}()
+			run(t, l.Client, "curl", "-sS", "-o", "/dev/null", "--max-time", "20", "http://"+srv+":8080/f")
+		})
+		write(t, "http-curl-syn-retry.pcap", fr, 0)
+		write(t, "http-curl-syn-retry-outgoing-only.pcap", filterFrames(fr, true), 0)
+	}()
+
+	// iperf3: 1 MB up and down; a control connection beside the data.
+	for _, dir := range []string{"upload", "download"} {
+		func() {
+			if only != "" && only != "iperf3" {
+				return
+			}
+			stop := background(t, l.Server, "iperf3", "-s", "-1", "-B", srv)
+			defer stop()
+			time.Sleep(500 * time.Millisecond)
+			args := []string{"iperf3", "-c", srv, "-n", "1M"}
+			if dir == "download" {
+				args = append(args, "-R")
+			}
+			fr := record(t, l.Client, lab.IfClient, 300*time.Millisecond, func() { run(t, l.Client, args...) })
+			write(t, "iperf3-"+dir+".pcap", fr, 128)
+			if dir == "upload" {
+				write(t, "iperf3-upload-outgoing-only.pcap", filterFrames(fr, true), 128)
+				write(t, "iperf3-upload-midstart.pcap", fr[len(fr)/3:], 128)
+				write(t, "iperf3-upload-offload-iplen0.pcap", zeroLength(fr), 128)
+			}
+		}()
+	}
+
+	// redis: a client that sends a few commands and then sits idle until
+	// the capture ends, over the path and on the server's loopback.
+	func() {
+		if only != "" && only != "redis" {
+			return
+		}
+		stop := background(t, l.Server, "redis-server", "--bind", srv+" 127.0.0.1", "--port", "6379", "--save", "", "--appendonly", "no", "--protected-mode", "no")
+		defer stop()
+		time.Sleep(time.Second)
+		cmds := "PING\r\nSET greeting " + strings.Repeat("x", 600) + "\r\nGET greeting\r\nINFO\r\n"
+		idle := func(ns, host string) func() {
+			return func() {
+				c := exec.Command("ip", "netns", "exec", ns, "sh", "-c", fmt.Sprintf("(printf '%s'; sleep 8) | redis-cli -h %s", strings.ReplaceAll(cmds, "\r\n", `\r\n`), host))
+				c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+				if err := c.Start(); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(5 * time.Second)
+				syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+				c.Wait()
+			}
+		}
+		fr := record(t, l.Client, lab.IfClient, 0, idle(l.Client, srv))
+		write(t, "redis-idle.pcap", fr, 0)
+		fr = record(t, l.Server, "lo", 0, idle(l.Server, "127.0.0.1"))
+		write(t, "redis-idle-loopback.pcap", fr, 0)
+	}()
+
+	// The window-limit firewall: a box honouring shifts only up to K,
+	// uploads and downloads captured at the client.
+	for _, tc := range []struct {
+		k   int
+		dir lab.Direction
+	}{{0, lab.Upload}, {2, lab.Upload}, {5, lab.Upload}, {5, lab.Download}, {8, lab.Download}} {
+		if only != "" && only != "wscale-cap" {
+			break
+		}
+		k := tc.k
+		if k == 0 {
+			k = lab.WScaleCapZero
+		}
+		if err := l.SetPath(ctx, lab.FaultWScaleCap, lab.PathOptions{WScaleCap: k}); err != nil {
+			t.Fatal(err)
+		}
+		fr := record(t, l.Client, lab.IfClient, 200*time.Millisecond, func() {
+			res, err := l.Transfer(ctx, lab.Transfer{Dst: lab.ServerAddr(false), Size: 1 << 20, Dir: tc.dir, Timeout: 6 * time.Second, Seed: 7})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("wscale-cap %d %s: %v", tc.k, tc.dir, res)
+		})
+		write(t, fmt.Sprintf("lab-wscale-cap%d-%s.pcap", tc.k, tc.dir), fr, 128)
+	}
+	if err := l.SetFault(ctx, lab.FaultNone); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// background starts a command in namespace ns and returns what stops it.
+func background(t *testing.T, ns string, args ...string) (stop func()) {
+	t.Helper()
+	c := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
+	c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var out bytes.Buffer
+	c.Stdout, c.Stderr = &out, &out
+	if err := c.Start(); err != nil {
+		t.Fatalf("%s: %v", strings.Join(args, " "), err)
+	}
+	return func() {
+		c.Process.Kill()
+		c.Wait()
+		if testing.Verbose() {
+			t.Logf("%s:\n%s", args[0], out.String())
+		}
+	}
+}
+
+func run(t *testing.T, ns string, args ...string) {
+	if out, err := lab.Run(context.Background(), ns, args...); err != nil {
+		t.Errorf("%v\n%s", err, out)
+	}
+}
+
+// record captures on ifname in ns while fn runs, and linger after it.
+func record(t *testing.T, ns, ifname string, linger time.Duration, fn func()) []lab.Frame {
+	t.Helper()
+	c, err := lab.StartCapture(ns, ifname)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn()
+	time.Sleep(linger)
+	return c.Stop()
+}
+
+// write stores frames under corpusDir, each cut to snap bytes (0: as
+// captured).
+func write(t *testing.T, name string, frames []lab.Frame, snap int) {
+	t.Helper()
+	if snap > 0 {
+		cut := make([]lab.Frame, len(frames))
+		for i, f := range frames {
+			f.Data = f.Data[:min(len(f.Data), snap)]
+			cut[i] = f
+		}
+		frames = cut
+	}
+	var buf bytes.Buffer
+	if err := lab.WritePcap(&buf, frames); err != nil {
+		t.Fatal(err)
+	}
+	if buf.Len() > 400<<10 {
+		t.Errorf("%s: %d bytes, over 400 KB: not written", name, buf.Len())
+		return
+	}
+	if err := os.WriteFile(filepath.Join(corpusDir, name), buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s: %d frames, %d bytes", name, len(frames), buf.Len())
+}
+
+// filterFrames keeps one direction: what the capturing host sent
+// (outgoing) or received.
+func filterFrames(frames []lab.Frame, outgoing bool) []lab.Frame {
+	var out []lab.Frame
+	for _, f := range frames {
+		if f.Outgoing == outgoing {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// badLength copies frames and makes the IPv4 total length of the first
+// large received data segment claim 9000 bytes: a fuzzed or corrupted
+// length field, far beyond what was captured.
+func badLength(frames []lab.Frame) []lab.Frame {
+	out := cloneFrames(frames)
+	for i := range out {
+		d := out[i].Data
+		if !out[i].Outgoing && len(d) >= 34 && binary.BigEndian.Uint16(d[12:]) == 0x0800 && binary.BigEndian.Uint16(d[16:]) > 1000 {
+			binary.BigEndian.PutUint16(d[16:], 9000)
+			break
+		}
+	}
+	return out
+}
+
+// zeroLength copies frames and zeroes the IPv4 total length of every
+// outgoing data segment, as captures of TSO super-segments show it.
+func zeroLength(frames []lab.Frame) []lab.Frame {
+	out := cloneFrames(frames)
+	for i := range out {
+		d := out[i].Data
+		if out[i].Outgoing && len(d) >= 34 && binary.BigEndian.Uint16(d[12:]) == 0x0800 && binary.BigEndian.Uint16(d[16:]) > 1000 {
+			binary.BigEndian.PutUint16(d[16:], 0)
+		}
+	}
+	return out
+}
+
+func cloneFrames(frames []lab.Frame) []lab.Frame {
+	out := make([]lab.Frame, len(frames))
+	for i, f := range frames {
+		f.Data = append([]byte(nil), f.Data...)
+		out[i] = f
+	}
+	return out
+}
