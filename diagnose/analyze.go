@@ -84,6 +84,11 @@ func Diagnose(r io.Reader, opt Options) (*Report, error) {
 			a.rep.TruncatedHeaders++
 		case kindBadLength:
 			a.rep.BadLength++
+		case kindUnreachable:
+			a.rep.NonTCP++
+			if ps := a.peer(s.tooBigFor); ps != nil {
+				ps.unreachable++
+			}
 		case kindTooBig:
 			a.rep.ICMPTooBig++
 			a.tooBig(&s)

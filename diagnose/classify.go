@@ -105,6 +105,7 @@ type peerStat struct {
 	withinEv     []evidence
 	tooBig       int
 	tooBigMTU    int
+	unreachable  int // ICMP destination-unreachable errors about it
 	addr         netip.Addr
 	answeredConn int
 }
@@ -413,10 +414,13 @@ func (a *analyzer) windowLimitFinding(c *conn, ci connInfo, d int) bool {
 		return true
 	}
 	K := h.fitMax
-	if K < S && h.pauses >= 4 && h.holes == 0 && h.fullSegs >= 8 && o.sackBlocks == 0 && h.retx == 0 && h.reorder == 0 {
+	// No hole: random loss of a flight shows as segments arriving past
+	// the lost one; a box dropping everything beyond an edge leaves none.
+	// Segments arriving twice (D-SACK) are the sender's timeouts.
+	if K < S && h.pauses >= 4 && h.holes == 0 && h.fullSegs >= 8 {
 		a.add(c, ci, rawFinding{class: ClassWindowLimit, conf: Medium, sender: int8(d), shiftSeen: S, capLo: K, capHi: K,
 			capWin: uint32(o.win) << K,
-			summary: fmt.Sprintf("%s announced window-scale shift %d, but none of %s's %d new segments ever ended beyond ack + window field << %d, although the window under shift %d left room for more; the data came after %d pauses of up to %v without a hole or a SACK block, full-size segments in short bursts: a stateful box on the path tracks the window with shift K = %d (or more) and drops what lies beyond, and the sender keeps timing out",
+			summary: fmt.Sprintf("%s announced window-scale shift %d, but none of %s's %d new segments ever ended beyond ack + window field << %d, although the window under shift %d left room for more; the data came after %d pauses of up to %v without a hole, full-size segments in short bursts: a stateful box on the path tracks the window with shift K = %d (or more) and drops what lies beyond, and the sender keeps timing out",
 				ci.endpoint(recv), S, ci.endpoint(d), h.fitSegs, K, S, h.pauses, roundDur(h.maxPause), K)})
 		return true
 	}
@@ -512,6 +516,12 @@ func (a *analyzer) synFindings() {
 					ps.unanswered, ps.addr)
 				a.addRaw(rf)
 				continue
+			case ps.unreachable > 0:
+				rf.class, rf.conf = ClassLoss, Medium
+				rf.summary = fmt.Sprintf("%d connection(s) to %s got no answer to their SYNs, and %d ICMP destination-unreachable error(s) about %s are in the capture: the host is unreachable, not an option fault",
+					ps.unanswered, ps.addr, ps.unreachable, ps.addr)
+				a.addRaw(rf)
+				continue
 			default:
 				off = ps.unMask & (optBitTS | optBitWS | optBitSACKOK | optBitTFO | optBitMPTCP | optBitOther)
 				if off&optBitTS != 0 {
@@ -524,9 +534,13 @@ func (a *analyzer) synFindings() {
 					a.addRaw(rf)
 					continue
 				}
-				rf.conf = Medium
-				rf.summary = fmt.Sprintf("%d connection(s) to %s: SYNs with options %s sent up to %d times, never answered (no RST, no ICMP). No SYN without them to compare: a SYN-option firewall is the likely cause (timestamps most often); an unreachable host looks the same",
-					ps.unanswered, ps.addr, maskString(ps.unMask), ps.unSYNs)
+				// Silence alone: an unreachable or overloaded host looks
+				// the same, so no policy until a SYN without the options
+				// is seen answered.
+				rf.conf = Suspected
+				rf.summary = fmt.Sprintf("%d connection(s) to %s: SYNs with options %s sent up to %d times, never answered (no RST, no ICMP). No SYN without them to compare: a SYN-option firewall is suspected (timestamps most often), but an unreachable host looks the same. "+
+					"To settle it, capture one connection attempt to %s with %s off (e.g. sysctl net.ipv4.tcp_timestamps=0 for the test): answered, it is the option",
+					ps.unanswered, ps.addr, maskString(ps.unMask), ps.unSYNs, ps.addr, maskString(off))
 			}
 			rf.opts = off
 			rf.fix = synFix(off)

@@ -119,23 +119,28 @@ func TestCorpusRecord(t *testing.T) {
 		stop := background(t, l.Server, "redis-server", "--bind", srv+" 127.0.0.1", "--port", "6379", "--save", "", "--appendonly", "no", "--protected-mode", "no")
 		defer stop()
 		time.Sleep(time.Second)
-		cmds := "PING\r\nSET greeting " + strings.Repeat("x", 600) + "\r\nGET greeting\r\nINFO\r\n"
-		idle := func(ns, host string) func() {
-			return func() {
-				c := exec.Command("ip", "netns", "exec", ns, "sh", "-c", fmt.Sprintf("(printf '%s'; sleep 8) | redis-cli -h %s", strings.ReplaceAll(cmds, "\r\n", `\r\n`), host))
-				c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+		big := "PING\r\nSET greeting " + strings.Repeat("x", 600) + "\r\nGET greeting\r\nINFO\r\n"
+		small := "PING\r\nSET greeting " + strings.Repeat("x", 600) + "\r\nGET greeting\r\n"
+		// idle records the client sending cmds and sitting idle: the
+		// capture ends while the connection is still open, as a capture
+		// an operator stops usually does.
+		idle := func(ns, ifname, host, cmds string) []lab.Frame {
+			c := exec.Command("ip", "netns", "exec", ns, "sh", "-c", fmt.Sprintf("(printf '%s'; sleep 8) | redis-cli -h %s", strings.ReplaceAll(cmds, "\r\n", `\r\n`), host))
+			c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+			fr := record(t, ns, ifname, 0, func() {
 				if err := c.Start(); err != nil {
 					t.Fatal(err)
 				}
 				time.Sleep(5 * time.Second)
-				syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
-				c.Wait()
-			}
+			})
+			syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+			c.Wait()
+			return fr
 		}
-		fr := record(t, l.Client, lab.IfClient, 0, idle(l.Client, srv))
-		write(t, "redis-idle.pcap", fr, 0)
-		fr = record(t, l.Server, "lo", 0, idle(l.Server, "127.0.0.1"))
-		write(t, "redis-idle-loopback.pcap", fr, 0)
+		write(t, "redis-idle.pcap", idle(l.Client, lab.IfClient, srv, big), 0)
+		// Replies of at most 620 bytes: no full-size packet ever sent.
+		write(t, "redis-idle-small.pcap", idle(l.Client, lab.IfClient, srv, small), 0)
+		write(t, "redis-idle-loopback.pcap", idle(l.Server, "lo", "127.0.0.1", big), 0)
 	}()
 
 	// The window-limit firewall: a box honouring shifts only up to K,

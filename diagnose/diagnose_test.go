@@ -137,9 +137,9 @@ func TestClasses(t *testing.T) {
 		{name: "broken sack, upload at the client", setup: func(s *sim) {
 			s.upload, s.atClient, s.drop, s.sackOffset = true, true, randomDrop(0.03, 4), 0x40000000
 		}, verdict: VerdictOptionFault, want: []got{{Class: ClassSACK, Vantage: "sender", Fix: Fix{SACKPermitted: "strip"}}}},
-		{name: "syn option black hole without comparison", setup: func(s *sim) {
+		{name: "syn option black hole without comparison: suspected, no policy", setup: func(s *sim) {
 			s.upload, s.atClient, s.synDropTS = true, true, true
-		}, verdict: VerdictOptionFault, want: []got{{Class: ClassSYNOption, Vantage: "client", Fix: Fix{Timestamps: "strip"}}}},
+		}, verdict: VerdictSuspected, want: []got{{Class: ClassSYNOption, Vantage: "client"}}},
 		{name: "syn option black hole, no timestamps: healthy", setup: func(s *sim) {
 			s.upload, s.atClient, s.synDropTS, s.cliTS = true, true, true, boolp(false)
 		}, verdict: VerdictHealthy},

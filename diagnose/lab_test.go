@@ -8,21 +8,39 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/tcpnorm/tcpnorm/lab"
 )
 
 // labCases are the lab's fault classes and what diagnose must find in a
 // capture taken at the client, as an operator on the mail server would.
+// The syn-ts case connects a second time with timestamps off, as the
+// suspected finding of the first attempt asks: the answered comparison is
+// the evidence for a policy.
 var labCases = []struct {
-	fault lab.Fault
-	want  Class // "" : healthy
+	name    string // the capture is testdata/lab-NAME.pcap
+	fault   lab.Fault
+	opt     lab.PathOptions
+	dir     lab.Direction
+	want    Class // "" : healthy
+	wantFix Fix
 }{
-	{lab.FaultNone, ""},
-	{lab.FaultSYNTS, ClassSYNOption},
-	{lab.FaultWScale, ClassWindowScale},
-	{lab.FaultTSScramble, ClassPAWS},
-	{lab.FaultPMTU, ClassPMTU},
+	{name: "none", fault: lab.FaultNone},
+	{name: "syn-ts", fault: lab.FaultSYNTS, want: ClassSYNOption, wantFix: Fix{Timestamps: "strip"}},
+	{name: "wscale", fault: lab.FaultWScale, want: ClassWindowScale, wantFix: Fix{WindowScale: "strip"}},
+	{name: "ts-scramble", fault: lab.FaultTSScramble, dir: lab.Download, want: ClassPAWS, wantFix: Fix{Timestamps: "strip"}},
+	{name: "pmtu", fault: lab.FaultPMTU, want: ClassPMTU},
+	// The window-limit firewall ignoring scaling, the sender's view (the
+	// mail server sending): strip.
+	{name: "wscale-cap0-upload", fault: lab.FaultWScaleCap, opt: lab.PathOptions{WScaleCap: lab.WScaleCapZero},
+		want: ClassWindowLimit, wantFix: Fix{WindowScale: "strip"}},
+	// Honouring shift 5 of the client's 10, the receiver's view (mail
+	// coming in): clamp to 5.
+	{name: "wscale-cap5-download", fault: lab.FaultWScaleCap, opt: lab.PathOptions{WScaleCap: 5}, dir: lab.Download,
+		want: ClassWindowLimit, wantFix: Fix{WindowScale: "clamp", WindowScaleMax: intp(5)}},
 }
+
+func intp(i int) *int { return &i }
 
 // labExtra are lab captures kept for a case TestLabRecord meets only by
 // chance: in lab-ts-scramble-first.pcap the path scrambled the first data
@@ -35,21 +53,21 @@ var labExtra = []struct {
 	{"lab-ts-scramble-first.pcap", ClassPAWS},
 }
 
-func labFile(f lab.Fault) string { return filepath.Join("testdata", "lab-"+f.String()+".pcap") }
+func labFile(name string) string { return filepath.Join("testdata", "lab-"+name+".pcap") }
 
 // TestLabCaptures diagnoses the real captures committed under testdata
 // (written by TestLabRecord).
 func TestLabCaptures(t *testing.T) {
 	for _, tc := range labCases {
-		t.Run(tc.fault.String(), func(t *testing.T) {
-			data, err := os.ReadFile(labFile(tc.fault))
+		t.Run(tc.name, func(t *testing.T) {
+			data, err := os.ReadFile(labFile(tc.name))
 			if os.IsNotExist(err) {
-				t.Skipf("%s not recorded (run TestLabRecord as root with TCPNORM_LAB_RECORD=1)", labFile(tc.fault))
+				t.Fatalf("%s not recorded (run TestLabRecord as root with TCPNORM_LAB_RECORD=1)", labFile(tc.name))
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkLab(t, data, tc.want)
+			checkLab(t, data, tc.want, tc.wantFix)
 		})
 	}
 }
@@ -61,12 +79,13 @@ func TestLabExtraCaptures(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkLab(t, data, tc.want)
+			checkLab(t, data, tc.want, Fix{})
 		})
 	}
 }
 
-func checkLab(t *testing.T, data []byte, want Class) {
+// checkLab: the class first, with a policy; with wantFix set, that fix.
+func checkLab(t *testing.T, data []byte, want Class, wantFix Fix) {
 	t.Helper()
 	rep := diag(t, data, Options{})
 	if want == "" {
@@ -77,6 +96,10 @@ func checkLab(t *testing.T, data []byte, want Class) {
 	}
 	if rep.Verdict != VerdictOptionFault || len(rep.Findings) == 0 || rep.Findings[0].Class != want {
 		t.Errorf("verdict %q findings %+v, want %s first", rep.Verdict, summarize(rep), want)
+		return
+	}
+	if got := rep.Findings[0].Fix; !wantFix.empty() && (got == nil || !cmp.Equal(*got, wantFix)) {
+		t.Errorf("fix %+v, want %+v", got, wantFix)
 	}
 }
 
@@ -99,7 +122,7 @@ func TestLabRecord(t *testing.T) {
 	defer l.Close()
 	for _, tc := range labCases {
 		for _, v6 := range []bool{false, true} {
-			recordLab(ctx, t, l, tc.fault, tc.want, v6)
+			recordLab(ctx, t, l, tc.name, tc.fault, tc.opt, tc.dir, tc.want, tc.wantFix, v6)
 		}
 	}
 }
@@ -107,13 +130,13 @@ func TestLabRecord(t *testing.T) {
 // recordLab runs fault f over IPv4 or IPv6, captures at the client, and
 // checks what diagnose finds; IPv4 captures are written under testdata
 // with TCPNORM_LAB_RECORD=1.
-func recordLab(ctx context.Context, t *testing.T, l *lab.Lab, f lab.Fault, want Class, v6 bool) {
-	name := f.String()
+func recordLab(ctx context.Context, t *testing.T, l *lab.Lab, name string, f lab.Fault, opt lab.PathOptions, dir lab.Direction, want Class, wantFix Fix, v6 bool) {
+	sub := name
 	if v6 {
-		name += "/IPv6"
+		sub += "/IPv6"
 	}
-	t.Run(name, func(t *testing.T) {
-		if err := l.SetFault(ctx, f); err != nil {
+	t.Run(sub, func(t *testing.T) {
+		if err := l.SetPath(ctx, f, opt); err != nil {
 			t.Fatal(err)
 		}
 		capt, err := lab.StartCapture(l.Client, lab.IfClient)
@@ -127,7 +150,18 @@ func recordLab(ctx context.Context, t *testing.T, l *lab.Lab, f lab.Fault, want 
 		if f == lab.FaultWScale {
 			size = 4 << 20
 		}
-		res, err := l.Transfer(ctx, lab.Transfer{Dst: lab.ServerAddr(v6), Size: size, Dir: f.Direction(), Timeout: 6 * time.Second, Seed: 7})
+		res, err := l.Transfer(ctx, lab.Transfer{Dst: lab.ServerAddr(v6), Size: size, Dir: dir, Timeout: 6 * time.Second, Seed: 7})
+		if err == nil && f == lab.FaultSYNTS {
+			// The comparison the suspected finding asks for: the same
+			// peer, timestamps off, answered.
+			key := "net.ipv4.tcp_timestamps"
+			if err = lab.WriteSysctl(l.Client, key, "0"); err == nil {
+				_, err = l.Transfer(ctx, lab.Transfer{Dst: lab.ServerAddr(v6), Size: 16 << 10, Timeout: 3 * time.Second, Seed: 8})
+				if e := lab.WriteSysctl(l.Client, key, "1"); err == nil {
+					err = e
+				}
+			}
+		}
 		time.Sleep(200 * time.Millisecond)
 		frames := capt.Stop()
 		if err != nil {
@@ -141,10 +175,10 @@ func recordLab(ctx context.Context, t *testing.T, l *lab.Lab, f lab.Fault, want 
 		if os.Getenv("TCPNORM_LAB_RECORD") == "1" && !v6 {
 			if buf.Len() > 200<<10 {
 				t.Errorf("capture is %d bytes, over 200 KB: not written", buf.Len())
-			} else if err := os.WriteFile(labFile(f), buf.Bytes(), 0o644); err != nil {
+			} else if err := os.WriteFile(labFile(name), buf.Bytes(), 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}
-		checkLab(t, buf.Bytes(), want)
+		checkLab(t, buf.Bytes(), want, wantFix)
 	})
 }

@@ -22,11 +22,12 @@ const (
 type pktKind uint8
 
 const (
-	kindOther     pktKind = iota // not IP, not TCP, or a non-first fragment
-	kindTCP                      // a TCP segment with a complete header
-	kindTruncated                // TCP, but the header is cut off by the snap length
-	kindTooBig                   // ICMP fragmentation-needed or ICMPv6 packet-too-big
-	kindBadLength                // the IP length claims more than the frame held on the wire
+	kindOther       pktKind = iota // not IP, not TCP, or a non-first fragment
+	kindTCP                        // a TCP segment with a complete header
+	kindTruncated                  // TCP, but the header is cut off by the snap length
+	kindTooBig                     // ICMP fragmentation-needed or ICMPv6 packet-too-big
+	kindBadLength                  // the IP length claims more than the frame held on the wire
+	kindUnreachable                // ICMP or ICMPv6 destination unreachable (other than too-big)
 )
 
 // segment is one decoded TCP segment: views into the frame and the values
@@ -225,12 +226,21 @@ func ipv6Transport(b []byte) (off int, proto uint8, ok bool) {
 }
 
 // decodeICMP recognizes ICMP fragmentation-needed (RFC 1191) and ICMPv6
-// packet-too-big (RFC 8201), and the destination of the packet they quote.
+// packet-too-big (RFC 8201), destination-unreachable errors, and the
+// destination of the packet they quote (in tooBigFor).
 func decodeICMP(b []byte, v6 bool, s *segment) pktKind {
 	if len(b) < 8 {
 		return kindOther
 	}
 	if v6 {
+		if b[0] == 1 {
+			q := b[8:]
+			if len(q) < 40 || q[0]>>4 != 6 {
+				return kindOther
+			}
+			copy(s.tooBigFor[:], q[24:40])
+			return kindUnreachable
+		}
 		if b[0] != 2 {
 			return kindOther
 		}
@@ -242,8 +252,17 @@ func decodeICMP(b []byte, v6 bool, s *segment) pktKind {
 		copy(s.tooBigFor[:], q[24:40])
 		return kindTooBig
 	}
-	if b[0] != 3 || b[1] != 4 {
+	if b[0] != 3 {
 		return kindOther
+	}
+	if b[1] != 4 {
+		q := b[8:]
+		if len(q) < 20 || q[0]>>4 != 4 {
+			return kindOther
+		}
+		s.tooBigFor = [16]byte{}
+		copy(s.tooBigFor[:4], q[16:20])
+		return kindUnreachable
 	}
 	s.tooBigMTU = int(binary.BigEndian.Uint16(b[6:]))
 	q := b[8:]
