@@ -5,6 +5,9 @@ GO       ?= go
 BIN      ?= tcpnorm
 PKGS     := iptables iproute2 tcpdump conntrack
 TOOLS    := iptables ip6tables iptables-restore ip6tables-restore iptables-save ip6tables-save ip tcpdump conntrack
+# Debian packages whose test and example captures diagnose's regression
+# corpus reads where they are installed (diagnose/testdata/corpus/MANIFEST.md).
+CORPUS_PKGS := pathspider python3-dpkt pcapfix pktanon ruby-pcaprub python3-libtrace
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 LAB_ARGS ?=
@@ -23,6 +26,11 @@ deps:
 	if [ -n "$$missing" ]; then \
 		echo "missing:$$missing; installing $(PKGS)"; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(PKGS); \
+	fi
+	@missing=""; for p in $(CORPUS_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "missing corpus packages:$$missing; installing them"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
 	fi
 
 # Build the namespace lab, show the fault breaking a transfer and tcpnorm
@@ -48,6 +56,7 @@ test: deps fmt-check
 	@$(MAKE) --no-print-directory tidy-check
 	$(GO) vet ./...
 	$(GO) test -p 1 -timeout 20m ./...
+	@$(GO) test -count=1 -run 'TestCorpus$$' -v ./diagnose/ | grep 'corpus:' | sed 's/^ *corpus_test.go:[0-9]*: /diagnose /'
 
 # Daemon benchmarks (root, about 17 minutes; QUICK=1: one short round, about
 # 2 minutes): kernel, TCPOPTSTRIP, naive Go and C NFQUEUE consumers and

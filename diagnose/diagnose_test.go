@@ -134,6 +134,12 @@ func TestClasses(t *testing.T) {
 		{name: "wscale in SYN-ACK without one in the SYN", setup: func(s *sim) {
 			s.upload, s.atClient, s.cliWS, s.srvWSAlone, s.bytes = true, true, -1, true, 20000
 		}, verdict: VerdictOptionFault, want: []got{{Class: ClassWindowScale, Vantage: "sender", Fix: Fix{WindowScale: "strip"}}}},
+		{name: "shift 0 in a SYN-ACK whose SYN had none: harmless", setup: func(s *sim) {
+			s.upload, s.atClient, s.cliWS, s.srvWS, s.srvWSAlone, s.bytes = true, true, -1, 0, true, 20000
+		}, verdict: VerdictHealthy},
+		{name: "sender ignoring flow control, no scaling: overrun, no policy", setup: func(s *sim) {
+			s.upload, s.atClient, s.cliWS, s.rcvBuf, s.ignoreWnd = true, true, -1, 16384, true
+		}, verdict: VerdictNoOptionFault, want: []got{{Class: ClassOverrun, Vantage: "sender"}}},
 		{name: "broken sack, upload at the client", setup: func(s *sim) {
 			s.upload, s.atClient, s.drop, s.sackOffset = true, true, randomDrop(0.03, 4), 0x40000000
 		}, verdict: VerdictOptionFault, want: []got{{Class: ClassSACK, Vantage: "sender", Fix: Fix{SACKPermitted: "strip"}}}},
@@ -189,6 +195,61 @@ func TestSYNBlackHoleCompared(t *testing.T) {
 		if !strings.Contains(p.Text, s) {
 			t.Errorf("policy lacks %q:\n%s", s, p.Text)
 		}
+	}
+}
+
+// TestPolicyPerDirection: one peer whose outbound and inbound connections
+// need different fixes gets two policy files with disjoint directions, and
+// the two load together.
+func TestPolicyPerDirection(t *testing.T) {
+	// Outbound: 198.18.1.2 sends mail to 198.18.2.2 through a path-MTU
+	// black hole.
+	out := newSim()
+	out.upload, out.atClient, out.smallFirst = true, true, 3
+	out.drop = func(_ uint32, wire, _ int) bool { return wire > 1280 }
+	po := out.run()
+	// Inbound: 198.18.2.2 connects to 198.18.1.2 and sends mail whose
+	// timestamps a box scrambles; captured on 198.18.1.2, the server.
+	in := newSim()
+	in.swapAddrs, in.upload, in.atClient, in.cliPort = true, true, false, 40100
+	in.scramble = func(seq uint32) bool { return (seq*2654435761)>>28 == 5 }
+	pi := in.run()
+	for i := range pi {
+		pi[i].t += 30 * time.Second
+	}
+	rep := diag(t, mergeCaptures(t, []*sim{out, in}, [][]wirePkt{po, pi}), Options{})
+	if len(rep.Policies) != 2 {
+		t.Fatalf("%d policies, want 2: %+v", len(rep.Policies), summarize(rep))
+	}
+	dirs := map[string]string{}
+	for _, p := range rep.Policies {
+		if p.Peer != srvV4.String() {
+			t.Errorf("policy for %s, want %s", p.Peer, srvV4)
+		}
+		dirs[p.Direction] = p.File
+		if !strings.Contains(p.Text, `direction = "`+p.Direction+`"`) {
+			t.Errorf("policy %s lacks its direction:\n%s", p.File, p.Text)
+		}
+	}
+	if dirs["outbound"] == "" || dirs["inbound"] == "" || dirs["outbound"] == dirs["inbound"] {
+		t.Fatalf("policies %v, want one outbound and one inbound file", dirs)
+	}
+	dir := t.TempDir()
+	pd := filepath.Join(dir, "policies.d")
+	if err := os.Mkdir(pd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range rep.Policies {
+		if err := os.WriteFile(filepath.Join(pd, p.File), []byte(p.Text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	main := filepath.Join(dir, "tcpnorm.toml")
+	if err := os.WriteFile(main, []byte("policy_dir = \"policies.d\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Load(main); err != nil {
+		t.Errorf("the two policies do not load together: %v", err)
 	}
 }
 
@@ -292,6 +353,38 @@ func everyNth(n, k int) map[int]bool {
 		m[i] = true
 	}
 	return m
+}
+
+// TestOneDirection: a capture holding only one direction (a capture
+// filter, asymmetric routing) of a lossy upload or of a SYN black hole with
+// retries is not diagnosed as an option fault.
+func TestOneDirection(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(s *sim)
+	}{
+		{name: "lossy upload, sender's direction", setup: func(s *sim) { s.upload, s.atClient, s.drop = true, true, randomDrop(0.05, 5) }},
+		{name: "pmtu upload, sender's direction", setup: func(s *sim) {
+			s.upload, s.atClient, s.smallFirst = true, true, 3
+			s.drop = func(_ uint32, wire, _ int) bool { return wire > 1280 }
+		}},
+		{name: "lossy download, receiver's direction", setup: func(s *sim) { s.atClient, s.drop = true, randomDrop(0.05, 6) }},
+	} {
+		for _, fromCli := range []bool{true, false} {
+			s := newSim()
+			tc.setup(s)
+			var one []wirePkt
+			for _, p := range s.run() {
+				if p.fromCli == fromCli {
+					one = append(one, p)
+				}
+			}
+			rep := diag(t, pcapBytes(t, s, one, writeOpts{}), Options{})
+			if rep.Verdict == VerdictOptionFault {
+				t.Errorf("%s, client's direction %v: verdict %q, findings %+v", tc.name, fromCli, rep.Verdict, summarize(rep))
+			}
+		}
+	}
 }
 
 func TestMidConnectionStart(t *testing.T) {

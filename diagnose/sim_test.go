@@ -70,6 +70,8 @@ type sim struct {
 	cliPort    uint16
 	smallFirst int  // the first data segments are this many 100-byte ones
 	srvWSAlone bool // the server sends WS in its SYN-ACK even without WS in the SYN
+	ignoreWnd  bool // the sender ignores the receiver's window (flow control)
+	swapAddrs  bool // the client has the server's address and the other way round
 
 	out []wirePkt
 }
@@ -225,6 +227,9 @@ func (s *sim) run() []wirePkt {
 			}
 		}
 		wnd := int(uint32(win) << sndView)
+		if s.ignoreWnd {
+			wnd = 1 << 30
+		}
 		for next < len(segs) && len(burst) < cwnd && int(segs[next].seq-una)+segs[next].n <= wnd {
 			burst = append(burst, segs[next])
 			next++
@@ -511,6 +516,9 @@ func (s *sim) ipPacket(p wirePkt) []byte {
 	cli, srv := cliV4, srvV4
 	if s.v6 {
 		cli, srv = cliV6, srvV6
+	}
+	if s.swapAddrs {
+		cli, srv = srv, cli
 	}
 	src, dst := cli, srv
 	sp, dp := s.cliPort, s.port
