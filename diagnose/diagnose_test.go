@@ -44,21 +44,30 @@ func diag(t *testing.T, capture []byte, opt Options) *Report {
 // checkPolicy loads the proposed policy file with the config package.
 func checkPolicy(t *testing.T, p Policy) {
 	t.Helper()
+	if err := loadPolicies(t, []Policy{p}); err != nil {
+		t.Errorf("proposed policy does not load: %v\n%s", err, p.Text)
+	}
+}
+
+// loadPolicies writes the policy files into one policy_dir and loads it.
+func loadPolicies(t *testing.T, ps []Policy) error {
+	t.Helper()
 	dir := t.TempDir()
 	pd := filepath.Join(dir, "policies.d")
 	if err := os.Mkdir(pd, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(pd, p.File), []byte(p.Text), 0o644); err != nil {
-		t.Fatal(err)
+	for _, p := range ps {
+		if err := os.WriteFile(filepath.Join(pd, p.File), []byte(p.Text), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	main := filepath.Join(dir, "tcpnorm.toml")
 	if err := os.WriteFile(main, []byte("policy_dir = \"policies.d\"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := config.Load(main); err != nil {
-		t.Errorf("proposed policy does not load: %v\n%s", err, p.Text)
-	}
+	_, err := config.Load(main)
+	return err
 }
 
 // summary is what the tests compare: the classes found, with their
@@ -234,21 +243,7 @@ func TestPolicyPerDirection(t *testing.T) {
 	if dirs["outbound"] == "" || dirs["inbound"] == "" || dirs["outbound"] == dirs["inbound"] {
 		t.Fatalf("policies %v, want one outbound and one inbound file", dirs)
 	}
-	dir := t.TempDir()
-	pd := filepath.Join(dir, "policies.d")
-	if err := os.Mkdir(pd, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range rep.Policies {
-		if err := os.WriteFile(filepath.Join(pd, p.File), []byte(p.Text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	main := filepath.Join(dir, "tcpnorm.toml")
-	if err := os.WriteFile(main, []byte("policy_dir = \"policies.d\"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := config.Load(main); err != nil {
+	if err := loadPolicies(t, rep.Policies); err != nil {
 		t.Errorf("the two policies do not load together: %v", err)
 	}
 }
