@@ -464,3 +464,26 @@ func TestHandshakeTableBounded(t *testing.T) {
 		t.Errorf("newest SYN-ACK: %v, want wscale-strip", r.Why)
 	}
 }
+
+// TestListTableSharedPrefix: two policies for one prefix with disjoint
+// directions or ports; Lookup takes the one that fits the connection.
+func TestListTableSharedPrefix(t *testing.T) {
+	pfx := netip.MustParsePrefix("198.18.3.2/32")
+	out := &Policy{Name: "out", Direction: Outbound}
+	in25 := &Policy{Name: "in25", Direction: Inbound, Ports: []uint16{25}}
+	wide := &Policy{Name: "wide", Direction: Both}
+	tab := ListTable{{netip.MustParsePrefix("198.18.0.0/15"), wide}, {pfx, out}, {pfx, in25}}
+	for _, tc := range []struct {
+		port uint16
+		dir  Direction
+		want *Policy
+	}{
+		{25, Outbound, out},
+		{25, Inbound, in25},
+		{587, Inbound, wide},
+	} {
+		if got := tab.Lookup(pfx.Addr(), tc.port, tc.dir); got != tc.want {
+			t.Errorf("Lookup(%d, %v) = %v, want %v", tc.port, tc.dir, got, tc.want.Name)
+		}
+	}
+}
