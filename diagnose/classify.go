@@ -418,10 +418,20 @@ func (a *analyzer) windowLimitFinding(c *conn, ci connInfo, d int) bool {
 	// the lost one; a box dropping everything beyond an edge leaves none.
 	// Segments arriving twice (D-SACK) are the sender's timeouts.
 	if K < S && h.pauses >= 4 && h.holes == 0 && h.fullSegs >= 8 {
-		a.add(c, ci, rawFinding{class: ClassWindowLimit, conf: Medium, sender: int8(d), shiftSeen: S, capLo: K, capHi: K,
+		// The positive evidence: packets the sender numbered (IPv4
+		// identification) that never arrived, though the sequence space
+		// has no hole: they lay beyond the edge. Without it an application
+		// sending in short bursts looks the same, so the finding is only
+		// suspected.
+		conf, also := Suspected, fmt.Sprintf(" The capture cannot tell this from an application sending in short bursts (no IPv4 identification gaps to show packets that never arrived): capture at %s's end, or check its retransmission counters, to settle it.", ci.endpoint(d))
+		if h.ipidGaps >= 3 {
+			conf = Medium
+			also = fmt.Sprintf(" %s's IPv4 identification numbers skip %d packets in %d places although no sequence hole was seen: packets sent and dropped on the path.", ci.endpoint(d), h.ipidLost, h.ipidGaps)
+		}
+		a.add(c, ci, rawFinding{class: ClassWindowLimit, conf: conf, sender: int8(d), shiftSeen: S, capLo: K, capHi: K,
 			capWin: uint32(o.win) << K,
-			summary: fmt.Sprintf("%s announced window-scale shift %d, but none of %s's %d new segments ever ended beyond ack + window field << %d, although the window under shift %d left room for more; the data came after %d pauses of up to %v without a hole, full-size segments in short bursts: a stateful box on the path tracks the window with shift K = %d (or more) and drops what lies beyond, and the sender keeps timing out",
-				ci.endpoint(recv), S, ci.endpoint(d), h.fitSegs, K, S, h.pauses, roundDur(h.maxPause), K)})
+			summary: fmt.Sprintf("%s announced window-scale shift %d, but none of %s's %d new segments ever ended beyond ack + window field << %d, although the window under shift %d left room for more; the data came after %d pauses of up to %v without a hole, full-size segments in short bursts: a stateful box on the path tracks the window with shift K = %d (or more) and drops what lies beyond, and the sender keeps timing out.",
+				ci.endpoint(recv), S, ci.endpoint(d), h.fitSegs, K, S, h.pauses, roundDur(h.maxPause), K) + also})
 		return true
 	}
 	return false

@@ -124,12 +124,18 @@ type half struct {
 	// the receiver's view of this side's new data: the smallest shift
 	// whose latest edge every segment fitted (fitMax), pauses the receiver
 	// did not cause, segments arriving past a hole, full-size segments
-	fitMax          int
-	fitSegs         uint32
-	pauses          uint32
-	holes           uint32
-	fullSegs        uint32
-	maxPause        int64
+	fitMax   int
+	fitSegs  uint32
+	pauses   uint32
+	holes    uint32
+	fullSegs uint32
+	maxPause int64
+	// IPv4 identification: Linux numbers the packets of a connection one
+	// by one, so a jump is packets this side sent that never reached the
+	// capture
+	lastIPID        uint16
+	ipidGaps        uint32
+	ipidLost        uint32
 	closedAt        int64 // when this side sent its FIN or RST
 	stuckBeforePeer bool  // its stuck segment was first sent before the peer closed
 
@@ -255,6 +261,13 @@ func (a *analyzer) update(c *conn, d int, s *segment) {
 
 	h.pkts++
 	h.ttlMin, h.ttlMax = min(h.ttlMin, s.ttl), max(h.ttlMax, s.ttl)
+	if !s.v6 && s.ipid != 0 {
+		if gap := s.ipid - h.lastIPID - 1; h.lastIPID != 0 && gap > 0 && gap < 256 {
+			h.ipidGaps++
+			h.ipidLost += uint32(gap)
+		}
+		h.lastIPID = s.ipid
+	}
 	switch s.csum {
 	case csumPartial:
 		h.partial++
