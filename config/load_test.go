@@ -484,7 +484,7 @@ func TestExamples(t *testing.T) {
 	for _, pf := range cfg.Policies {
 		names = append(names, pf.Policy.Name)
 	}
-	if diff := cmp.Diff([]string{"example.net", "lab-timestamps"}, names); diff != "" {
+	if diff := cmp.Diff([]string{"example.net", "example.org-inbound", "example.org-outbound", "lab-timestamps"}, names); diff != "" {
 		t.Errorf("example policies (-want +got):\n%s", diff)
 	}
 	if ws := cfg.Warnings(time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)); len(ws) != 0 {
