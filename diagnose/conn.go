@@ -604,15 +604,18 @@ func (a *analyzer) acked(c *conn, d int, ackn uint32) {
 func (a *analyzer) account(c *conn, d int, e *segEntry, acked bool) {
 	h := &c.h[d]
 	lost := e.tx > 1
+	// Never acknowledged, and a second passed: lost too; sent just before
+	// the capture ended, it tells nothing.
+	gone := lost || !acked && a.now-e.sentAt > 1e9
 	for sh := 0; sh < numShifts; sh++ {
 		if e.beyondNow&(1<<sh) != 0 {
 			h.nowBeyond[sh]++
-			if lost || !acked {
+			if gone {
 				h.nowBeyondLost[sh]++
 			}
 		} else {
 			h.nowWithin[sh]++
-			if lost || !acked {
+			if gone {
 				h.nowWithinLost[sh]++
 			}
 		}

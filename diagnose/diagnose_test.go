@@ -382,6 +382,23 @@ func TestOneDirection(t *testing.T) {
 	}
 }
 
+// TestCaptureEndsMidTransfer: a capture stopped while data is in flight
+// (the last flight never acknowledged in the file) is no fault.
+func TestCaptureEndsMidTransfer(t *testing.T) {
+	for _, atClient := range []bool{true, false} {
+		for _, frac := range []int{10, 25, 50} {
+			s := newSim()
+			s.upload, s.atClient = true, atClient
+			pkts := s.run()
+			sortSlice(pkts, func(i, j int) bool { return pkts[i].t < pkts[j].t })
+			rep := diag(t, pcapBytes(t, s, pkts[:len(pkts)*frac/100], writeOpts{}), Options{})
+			if rep.Verdict != VerdictHealthy {
+				t.Errorf("at the client %v, first %d%%: verdict %q, findings %+v", atClient, frac, rep.Verdict, summarize(rep))
+			}
+		}
+	}
+}
+
 func TestMidConnectionStart(t *testing.T) {
 	s := newSim()
 	s.upload, s.atClient, s.drop = true, true, randomDrop(0.03, 9)
