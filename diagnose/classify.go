@@ -220,11 +220,10 @@ func (a *analyzer) wscaleFinding(c *conn, ci connInfo, d int) bool {
 			a.note(fmt.Sprintf("the SYN-ACK from %s (packet %d) carries window scale 0 although the SYN carried none: harmless, shift 0 changes nothing (RFC 7323: the client ignores it)",
 				ci.endpoint(1-int(c.client)), sv.synPkt))
 		} else if cl.synSeen && sv.synSeen && cl.ws < 0 && sv.ws > 0 && !cl.synWasSYNACK {
-			a.add(c, ci, rawFinding{class: ClassWindowScale, conf: High, sender: int8(d),
-				summary: fmt.Sprintf("the SYN-ACK from %s (packet %d) carries window scale %d although the SYN (packet %d) carried none: the ends disagree on scaling",
-					ci.endpoint(1-int(c.client)), sv.synPkt, sv.ws, cl.synPkt),
-				fix: Fix{WindowScale: "strip"}, shiftSeen: int(sv.ws)})
-			return true
+			// The client ignores it (RFC 7323 section 2.2), and the SYN
+			// has no option a policy could strip: a note, not a fault.
+			a.note(fmt.Sprintf("the SYN-ACK from %s (packet %d) carries window scale %d although the SYN (packet %d) carried none: RFC 7323 has the client ignore it; if %s scaled its windows anyway the client under-reads them (slow, not a stall), and no policy changes that",
+				ci.endpoint(1-int(c.client)), sv.synPkt, sv.ws, cl.synPkt, ci.endpoint(1-int(c.client))))
 		}
 	}
 	sh, ok := c.shift(recv)
