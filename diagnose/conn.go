@@ -702,7 +702,7 @@ func (a *analyzer) arrival(c *conn, d int, s *segment, seq uint32, beyondNow uin
 	}
 	gap := a.now - o.lastAckTime
 	rtt := c.handshakeRTT()
-	open := int64(o.cur[sh] - h.sndMax)
+	open := int64(int32(o.cur[sh] - h.sndMax))
 	if mssp := c.mssPayload(d); gap > max(150e6, 30*rtt) && mssp > 0 && open >= int64(4*mssp) {
 		h.pauses++
 		h.maxPause = max(h.maxPause, gap)
