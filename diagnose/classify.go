@@ -380,7 +380,10 @@ func (a *analyzer) windowLimitFinding(c *conn, ci connInfo, d int) bool {
 	for k := 0; k < S; k++ {
 		bs, bl := h.nowBeyond[k], h.nowBeyondLost[k]
 		ws, wl := h.nowWithin[k], h.nowWithinLost[k]
-		if bs >= 2 && ws >= 2 && bl*10 >= bs*8 && wl*10 <= ws && h.advAfter[k] >= 1 && h.maxTx >= 2 &&
+		// The receiver was alive: it acknowledged, or at least sent,
+		// something after the first segment beyond the edge.
+		alive := h.advAfter[k] >= 1 || o.lastPktAt > h.firstBeyondAt[k]
+		if bs >= 2 && ws >= 2 && bl*10 >= bs*8 && wl*10 <= ws && alive && h.maxTx >= 2 &&
 			h.nowBeyondLost[S]*5 <= bl {
 			if lo < 0 {
 				lo = k
@@ -395,14 +398,30 @@ func (a *analyzer) windowLimitFinding(c *conn, ci connInfo, d int) bool {
 		if bs < 4 || h.maxTx < 3 || h.advAfter[hi] < 2 {
 			conf = Medium
 		}
+		// Every segment lost was also larger than every one delivered and
+		// than 1280 bytes: a path-MTU black hole fits the same packets.
+		// Both are worked around, and the finding says so.
+		var mss int
+		ipHdr := 20
+		if c.v6 {
+			ipHdr = 40
+		}
+		if h.maxTx >= 3 && !h.stuckAcked && h.minRepeatWire > max(h.maxDelivered, 1280) && int(h.stuck.wire) > 1280 {
+			conf = Medium
+			mss = 1280 - ipHdr - 20
+		}
 		rng := fmt.Sprintf("K = %d", lo)
 		if hi > lo {
 			rng = fmt.Sprintf("K between %d and %d", lo, hi)
 		}
 		rf := rawFinding{class: ClassWindowLimit, conf: conf, sender: int8(d), shiftSeen: S, capLo: lo, capHi: hi,
-			capWin: uint32(o.win) << hi,
+			capWin: uint32(o.win) << hi, mss: mss,
 			summary: fmt.Sprintf("%s announced window-scale shift %d, but of %s's segments those ending beyond ack + window field << %d (the latest acknowledgment's) were lost, %d of %d, and those within it delivered, %d of %d lost; %s went on acknowledging the data within that edge (%d times after the first segment beyond it), and the lost data lay within the window it advertised under shift %d: a stateful box on the path tracks the window with shift %s and drops what lies beyond",
 				ci.endpoint(recv), S, ci.endpoint(d), hi, bl, bs, wl, ws, ci.endpoint(recv), h.advAfter[hi], S, rng)}
+		if mss > 0 {
+			rf.summary += fmt.Sprintf(". The segments lost were also the only ones over 1280 bytes (%d bytes and more; the largest delivered was %d): a path-MTU black hole would look the same here, so the policy also lowers the MSS to %d",
+				h.minRepeatWire, h.maxDelivered, mss)
+		}
 		if h.maxTx >= 2 {
 			c.addEvidence(ClassWindowLimit, evidence{pkt: h.stuck.pkt, side: int8(d), seq: h.stuck.seq, length: int(h.stuck.end - h.stuck.seq),
 				note: fmt.Sprintf("sent %d times (last in packet %d), within the window advertised under shift %d but beyond ack + field << %d", h.stuck.tx, h.stuck.lastPkt, S, hi)})

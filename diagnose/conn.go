@@ -136,6 +136,7 @@ type half struct {
 	lastIPID        uint16
 	ipidGaps        uint32
 	ipidLost        uint32
+	lastPktAt       int64 // when this side's latest packet was captured
 	closedAt        int64 // when this side sent its FIN or RST
 	stuckBeforePeer bool  // its stuck segment was first sent before the peer closed
 
@@ -260,6 +261,7 @@ func (a *analyzer) update(c *conn, d int, s *segment) {
 	c.lastSide = int8(d)
 
 	h.pkts++
+	h.lastPktAt = a.now
 	h.ttlMin, h.ttlMax = min(h.ttlMin, s.ttl), max(h.ttlMax, s.ttl)
 	if !s.v6 && s.ipid != 0 {
 		if gap := s.ipid - h.lastIPID - 1; h.lastIPID != 0 && gap > 0 && gap < 256 {

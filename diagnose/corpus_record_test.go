@@ -30,7 +30,7 @@ func TestCorpusRecord(t *testing.T) {
 	if os.Getenv("TCPNORM_CORPUS_RECORD") != "1" || os.Geteuid() != 0 {
 		t.Skip("corpus generator: run as root with TCPNORM_CORPUS_RECORD=1")
 	}
-	for _, tool := range []string{"curl", "python3", "iperf3", "redis-server", "redis-cli"} {
+	for _, tool := range []string{"curl", "python3", "iperf3", "redis-server", "redis-cli", "swaks"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s not installed: %v", tool, err)
 		}
@@ -141,6 +141,52 @@ func TestCorpusRecord(t *testing.T) {
 		// Replies of at most 620 bytes: no full-size packet ever sent.
 		write(t, "redis-idle-small.pcap", idle(l.Client, lab.IfClient, srv, small), 0)
 		write(t, "redis-idle-loopback.pcap", idle(l.Server, "lo", "127.0.0.1", big), 0)
+	}()
+
+	// SMTP: swaks sending a 1 MB attachment to aiosmtpd, healthy and
+	// through the window-limit firewall: outgoing mail (the client sends,
+	// captured at the client: the sender's view) and incoming mail (the
+	// server connects to a listener on the client: the receiver's view).
+	func() {
+		if only != "" && only != "smtp" {
+			return
+		}
+		att := filepath.Join(www, "f")
+		smtp := func(name string, k int, inbound bool) {
+			opt := lab.PathOptions{WScaleCap: k}
+			if k == 0 {
+				opt.WScaleCap = lab.WScaleCapZero
+			}
+			f := lab.FaultWScaleCap
+			if k < 0 {
+				f, opt = lab.FaultNone, lab.PathOptions{}
+			}
+			if err := l.SetPath(ctx, f, opt); err != nil {
+				t.Fatal(err)
+			}
+			srvNS, cliNS, dst := l.Server, l.Client, srv
+			if inbound {
+				srvNS, cliNS, dst = l.Client, l.Server, lab.ClientV4.String()
+			}
+			stop := background(t, srvNS, "/usr/bin/python3", "-m", "aiosmtpd", "-n", "-c", "aiosmtpd.handlers.Sink", "-l", dst+":25")
+			defer stop()
+			time.Sleep(1500 * time.Millisecond)
+			fr := record(t, l.Client, lab.IfClient, 300*time.Millisecond, func() {
+				c := exec.Command("ip", "netns", "exec", cliNS, "timeout", "8", "swaks", "--silent", "2", "--to", "postmaster@lab.test", "--from", "sender@example.net",
+					"--server", dst, "--port", "25", "--helo", "mta.example.net", "--attach", att)
+				out, err := c.CombinedOutput()
+				t.Logf("%s: swaks: %v %s", name, err, out)
+			})
+			write(t, name, fr, 128)
+		}
+		smtp("smtp-swaks-aiosmtpd.pcap", -1, false)
+		smtp("smtp-inbound-swaks-aiosmtpd.pcap", -1, true)
+		smtp("lab-wscale-cap0-smtp-outgoing.pcap", 0, false)
+		smtp("lab-wscale-cap2-smtp-outgoing.pcap", 2, false)
+		smtp("lab-wscale-cap5-smtp-incoming.pcap", 5, true)
+		if err := l.SetFault(ctx, lab.FaultNone); err != nil {
+			t.Fatal(err)
+		}
 	}()
 
 	// The window-limit firewall: a box honouring shifts only up to K,

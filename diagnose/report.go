@@ -390,10 +390,10 @@ func (f Fix) apply(p *normalize.Policy) {
 // the box reads right (up to 64 KiB).
 func windowLimitFix(rf *rawFinding, local int) Fix {
 	if int(rf.sender) == local {
-		return Fix{WindowScale: "strip"}
+		return Fix{WindowScale: "strip", MSSMax: rf.mss}
 	}
 	k := rf.capLo
-	return Fix{WindowScale: "clamp", WindowScaleMax: &k}
+	return Fix{WindowScale: "clamp", WindowScaleMax: &k, MSSMax: rf.mss}
 }
 
 func reasonFor(f *Finding) string {
