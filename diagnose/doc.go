@@ -1,8 +1,13 @@
 // Package diagnose reads a packet capture (pcap or pcapng) and finds the TCP
-// path faults tcpnorm can fix: a window-scale mismatch, PAWS discards caused
-// by mangled timestamps, a SYN-option black hole, a path-MTU black hole and
-// broken SACK. It also reports bad checksums (with the checksum-offload
-// caveat) and plain loss, which no TCP option policy fixes. For each finding
+// path faults tcpnorm can fix: a window-scale mismatch, a window-limit
+// firewall (a box tracking windows with a smaller shift than negotiated),
+// PAWS discards caused by mangled timestamps, a SYN-option black hole, a
+// path-MTU black hole and broken SACK. It also reports bad checksums (with
+// the checksum-offload caveat), window overruns no shift explains, and plain
+// loss, which no TCP option policy fixes. An operator deploys what it
+// proposes, so it proposes a policy only on positive evidence: a finding
+// resting on absence alone (silence, a capture that ended) is "suspected"
+// and carries none. For each finding
 // it names the vantage point it assumed (the capture shows the sender's or
 // the receiver's view of the data), lists the evidence with packet numbers
 // and sequence, acknowledgment, window and option values, and proposes the
