@@ -216,6 +216,18 @@ func (dm *Daemon) Stop() error {
 	return dm.err
 }
 
+// Kill ends the daemon with SIGKILL, as the OOM killer or a crash would: it
+// removes none of its rules. It returns once the process is gone.
+func (dm *Daemon) Kill() {
+	select {
+	case <-dm.exited:
+		return
+	default:
+	}
+	dm.cmd.Process.Kill()
+	<-dm.exited
+}
+
 // Get fetches path ("/metrics", "/status") from the daemon's metrics
 // listener, connecting from the gateway namespace.
 func (dm *Daemon) Get(ctx context.Context, path string) (string, error) {

@@ -101,18 +101,8 @@ var ErrTimeout = errors.New("timed out")
 // Transfer runs t and reports its outcome; a failed transfer is a result,
 // not an error. It returns an error only when the lab itself broke.
 func (l *Lab) Transfer(ctx context.Context, t Transfer) (TransferResult, error) {
-	if t.Port == 0 {
-		t.Port = SMTPPort
-	}
-	if t.Size <= 0 {
-		t.Size = DefaultSize
-	}
-	if t.Timeout <= 0 {
-		t.Timeout = DefaultTimeout
-	}
-	data := make([]byte, t.Size)
-	rand.NewChaCha8([32]byte{byte(t.Seed), byte(t.Seed >> 8), byte(t.Seed >> 16), 'l', 'a', 'b'}).Read(data)
-	want := sha256.Sum256(data)
+	t = t.withDefaults()
+	data, want := payload(t)
 	res := TransferResult{Transfer: t}
 
 	dst := netip.AddrPortFrom(t.Dst, t.Port)
@@ -168,11 +158,38 @@ func (l *Lab) Transfer(ctx context.Context, t Transfer) (TransferResult, error) 
 		return res, nil
 	}
 	defer srv.Close()
+	exchange(&res, cli, srv, data, want, start, deadline)
+	return res, nil
+}
+
+// withDefaults fills in t's unset fields.
+func (t Transfer) withDefaults() Transfer {
+	if t.Port == 0 {
+		t.Port = SMTPPort
+	}
+	if t.Size <= 0 {
+		t.Size = DefaultSize
+	}
+	if t.Timeout <= 0 {
+		t.Timeout = DefaultTimeout
+	}
+	return t
+}
+
+// payload is t's data, generated from its seed, and its SHA-256.
+func payload(t Transfer) ([]byte, [sha256.Size]byte) {
+	data := make([]byte, t.Size)
+	rand.NewChaCha8([32]byte{byte(t.Seed), byte(t.Seed >> 8), byte(t.Seed >> 16), 'l', 'a', 'b'}).Read(data)
+	return data, sha256.Sum256(data)
+}
+
+// exchange sends data over a connected pair in t's direction and records in
+// res what arrived, when, and why it fell short.
+func exchange(res *TransferResult, cli, srv net.Conn, data []byte, want [sha256.Size]byte, start, deadline time.Time) {
 	cli.SetDeadline(deadline)
 	srv.SetDeadline(deadline)
-
 	sender, receiver := cli, srv
-	if t.Dir == Download {
+	if res.Dir == Download {
 		sender, receiver = srv, cli
 	}
 	sendErr := make(chan error, 1)
@@ -195,12 +212,11 @@ func (l *Lab) Transfer(ctx context.Context, t Transfer) (TransferResult, error) 
 		res.Err = ErrTimeout
 	case rerr != nil:
 		res.Err = fmt.Errorf("receive: %w", rerr)
-	case res.Received != t.Size:
-		res.Err = fmt.Errorf("received %d of %d bytes (send: %v)", res.Received, t.Size, serr)
+	case res.Received != res.Size:
+		res.Err = fmt.Errorf("received %d of %d bytes (send: %v)", res.Received, res.Size, serr)
 	case !bytes.Equal(h.Sum(nil), want[:]):
 		res.Err = errors.New("SHA-256 mismatch")
 	default:
 		res.OK = true
 	}
-	return res, nil
 }

@@ -68,6 +68,13 @@ func (b MarkBits) Original() uint32 { return b.put(fieldOriginal) }
 type Selector struct {
 	Value, Mask, NonZero uint32
 	Why                  string
+	// Bypass lets the kernel accept the packet unchanged while no daemon
+	// has the queue bound (it died, or is restarting). A clamped flow's
+	// local window then reaches the path as the raw field, which the path
+	// reads as field << N, less than the real window: slower, never wrong.
+	// A repaired flow's scrambled TSval would reach the local host and
+	// poison its PAWS state for good, so repair waits for the daemon.
+	Bypass bool
 }
 
 // Selectors lists the stateful queueing rules: the local host's segments of
@@ -76,9 +83,9 @@ type Selector struct {
 func (b MarkBits) Selectors() []Selector {
 	dir := uint32(fieldLocalClient | fieldOriginal)
 	return []Selector{
-		{b.put(dir), b.put(dir), b.put(fieldDelta), "clamp: local client's segments"},
-		{0, b.put(dir), b.put(fieldDelta), "clamp: local server's segments"},
-		{b.put(fieldLocalClient | fieldRepair), b.put(dir | fieldRepair), b.put(fieldRepair), "repair: remote server's segments"},
-		{b.put(fieldOriginal | fieldRepair), b.put(dir | fieldRepair), b.put(fieldRepair), "repair: remote client's segments"},
+		{b.put(dir), b.put(dir), b.put(fieldDelta), "clamp: local client's segments", true},
+		{0, b.put(dir), b.put(fieldDelta), "clamp: local server's segments", true},
+		{b.put(fieldLocalClient | fieldRepair), b.put(dir | fieldRepair), b.put(fieldRepair), "repair: remote server's segments", false},
+		{b.put(fieldOriginal | fieldRepair), b.put(dir | fieldRepair), b.put(fieldRepair), "repair: remote client's segments", false},
 	}
 }

@@ -140,7 +140,7 @@ func TestInstallRemove(t *testing.T) {
 			" -A TCPNORM-FWD -p tcp -m tcp --tcp-flags SYN SYN -j NFQUEUE --queue-balance 3:4 --queue-bypass",
 			" -A FORWARD -j TCPNORM-SAVE",
 			" -A TCPNORM-SAVE -p tcp -m tcp --tcp-flags SYN SYN -m mark ! --mark 0x0/0x3f000000 -j CONNMARK --save-mark --nfmask 0x3f000000 --ctmask 0x3f000000",
-			" -A TCPNORM-FLOW -m mark --mark 0x60000000/0x60000000 -m mark ! --mark 0x0/0xf000000 -j NFQUEUE --queue-balance 5:6",
+			" -A TCPNORM-FLOW -m mark --mark 0x60000000/0x60000000 -m mark ! --mark 0x0/0xf000000 -j NFQUEUE --queue-balance 5:6 --queue-bypass",
 		} {
 			if !slices.Contains(wantGW, f.String()+l) {
 				t.Fatalf("ruleset lacks %s%s", f, l)
@@ -189,7 +189,7 @@ func TestInstallRemove(t *testing.T) {
 			" -A OUTPUT -j TCPNORM-SAVE",
 			" -A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN SYN -j NFQUEUE --queue-num 0 --queue-bypass",
 			" -A TCPNORM-OUT -p tcp -m tcp --tcp-flags SYN SYN -j NFQUEUE --queue-num 0 --queue-bypass",
-			" -A TCPNORM-FLOW -m mark --mark 0x0/0x600000 -m mark ! --mark 0x0/0xf0000 -j NFQUEUE --queue-num 1",
+			" -A TCPNORM-FLOW -m mark --mark 0x0/0x600000 -m mark ! --mark 0x0/0xf0000 -j NFQUEUE --queue-num 1 --queue-bypass",
 		} {
 			if !slices.Contains(wantHost, f.String()+l) {
 				t.Fatalf("ruleset lacks %s%s", f, l)

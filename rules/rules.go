@@ -159,9 +159,11 @@ func queueTarget(first uint16, count int) string {
 //   - mangle: later segments of connections with fields in the connmark get
 //     them restored to the mark, plus the ORIGINAL-direction bit, and only
 //     the direction that needs rewriting is queued, on the second queue
-//     range, without --queue-bypass (the daemon binds those queues with
-//     fail-open off): a repaired segment that bypassed tcpnorm would poison
-//     the local host's PAWS state.
+//     range, whose queues the daemon binds with fail-open off. While no
+//     daemon is bound, a clamped flow's segments bypass the queue (slower,
+//     never wrong); a repaired flow's wait for the daemon to come back,
+//     since a scrambled TSval that bypassed tcpnorm would poison the local
+//     host's PAWS state (see normalize.Selector.Bypass).
 //
 // The fields live in the connmark, so clamping survives a restart.
 func stateful(rs *Ruleset, mb normalize.MarkBits) {
@@ -176,8 +178,12 @@ func stateful(rs *Ruleset, mb normalize.MarkBits) {
 		"-A "+chainFlow+" -j CONNMARK --restore-mark --nfmask "+saved+" --ctmask "+saved,
 		"-A "+chainFlow+" -m conntrack --ctdir ORIGINAL -j MARK --set-xmark "+orig+"/"+orig)
 	for _, sel := range mb.Selectors() {
+		bypass := ""
+		if sel.Bypass {
+			bypass = " --queue-bypass"
+		}
 		mangle.Rules = append(mangle.Rules, "-A "+chainFlow+" -m mark --mark "+hex(sel.Value)+"/"+hex(sel.Mask)+
-			" -m mark ! --mark 0x0/"+hex(sel.NonZero)+" -j NFQUEUE "+queueTarget(s.StatefulFirst(), s.Count))
+			" -m mark ! --mark 0x0/"+hex(sel.NonZero)+" -j NFQUEUE "+queueTarget(s.StatefulFirst(), s.Count)+bypass)
 	}
 	filter := Table{Name: "filter", Chains: []string{chainSave},
 		Rules: []string{"-A " + chainSave + " -p tcp -m tcp --tcp-flags SYN SYN -m mark ! --mark 0x0/" + saved +

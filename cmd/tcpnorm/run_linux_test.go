@@ -168,7 +168,7 @@ format = "text"
 			" -A FORWARD -j TCPNORM-FWD",
 			" -A TCPNORM-FWD -p tcp -m tcp --tcp-flags SYN SYN -j NFQUEUE --queue-balance 20:21 --queue-bypass",
 			" -A TCPNORM-FWD -p tcp -m tcp --tcp-flags SYN NONE -m connmark ! --mark 0x0/0x3f000000 -j TCPNORM-FLOW",
-			" -A TCPNORM-FLOW -m mark --mark 0x60000000/0x60000000 -m mark ! --mark 0x0/0xf000000 -j NFQUEUE --queue-balance 22:23",
+			" -A TCPNORM-FLOW -m mark --mark 0x60000000/0x60000000 -m mark ! --mark 0x0/0xf000000 -j NFQUEUE --queue-balance 22:23 --queue-bypass",
 			" -A FORWARD -j TCPNORM-SAVE",
 		} {
 			if !slices.Contains(got, tool+l) {

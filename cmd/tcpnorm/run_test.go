@@ -175,8 +175,8 @@ install = false
 -A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN NONE -m connmark ! --mark 0x0/0x3f000000 -j TCPNORM-FLOW
 -A TCPNORM-FLOW -j CONNMARK --restore-mark --nfmask 0x3f000000 --ctmask 0x3f000000
 -A TCPNORM-FLOW -m conntrack --ctdir ORIGINAL -j MARK --set-xmark 0x40000000/0x40000000
--A TCPNORM-FLOW -m mark --mark 0x60000000/0x60000000 -m mark ! --mark 0x0/0xf000000 -j NFQUEUE --queue-num 5
--A TCPNORM-FLOW -m mark --mark 0x0/0x60000000 -m mark ! --mark 0x0/0xf000000 -j NFQUEUE --queue-num 5
+-A TCPNORM-FLOW -m mark --mark 0x60000000/0x60000000 -m mark ! --mark 0x0/0xf000000 -j NFQUEUE --queue-num 5 --queue-bypass
+-A TCPNORM-FLOW -m mark --mark 0x0/0x60000000 -m mark ! --mark 0x0/0xf000000 -j NFQUEUE --queue-num 5 --queue-bypass
 -A TCPNORM-FLOW -m mark --mark 0x30000000/0x70000000 -m mark ! --mark 0x0/0x10000000 -j NFQUEUE --queue-num 5
 -A TCPNORM-FLOW -m mark --mark 0x50000000/0x70000000 -m mark ! --mark 0x0/0x10000000 -j NFQUEUE --queue-num 5
 -I OUTPUT 1 -j TCPNORM-OUT
@@ -199,8 +199,8 @@ COMMIT
 -A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN NONE -m connmark ! --mark 0x0/0x3f000000 -j TCPNORM-FLOW
 -A TCPNORM-FLOW -j CONNMARK --restore-mark --nfmask 0x3f000000 --ctmask 0x3f000000
 -A TCPNORM-FLOW -m conntrack --ctdir ORIGINAL -j MARK --set-xmark 0x40000000/0x40000000
--A TCPNORM-FLOW -m mark --mark 0x60000000/0x60000000 -m mark ! --mark 0x0/0xf000000 -j NFQUEUE --queue-num 5
--A TCPNORM-FLOW -m mark --mark 0x0/0x60000000 -m mark ! --mark 0x0/0xf000000 -j NFQUEUE --queue-num 5
+-A TCPNORM-FLOW -m mark --mark 0x60000000/0x60000000 -m mark ! --mark 0x0/0xf000000 -j NFQUEUE --queue-num 5 --queue-bypass
+-A TCPNORM-FLOW -m mark --mark 0x0/0x60000000 -m mark ! --mark 0x0/0xf000000 -j NFQUEUE --queue-num 5 --queue-bypass
 -A TCPNORM-FLOW -m mark --mark 0x30000000/0x70000000 -m mark ! --mark 0x0/0x10000000 -j NFQUEUE --queue-num 5
 -A TCPNORM-FLOW -m mark --mark 0x50000000/0x70000000 -m mark ! --mark 0x0/0x10000000 -j NFQUEUE --queue-num 5
 -I OUTPUT 1 -j TCPNORM-OUT
