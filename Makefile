@@ -12,7 +12,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 LAB_ARGS ?=
 
-.PHONY: all build lab test vet fmt-check tidy-check unit bench deps clean
+.PHONY: all build lab test soak vet fmt-check tidy-check unit bench deps clean
 
 all: build
 
@@ -57,6 +57,19 @@ test: deps fmt-check
 	$(GO) vet ./...
 	$(GO) test -p 1 -timeout 20m ./...
 	@$(GO) test -count=1 -run 'TestCorpus$$' -v ./diagnose/ | grep 'corpus:' | sed 's/^ *corpus_test.go:[0-9]*: /diagnose /'
+
+# Long-running checks, not part of `make test`: every fuzz target in the
+# repository for FUZZTIME each (their seed corpora already run in `make
+# test`, as plain tests). New crashers are written under the package's
+# testdata/fuzz/ and fail the run.
+FUZZTIME ?= 30s
+soak:
+	@set -e; for d in $$(grep -l '^func Fuzz' $$(find . -name '*_test.go' -not -path './.git/*') | xargs -n1 dirname | sort -u); do \
+		for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$d/*_test.go | sed 's/^func //'); do \
+			echo "fuzz $$d $$f for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$d; \
+		done; \
+	done
 
 # Daemon benchmarks (root, about 17 minutes; QUICK=1: one short round, about
 # 2 minutes): kernel, TCPOPTSTRIP, naive Go and C NFQUEUE consumers and

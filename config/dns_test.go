@@ -115,7 +115,7 @@ func (z *testZone) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 }
 
 // startZone serves a test zone on 127.0.0.1 (one random port, UDP and TCP).
-func startZone(t *testing.T) *testZone {
+func startZone(t testing.TB) *testZone {
 	t.Helper()
 	z := &testZone{rrs: map[string][]dns.RR{}, rcode: map[string]int{}}
 	var pc net.PacketConn

@@ -170,7 +170,7 @@ func TestDaemonKilled(t *testing.T) {
 		// A clamped upload is slow on this path whatever happens to the
 		// daemon (the remote's windows are read as field << rttK).
 		{name: "clamp/no-restart", policy: clamp, dirs: both, upSize: killSize / 16},
-		{name: "clamp/restart", policy: clamp, restart: true, dirs: both, upSize: killSize / 16},
+		{name: "clamp/restart", policy: clamp, restart: true, dirs: both, upSize: killSize / 16, timeout: 30 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			k := killDuring(t, l, clean, tc)
