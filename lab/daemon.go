@@ -216,6 +216,16 @@ func (dm *Daemon) Stop() error {
 	return dm.err
 }
 
+// Running reports whether the daemon has not exited.
+func (dm *Daemon) Running() bool {
+	select {
+	case <-dm.exited:
+		return false
+	default:
+		return true
+	}
+}
+
 // Kill ends the daemon with SIGKILL, as the OOM killer or a crash would: it
 // removes none of its rules. It returns once the process is gone.
 func (dm *Daemon) Kill() {
