@@ -101,17 +101,25 @@ type Daemon struct {
 // daemon logged msg=ready, or with an error (the daemon then stopped and the
 // directory removed). The caller removes Dir after Stop.
 func (l *Lab) StartDaemon(ctx context.Context, bin, dir string, policies []Policy, timeout time.Duration) (dm *Daemon, err error) {
-	return l.startDaemon(ctx, l.Gateway, "gateway", MetricsAddr, bin, dir, policies, timeout)
+	return l.startDaemon(ctx, l.Gateway, "gateway", MetricsAddr, nil, bin, dir, policies, timeout)
+}
+
+// StartDaemonAs is StartDaemon with the daemon run under prefix, a command
+// that runs the rest of its command line, e.g. setpriv dropping privileges.
+// The daemon's directory is readable by everyone (dir and its parents must
+// be too).
+func (l *Lab) StartDaemonAs(ctx context.Context, prefix []string, bin, dir string, policies []Policy, timeout time.Duration) (dm *Daemon, err error) {
+	return l.startDaemon(ctx, l.Gateway, "gateway", MetricsAddr, prefix, bin, dir, policies, timeout)
 }
 
 // StartHostDaemon is StartDaemon for a daemon in host mode on the client
 // (the MTA itself), the gateway just forwarding. It serves metrics on
 // HostMetricsAddr.
 func (l *Lab) StartHostDaemon(ctx context.Context, bin, dir string, policies []Policy, timeout time.Duration) (dm *Daemon, err error) {
-	return l.startDaemon(ctx, l.Client, "host", HostMetricsAddr, bin, dir, policies, timeout)
+	return l.startDaemon(ctx, l.Client, "host", HostMetricsAddr, nil, bin, dir, policies, timeout)
 }
 
-func (l *Lab) startDaemon(ctx context.Context, ns, mode, metrics, bin, dir string, policies []Policy, timeout time.Duration) (dm *Daemon, err error) {
+func (l *Lab) startDaemon(ctx context.Context, ns, mode, metrics string, prefix []string, bin, dir string, policies []Policy, timeout time.Duration) (dm *Daemon, err error) {
 	d, err := os.MkdirTemp(dir, "tcpnorm-lab-")
 	if err != nil {
 		return nil, err
@@ -121,6 +129,11 @@ func (l *Lab) startDaemon(ctx context.Context, ns, mode, metrics, bin, dir strin
 			os.RemoveAll(d)
 		}
 	}()
+	if prefix != nil {
+		if err := os.Chmod(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
 	if err := os.Mkdir(filepath.Join(d, "policies.d"), 0o755); err != nil {
 		return nil, err
 	}
@@ -134,7 +147,8 @@ func (l *Lab) startDaemon(ctx context.Context, ns, mode, metrics, bin, dir strin
 		}
 	}
 	dm = &Daemon{Dir: d, NS: ns, Metrics: metrics, ready: make(chan struct{}), exited: make(chan struct{})}
-	dm.cmd = exec.Command("ip", "netns", "exec", ns, bin, "run", "-c", cfg)
+	argv := append(append([]string{"ip", "netns", "exec", ns}, prefix...), bin, "run", "-c", cfg)
+	dm.cmd = exec.Command(argv[0], argv[1:]...)
 	// The daemon must not outlive the lab's process.
 	dm.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := dm.cmd.StdoutPipe()
@@ -215,6 +229,9 @@ func (dm *Daemon) Stop() error {
 	}
 	return dm.err
 }
+
+// Pid is the daemon's process id.
+func (dm *Daemon) Pid() int { return dm.cmd.Process.Pid }
 
 // Running reports whether the daemon has not exited.
 func (dm *Daemon) Running() bool {
