@@ -233,6 +233,9 @@ func (dm *Daemon) Stop() error {
 // Pid is the daemon's process id.
 func (dm *Daemon) Pid() int { return dm.cmd.Process.Pid }
 
+// Signal sends sig to the daemon, e.g. SIGHUP to reload.
+func (dm *Daemon) Signal(sig os.Signal) error { return dm.cmd.Process.Signal(sig) }
+
 // Running reports whether the daemon has not exited.
 func (dm *Daemon) Running() bool {
 	select {
