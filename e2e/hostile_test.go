@@ -66,15 +66,11 @@ func TestHostilePackets(t *testing.T) {
 	var fl injected
 	for done := false; !done; {
 		for _, v6 := range []bool{false, true} {
-			ts := make([]lab.Transfer, hostileBatch)
-			for i := range ts {
-				ts[i] = lab.Transfer{Dst: lab.ServerAddr(v6), Size: hostileSize, Dir: lab.Direction(i % 2), Timeout: okTimeout, Seed: uint64(i)}
-			}
-			b, err := l.StartBatch(ctx, ts)
+			rs, err := runBatch(l, v6, hostileBatch, hostileSize)
 			if err != nil {
 				t.Fatal(err)
 			}
-			results = append(results, b.Wait()...)
+			results = append(results, rs...)
 		}
 		select {
 		case fl = <-flood:

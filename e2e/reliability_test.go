@@ -242,6 +242,20 @@ func TestDaemonKilledRepair(t *testing.T) {
 	}
 }
 
+// runBatch runs n transfers of size to the server at once, half uploads,
+// half downloads, and returns their outcomes.
+func runBatch(l *lab.Lab, v6 bool, n, size int) ([]lab.TransferResult, error) {
+	ts := make([]lab.Transfer, n)
+	for i := range ts {
+		ts[i] = lab.Transfer{Dst: lab.ServerAddr(v6), Size: size, Dir: lab.Direction(i % 2), Timeout: okTimeout, Seed: uint64(i)}
+	}
+	b, err := l.StartBatch(context.Background(), ts)
+	if err != nil {
+		return nil, err
+	}
+	return b.Wait(), nil
+}
+
 // checkRules compares the tcpnorm rules in the gateway with want.
 func checkRules(t *testing.T, l *lab.Lab, want []string, when string) {
 	t.Helper()

@@ -40,7 +40,6 @@ var stormOptions = []string{
 func TestReloadStorm(t *testing.T) {
 	l := newLab(t, lab.FaultNone)
 	d := startDaemon(t, l, labPolicy(stormOptions[0]))
-	ctx := context.Background()
 	pdir := filepath.Join(d.Dir, "policies.d")
 	write := func(name, text string) {
 		t.Helper()
@@ -60,18 +59,13 @@ func TestReloadStorm(t *testing.T) {
 				return
 			default:
 			}
-			v6 := i%2 == 1
-			ts := make([]lab.Transfer, stormBatch)
-			for j := range ts {
-				ts[j] = lab.Transfer{Dst: lab.ServerAddr(v6), Size: stormSize, Dir: lab.Direction(j % 2), Timeout: okTimeout, Seed: uint64(j)}
-			}
-			b, err := l.StartBatch(ctx, ts)
+			rs, err := runBatch(l, i%2 == 1, stormBatch, stormSize)
 			if err != nil {
 				t.Error(err)
 				load <- all
 				return
 			}
-			all = append(all, b.Wait()...)
+			all = append(all, rs...)
 		}
 	}()
 
