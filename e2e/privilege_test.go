@@ -73,9 +73,9 @@ func procStatus(t *testing.T, pid int) (uid string, capEff uint64) {
 func TestUnprivileged(t *testing.T) {
 	l := newLab(t, lab.FaultWScale)
 	dir, bin := publicDir(t)
-	d, err := l.StartDaemonAs(context.Background(), unprivileged, bin, dir, []lab.Policy{lab.FixPolicy(lab.FaultWScale, false, "enforce")}, readyTimeout)
+	d, err := l.StartDaemonWith(context.Background(), lab.DaemonOptions{Prefix: unprivileged}, bin, dir, []lab.Policy{lab.FixPolicy(lab.FaultWScale, false, "enforce")}, readyTimeout)
 	if err != nil {
-		t.Fatalf("StartDaemonAs: %v", err)
+		t.Fatalf("StartDaemonWith: %v", err)
 	}
 	t.Cleanup(func() { stopDaemon(t, l, d) })
 	uid, caps := procStatus(t, d.Pid())

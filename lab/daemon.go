@@ -57,15 +57,19 @@ func (p Policy) Text() string {
 const HostMetricsAddr = "198.18.1.2:9464"
 
 // ConfigText is the tcpnorm.toml the lab daemon on the gateway runs with.
-func ConfigText() string { return configText("gateway", MetricsAddr) }
+func ConfigText() string { return configText("gateway", MetricsAddr, 0) }
 
-func configText(mode, metrics string) string {
+func configText(mode, metrics string, maxLen int) string {
+	queue := ""
+	if maxLen > 0 {
+		queue = fmt.Sprintf("max_len = %d\n", maxLen)
+	}
 	return `policy_dir = "policies.d"
 
 [queue]
 first = 0
 count = 2
-
+` + queue + `
 [rules]
 install = true
 mode = "` + mode + `"
@@ -101,25 +105,32 @@ type Daemon struct {
 // daemon logged msg=ready, or with an error (the daemon then stopped and the
 // directory removed). The caller removes Dir after Stop.
 func (l *Lab) StartDaemon(ctx context.Context, bin, dir string, policies []Policy, timeout time.Duration) (dm *Daemon, err error) {
-	return l.startDaemon(ctx, l.Gateway, "gateway", MetricsAddr, nil, bin, dir, policies, timeout)
+	return l.startDaemon(ctx, l.Gateway, "gateway", MetricsAddr, DaemonOptions{}, bin, dir, policies, timeout)
 }
 
-// StartDaemonAs is StartDaemon with the daemon run under prefix, a command
-// that runs the rest of its command line, e.g. setpriv dropping privileges.
-// The daemon's directory is readable by everyone (dir and its parents must
-// be too).
-func (l *Lab) StartDaemonAs(ctx context.Context, prefix []string, bin, dir string, policies []Policy, timeout time.Duration) (dm *Daemon, err error) {
-	return l.startDaemon(ctx, l.Gateway, "gateway", MetricsAddr, prefix, bin, dir, policies, timeout)
+// DaemonOptions are a lab daemon's settings beyond its policies.
+type DaemonOptions struct {
+	// Prefix runs the daemon: a command that runs the rest of its command
+	// line, e.g. setpriv dropping privileges. The daemon's directory is
+	// then readable by everyone (dir and its parents must be too).
+	Prefix []string
+	// MaxLen is [queue] max_len; 0 leaves the default.
+	MaxLen int
+}
+
+// StartDaemonWith is StartDaemon with opt.
+func (l *Lab) StartDaemonWith(ctx context.Context, opt DaemonOptions, bin, dir string, policies []Policy, timeout time.Duration) (dm *Daemon, err error) {
+	return l.startDaemon(ctx, l.Gateway, "gateway", MetricsAddr, opt, bin, dir, policies, timeout)
 }
 
 // StartHostDaemon is StartDaemon for a daemon in host mode on the client
 // (the MTA itself), the gateway just forwarding. It serves metrics on
 // HostMetricsAddr.
 func (l *Lab) StartHostDaemon(ctx context.Context, bin, dir string, policies []Policy, timeout time.Duration) (dm *Daemon, err error) {
-	return l.startDaemon(ctx, l.Client, "host", HostMetricsAddr, nil, bin, dir, policies, timeout)
+	return l.startDaemon(ctx, l.Client, "host", HostMetricsAddr, DaemonOptions{}, bin, dir, policies, timeout)
 }
 
-func (l *Lab) startDaemon(ctx context.Context, ns, mode, metrics string, prefix []string, bin, dir string, policies []Policy, timeout time.Duration) (dm *Daemon, err error) {
+func (l *Lab) startDaemon(ctx context.Context, ns, mode, metrics string, opt DaemonOptions, bin, dir string, policies []Policy, timeout time.Duration) (dm *Daemon, err error) {
 	d, err := os.MkdirTemp(dir, "tcpnorm-lab-")
 	if err != nil {
 		return nil, err
@@ -129,7 +140,7 @@ func (l *Lab) startDaemon(ctx context.Context, ns, mode, metrics string, prefix 
 			os.RemoveAll(d)
 		}
 	}()
-	if prefix != nil {
+	if opt.Prefix != nil {
 		if err := os.Chmod(d, 0o755); err != nil {
 			return nil, err
 		}
@@ -138,7 +149,7 @@ func (l *Lab) startDaemon(ctx context.Context, ns, mode, metrics string, prefix 
 		return nil, err
 	}
 	cfg := filepath.Join(d, "tcpnorm.toml")
-	if err := os.WriteFile(cfg, []byte(configText(mode, metrics)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(configText(mode, metrics, opt.MaxLen)), 0o644); err != nil {
 		return nil, err
 	}
 	for _, p := range policies {
@@ -147,7 +158,7 @@ func (l *Lab) startDaemon(ctx context.Context, ns, mode, metrics string, prefix 
 		}
 	}
 	dm = &Daemon{Dir: d, NS: ns, Metrics: metrics, ready: make(chan struct{}), exited: make(chan struct{})}
-	argv := append(append([]string{"ip", "netns", "exec", ns}, prefix...), bin, "run", "-c", cfg)
+	argv := append(append([]string{"ip", "netns", "exec", ns}, opt.Prefix...), bin, "run", "-c", cfg)
 	dm.cmd = exec.Command(argv[0], argv[1:]...)
 	// The daemon must not outlive the lab's process.
 	dm.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -247,3 +247,15 @@ func Inject(ctx context.Context, ns string, pkts [][]byte, pps int, d time.Durat
 	}
 	return st, nil
 }
+
+// SYNs returns n well-formed SYNs to dst:dport carrying Linux's options
+// (MSS, SACK-permitted, timestamps, window scale), from the addresses of
+// srcs in turn, source ports counting up from sport.
+func SYNs(srcs []netip.Addr, dst netip.Addr, sport, dport uint16, n int) [][]byte {
+	ps := make([][]byte, n)
+	for i := range ps {
+		ps[i] = rawSeg{src: srcs[i%len(srcs)], dst: dst, sport: sport + uint16(i/len(srcs)), dport: dport, flags: tcpFlagsSYN,
+			opts: []byte{optMSS, 4, 5, 0xb4, optSACKOK, 2, optTimestamp, 10, 0, 0, 0, byte(i), 0, 0, 0, 0, optNOP, optWScale, 3, 7}}.build()
+	}
+	return ps
+}

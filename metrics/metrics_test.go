@@ -126,6 +126,7 @@ func TestEndpoints(t *testing.T) {
 		`tcpnorm_enobufs_total{queue="4"} 1`,
 		`tcpnorm_kernel_queue_dropped_total{queue="4"} 5`,
 		`tcpnorm_kernel_queue_user_dropped_total{queue="4"} 6`,
+		`tcpnorm_kernel_queue_enqueued_total{queue="4"} 41`,
 		`tcpnorm_kernel_queue_bound{queue="5"} 0`,
 		`tcpnorm_policies{state="active"} 1`,
 		`tcpnorm_policies{state="expired"} 1`,

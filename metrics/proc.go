@@ -73,6 +73,7 @@ type KernelCollector struct {
 	waiting      *prometheus.Desc
 	queueDrops   *prometheus.Desc
 	userDrops    *prometheus.Desc
+	enqueued     *prometheus.Desc
 	bound        *prometheus.Desc
 	scrapeErrors prometheus.Counter
 }
@@ -88,7 +89,12 @@ func NewKernelCollector(path string, first uint16, count int) *KernelCollector {
 		waiting:    prometheus.NewDesc("tcpnorm_kernel_queue_waiting", "Packets waiting in the kernel queue for a verdict.", q, nil),
 		queueDrops: prometheus.NewDesc("tcpnorm_kernel_queue_dropped_total", "Packets the kernel could not queue because the queue was full (accepted unchanged with fail_open).", q, nil),
 		userDrops:  prometheus.NewDesc("tcpnorm_kernel_queue_user_dropped_total", "Packets the kernel could not deliver to tcpnorm's socket (receive buffer full).", q, nil),
-		bound:      prometheus.NewDesc("tcpnorm_kernel_queue_bound", "1 if the kernel lists the queue as bound.", q, nil),
+		// The kernel counts no packet a fail-open queue accepted because
+		// it was full: those are the packets the queue's iptables rule
+		// matched less the ones enqueued.
+		enqueued: prometheus.NewDesc("tcpnorm_kernel_queue_enqueued_total",
+			"Packets the kernel queued for tcpnorm since the queue was bound (its packet id sequence, 32 bits). Packets the queue's rule matched beyond these were accepted unqueued (fail_open, or no tcpnorm bound).", q, nil),
+		bound: prometheus.NewDesc("tcpnorm_kernel_queue_bound", "1 if the kernel lists the queue as bound.", q, nil),
 		scrapeErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tcpnorm_kernel_queue_read_errors_total",
 			Help: "Failures reading " + ProcQueues + ".",
@@ -100,6 +106,7 @@ func (c *KernelCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.waiting
 	ch <- c.queueDrops
 	ch <- c.userDrops
+	ch <- c.enqueued
 	ch <- c.bound
 	c.scrapeErrors.Describe(ch)
 }
@@ -130,6 +137,7 @@ func (c *KernelCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(q.Waiting), l)
 		ch <- prometheus.MustNewConstMetric(c.queueDrops, prometheus.CounterValue, float64(q.QueueDrops), l)
 		ch <- prometheus.MustNewConstMetric(c.userDrops, prometheus.CounterValue, float64(q.UserDrops), l)
+		ch <- prometheus.MustNewConstMetric(c.enqueued, prometheus.CounterValue, float64(q.IDSequence), l)
 	}
 }
 
