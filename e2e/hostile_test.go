@@ -83,14 +83,7 @@ func TestHostilePackets(t *testing.T) {
 	}
 	after := metrics(t, d)
 
-	ok := 0
-	for _, r := range results {
-		if r.OK {
-			ok++
-		} else {
-			t.Errorf("transfer during the flood: %s", r)
-		}
-	}
+	ok := countOK(t, "transfer during the flood", results)
 	delta := func(subs ...string) float64 {
 		return metricValue(after, "tcpnorm_packets_total", subs...) - metricValue(before, "tcpnorm_packets_total", subs...)
 	}

@@ -17,32 +17,36 @@ const (
 	// (the stateful queues hold 8 times as many).
 	overloadMaxLen = 128
 	// The daemon is stopped for overloadStop while overloadFlows clamped
-	// downloads of overloadSize run through a path with rtt added; at its
-	// start overloadSYNs SYNs a second arrive for overloadBurst (more would
-	// swamp the lab's userspace RTT box on the path).
+	// uploads of overloadSize run: every data segment the client sends
+	// is queued whole on the stateful range. overloadClamp, one below
+	// Linux's usual shift of 7, keeps the server's windows (read as
+	// field << overloadClamp) from throttling the uploads. At the stop's
+	// start overloadSYNs SYNs a second arrive for overloadBurst.
+	overloadClamp = 6
 	overloadStop  = 2 * time.Second
 	overloadSYNs  = 20000
 	overloadBurst = 200 * time.Millisecond
-	overloadFlows = 20
-	overloadSize  = 8 << 20
+	overloadFlows = 40
+	overloadSize  = 16 << 20
+	// overloadAfter lets the uploads' windows open before the stop.
+	overloadAfter = 100 * time.Millisecond
 )
 
 // TestOverload stops the daemon (SIGSTOP: the limit of a daemon slower than
-// its packets) while a SYN flood, new connections and clamped transfers
-// run. The handshake queues fill and, fail_open being on, the kernel
+// its packets) while a SYN flood, new connections and clamped uploads run. The handshake queues fill and, fail_open being on, the kernel
 // accepts the rest: no handshake is dropped by a queue, every new
 // connection completes, and the bypass is what the handshake rule matched
 // beyond tcpnorm_kernel_queue_enqueued_total. The stateful queues, which
 // have no fail-open, overflow: the kernel's drops are reported in
-// tcpnorm_kernel_queue_dropped_total, and the clamped transfers recover
+// tcpnorm_kernel_queue_dropped_total, and the clamped uploads recover
 // once the daemon runs again.
 func TestOverload(t *testing.T) {
-	l := newPathLab(t, lab.FaultNone, lab.PathOptions{RTT: rtt})
+	l := newLab(t, lab.FaultNone)
 	if buildErr != nil {
 		t.Fatalf("no tcpnorm binary: %v", buildErr)
 	}
 	ctx := context.Background()
-	d, err := l.StartDaemonWith(ctx, lab.DaemonOptions{MaxLen: overloadMaxLen}, tcpnormBin, t.TempDir(), []lab.Policy{labPolicy(lab.ClampOptions(2))}, readyTimeout)
+	d, err := l.StartDaemonWith(ctx, lab.DaemonOptions{MaxLen: overloadMaxLen}, tcpnormBin, t.TempDir(), []lab.Policy{labPolicy(lab.ClampOptions(overloadClamp))}, readyTimeout)
 	if err != nil {
 		t.Fatalf("StartDaemonWith: %v", err)
 	}
@@ -53,15 +57,16 @@ func TestOverload(t *testing.T) {
 
 	flows := make([]lab.Transfer, overloadFlows)
 	for i := range flows {
-		flows[i] = lab.Transfer{Dst: lab.ServerAddr(false), Size: overloadSize, Dir: lab.Download, Timeout: 40 * time.Second, Seed: uint64(i)}
+		flows[i] = lab.Transfer{Dst: lab.ServerAddr(false), Size: overloadSize, Dir: lab.Upload, Timeout: 40 * time.Second, Seed: uint64(i)}
 	}
 	a, err := l.StartBatch(ctx, flows)
 	if err != nil {
 		t.Fatal(err)
 	}
 	<-a.Connected()
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(overloadAfter)
 
+	flowsBefore := a.Completed()
 	m0 := metrics(t, d)
 	hits0 := handshakeRuleHits(t, l)
 	if err := d.Signal(syscall.SIGSTOP); err != nil {
@@ -80,7 +85,7 @@ func TestOverload(t *testing.T) {
 	// New connections while the daemon is stopped and its queues full,
 	// on a port of their own (the clamped transfers have the listener on
 	// 25): every SYN is queued, whatever the policy.
-	fresh := make([]lab.Transfer, overloadFlows)
+	fresh := make([]lab.Transfer, 20)
 	for i := range fresh {
 		fresh[i] = lab.Transfer{Dst: lab.ServerAddr(false), Port: lab.SMTPPort + 1, Size: stormSize, Dir: lab.Direction(i % 2), Timeout: okTimeout, Seed: uint64(i)}
 	}
@@ -109,22 +114,11 @@ func TestOverload(t *testing.T) {
 		stDrops += q(m1, "tcpnorm_kernel_queue_dropped_total", n) - q(m0, "tcpnorm_kernel_queue_dropped_total", n)
 		stUser += q(m1, "tcpnorm_kernel_queue_user_dropped_total", n) - q(m0, "tcpnorm_kernel_queue_user_dropped_total", n)
 	}
-	ok := func(rs []lab.TransferResult) int {
-		n := 0
-		for _, r := range rs {
-			if r.OK {
-				n++
-			} else {
-				t.Errorf("%s", r)
-			}
-		}
-		return n
-	}
 	t.Logf("flood: %d SYNs sent (%.0f/s); IPv4 handshake rule matched %.0f, %.0f enqueued, %.0f accepted by fail-open; handshake queue drops %.0f",
 		fl.Sent, float64(fl.Sent)/overloadBurst.Seconds(), hits, enq, hits-enq, hsDrops)
 	t.Logf("new connections during the stop: %d/%d complete (%d before the daemon ran again); clamped transfers: %d/%d complete",
-		ok(freshRes), len(freshRes), freshDone, ok(flowRes), len(flowRes))
-	t.Logf("stateful queues: %.0f dropped full, %.0f not delivered", stDrops, stUser)
+		countOK(t, "new connection", freshRes), len(freshRes), freshDone, countOK(t, "clamped upload", flowRes), len(flowRes))
+	t.Logf("stateful queues: %.0f dropped full, %.0f not delivered; clamped uploads %s (%d had completed before the stop)", stDrops, stUser, elapsedSummary(flowRes), flowsBefore)
 	if hsDrops != 0 {
 		t.Errorf("handshake queues dropped %.0f packets; with fail_open they drop none", hsDrops)
 	}

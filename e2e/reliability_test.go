@@ -256,6 +256,21 @@ func runBatch(l *lab.Lab, v6 bool, n, size int) ([]lab.TransferResult, error) {
 	return b.Wait(), nil
 }
 
+// countOK reports every transfer of rs that failed, as what, and returns
+// how many completed.
+func countOK(t *testing.T, what string, rs []lab.TransferResult) int {
+	t.Helper()
+	n := 0
+	for _, r := range rs {
+		if r.OK {
+			n++
+		} else {
+			t.Errorf("%s: %s", what, r)
+		}
+	}
+	return n
+}
+
 // checkRules compares the tcpnorm rules in the gateway with want.
 func checkRules(t *testing.T, l *lab.Lab, want []string, when string) {
 	t.Helper()

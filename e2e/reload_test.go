@@ -107,13 +107,7 @@ func TestReloadStorm(t *testing.T) {
 	close(stop)
 	results := <-load
 
-	failed := 0
-	for _, r := range results {
-		if !r.OK {
-			failed++
-			t.Errorf("connection during the storm: %s", r)
-		}
-	}
+	failed := len(results) - countOK(t, "connection during the storm", results)
 	m := metrics(t, d)
 	t.Logf("%d reloads in %.1fs (%d applied, %d refused) during %d connections: %d failed; tcpnorm_reloads_total ok %.0f, error %.0f",
 		stormReloads, elapsed.Seconds(), valid, invalid, len(results), failed,
