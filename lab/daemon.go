@@ -57,12 +57,16 @@ func (p Policy) Text() string {
 const HostMetricsAddr = "198.18.1.2:9464"
 
 // ConfigText is the tcpnorm.toml the lab daemon on the gateway runs with.
-func ConfigText() string { return configText("gateway", MetricsAddr, 0) }
+func ConfigText() string { return configText("gateway", MetricsAddr, DaemonOptions{}) }
 
-func configText(mode, metrics string, maxLen int) string {
+func configText(mode, metrics string, opt DaemonOptions) string {
 	queue := ""
-	if maxLen > 0 {
-		queue = fmt.Sprintf("max_len = %d\n", maxLen)
+	if opt.MaxLen > 0 {
+		queue = fmt.Sprintf("max_len = %d\n", opt.MaxLen)
+	}
+	refresh := 30 * time.Second
+	if opt.MinRefresh > 0 {
+		refresh = opt.MinRefresh
 	}
 	return `policy_dir = "policies.d"
 
@@ -76,7 +80,7 @@ mode = "` + mode + `"
 
 [dns]
 servers = ["` + DNSServer() + `"]
-min_refresh = "30s"
+min_refresh = "` + refresh.String() + `"
 
 [metrics]
 listen = "` + metrics + `"
@@ -116,6 +120,8 @@ type DaemonOptions struct {
 	Prefix []string
 	// MaxLen is [queue] max_len; 0 leaves the default.
 	MaxLen int
+	// MinRefresh is [dns] min_refresh; 0: 30s.
+	MinRefresh time.Duration
 }
 
 // StartDaemonWith is StartDaemon with opt.
@@ -149,7 +155,7 @@ func (l *Lab) startDaemon(ctx context.Context, ns, mode, metrics string, opt Dae
 		return nil, err
 	}
 	cfg := filepath.Join(d, "tcpnorm.toml")
-	if err := os.WriteFile(cfg, []byte(configText(mode, metrics, opt.MaxLen)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(configText(mode, metrics, opt)), 0o644); err != nil {
 		return nil, err
 	}
 	for _, p := range policies {

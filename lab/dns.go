@@ -2,6 +2,7 @@ package lab
 
 import (
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 
@@ -11,11 +12,49 @@ import (
 // dnsTTL is short so a daemon's refresh would notice changes quickly.
 const dnsTTL = 60
 
+// DNSAnswers is what the lab's DNS server answers, for DNS fault tests.
+type DNSAnswers struct {
+	Silent bool       // answer nothing: every query times out
+	V4, V6 netip.Addr // the MX host's addresses; zero: ServerV4, ServerV6
+	TTL    uint32     // of every record; 0: 60 s
+}
+
 // dnsServer answers for the lab's domain on DNSV4 and DNSV6, port 53, UDP
 // and TCP, inside the server namespace.
 type dnsServer struct {
 	servers []*dns.Server
 	wg      sync.WaitGroup
+	mu      sync.Mutex
+	ans     DNSAnswers
+}
+
+// SetDNS changes what the lab's DNS server answers from now on.
+func (l *Lab) SetDNS(a DNSAnswers) {
+	l.mu.Lock()
+	d := l.dns
+	l.mu.Unlock()
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	d.ans = a
+	d.mu.Unlock()
+}
+
+func (d *dnsServer) answers() DNSAnswers {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	a := d.ans
+	if !a.V4.IsValid() {
+		a.V4 = ServerV4
+	}
+	if !a.V6.IsValid() {
+		a.V6 = ServerV6
+	}
+	if a.TTL == 0 {
+		a.TTL = dnsTTL
+	}
+	return a
 }
 
 func startDNS(ns string) (*dnsServer, error) {
@@ -46,7 +85,7 @@ func startDNS(ns string) (*dnsServer, error) {
 		return nil, err
 	}
 	d := &dnsServer{}
-	h := dns.HandlerFunc(answer)
+	h := dns.HandlerFunc(d.answer)
 	for _, pc := range pcs {
 		d.servers = append(d.servers, &dns.Server{PacketConn: pc, Handler: h})
 	}
@@ -75,10 +114,10 @@ func (d *dnsServer) stop() {
 
 // zone returns the records for name and type; ok is false for names outside
 // the zone (NXDOMAIN).
-func zone(name string, qtype uint16) (rrs []dns.RR, ok bool) {
+func zone(a DNSAnswers, name string, qtype uint16) (rrs []dns.RR, ok bool) {
 	name = strings.ToLower(dns.Fqdn(name))
 	hdr := func(t uint16) dns.RR_Header {
-		return dns.RR_Header{Name: name, Rrtype: t, Class: dns.ClassINET, Ttl: dnsTTL}
+		return dns.RR_Header{Name: name, Rrtype: t, Class: dns.ClassINET, Ttl: a.TTL}
 	}
 	switch name {
 	case dns.Fqdn(Domain):
@@ -88,17 +127,21 @@ func zone(name string, qtype uint16) (rrs []dns.RR, ok bool) {
 		return rrs, true
 	case dns.Fqdn(MXHost):
 		if qtype == dns.TypeA || qtype == dns.TypeANY {
-			rrs = append(rrs, &dns.A{Hdr: hdr(dns.TypeA), A: ServerV4.AsSlice()})
+			rrs = append(rrs, &dns.A{Hdr: hdr(dns.TypeA), A: a.V4.AsSlice()})
 		}
 		if qtype == dns.TypeAAAA || qtype == dns.TypeANY {
-			rrs = append(rrs, &dns.AAAA{Hdr: hdr(dns.TypeAAAA), AAAA: ServerV6.AsSlice()})
+			rrs = append(rrs, &dns.AAAA{Hdr: hdr(dns.TypeAAAA), AAAA: a.V6.AsSlice()})
 		}
 		return rrs, true
 	}
 	return nil, false
 }
 
-func answer(w dns.ResponseWriter, req *dns.Msg) {
+func (d *dnsServer) answer(w dns.ResponseWriter, req *dns.Msg) {
+	a := d.answers()
+	if a.Silent {
+		return
+	}
 	m := new(dns.Msg)
 	m.SetReply(req)
 	m.Authoritative = true
@@ -108,7 +151,7 @@ func answer(w dns.ResponseWriter, req *dns.Msg) {
 		return
 	}
 	q := req.Question[0]
-	rrs, ok := zone(q.Name, q.Qtype)
+	rrs, ok := zone(a, q.Name, q.Qtype)
 	if !ok {
 		m.Rcode = dns.RcodeNameError
 	}
@@ -116,7 +159,7 @@ func answer(w dns.ResponseWriter, req *dns.Msg) {
 	if q.Qtype == dns.TypeMX {
 		for _, rr := range rrs {
 			if mx, isMX := rr.(*dns.MX); isMX {
-				extra, _ := zone(mx.Mx, dns.TypeANY)
+				extra, _ := zone(a, mx.Mx, dns.TypeANY)
 				m.Extra = append(m.Extra, extra...)
 			}
 		}
