@@ -58,12 +58,16 @@ test: deps fmt-check
 	$(GO) test -p 1 -timeout 20m ./...
 	@$(GO) test -count=1 -run 'TestCorpus$$' -v ./diagnose/ | grep 'corpus:' | sed 's/^ *corpus_test.go:[0-9]*: /diagnose /'
 
-# Long-running checks, not part of `make test`: every fuzz target in the
-# repository for FUZZTIME each (their seed corpora already run in `make
-# test`, as plain tests). New crashers are written under the package's
-# testdata/fuzz/ and fail the run.
+# Long-running checks, not part of `make test` (root, about 20 minutes
+# with the defaults): every fuzz target in the repository for FUZZTIME each
+# (their seed corpora already run in `make test`, as plain tests; new
+# crashers are written under the package's testdata/fuzz/ and fail the
+# run), then the soak tests (build tag soak: a SYN flood, and a leak check
+# running for LEAKTIME after a minute's warm-up).
 FUZZTIME ?= 30s
-soak:
+LEAKTIME ?= 10m
+soak: deps
+	$(GO) test -tags soak -p 1 -timeout 60m -count=1 -v -run '^TestSoak' ./e2e/ -args -leak $(LEAKTIME)
 	@set -e; for d in $$(grep -l '^func Fuzz' $$(find . -name '*_test.go' -not -path './.git/*') | xargs -n1 dirname | sort -u); do \
 		for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$d/*_test.go | sed 's/^func //'); do \
 			echo "fuzz $$d $$f for $(FUZZTIME)"; \
