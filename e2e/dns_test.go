@@ -29,17 +29,7 @@ const (
 // address is left alone.
 func TestDNSFaults(t *testing.T) {
 	l := newLab(t, lab.FaultNone)
-	if buildErr != nil {
-		t.Fatalf("no tcpnorm binary: %v", buildErr)
-	}
-	ctx := context.Background()
-	l.SetDNS(lab.DNSAnswers{TTL: dnsFaultTTL})
-	d, err := l.StartDaemonWith(ctx, lab.DaemonOptions{MinRefresh: dnsMinRefresh}, tcpnormBin, t.TempDir(),
-		[]lab.Policy{lab.FixPolicy(lab.FaultWScale, false, "enforce")}, readyTimeout)
-	if err != nil {
-		t.Fatalf("StartDaemonWith: %v", err)
-	}
-	t.Cleanup(func() { stopDaemon(t, l, d) })
+	d := startShortTTLDaemon(t, l, lab.FixPolicy(lab.FaultWScale, false, "enforce"))
 	server := []string{lab.ServerV4.String() + "/32", lab.ServerV6.String() + "/128"}
 	other := []string{lab.OtherV4.String() + "/32", lab.OtherV6.String() + "/128"}
 	if st := policyStatus(t, d); !slices.Equal(st.Addresses, server) {
@@ -69,6 +59,23 @@ func TestDNSFaults(t *testing.T) {
 	}
 	checkStripped(t, l, lab.OtherV4, true)
 	checkStripped(t, l, lab.ServerV4, false)
+}
+
+// startShortTTLDaemon makes the lab's DNS server give dnsFaultTTL TTLs and
+// starts a daemon refreshing them as often as dnsMinRefresh, stopped when
+// the test ends.
+func startShortTTLDaemon(t *testing.T, l *lab.Lab, p lab.Policy) *lab.Daemon {
+	t.Helper()
+	if buildErr != nil {
+		t.Fatalf("no tcpnorm binary: %v", buildErr)
+	}
+	l.SetDNS(lab.DNSAnswers{TTL: dnsFaultTTL})
+	d, err := l.StartDaemonWith(context.Background(), lab.DaemonOptions{MinRefresh: dnsMinRefresh}, tcpnormBin, t.TempDir(), []lab.Policy{p}, readyTimeout)
+	if err != nil {
+		t.Fatalf("StartDaemonWith: %v", err)
+	}
+	t.Cleanup(func() { stopDaemon(t, l, d) })
+	return d
 }
 
 // policyJSON is a policy in /status.

@@ -140,17 +140,7 @@ func TestSoakSYNFlood(t *testing.T) {
 // descriptors and heap do not grow after the warm-up.
 func TestSoakLeak(t *testing.T) {
 	l := newLab(t, lab.FaultNone)
-	if buildErr != nil {
-		t.Fatalf("no tcpnorm binary: %v", buildErr)
-	}
-	ctx := context.Background()
-	l.SetDNS(lab.DNSAnswers{TTL: dnsFaultTTL})
-	d, err := l.StartDaemonWith(ctx, lab.DaemonOptions{MinRefresh: dnsMinRefresh}, tcpnormBin, t.TempDir(),
-		[]lab.Policy{labPolicy(stormOptions[0])}, readyTimeout)
-	if err != nil {
-		t.Fatalf("StartDaemonWith: %v", err)
-	}
-	t.Cleanup(func() { stopDaemon(t, l, d) })
+	d := startShortTTLDaemon(t, l, labPolicy(stormOptions[0]))
 	pdir := d.Dir + "/policies.d"
 	type sample struct{ goroutines, fds, heap float64 }
 	read := func() sample {
