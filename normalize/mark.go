@@ -79,7 +79,11 @@ type Selector struct {
 
 // Selectors lists the stateful queueing rules: the local host's segments of
 // clamped flows and the remote's segments of repaired flows, for both ways a
-// connection can be opened.
+// connection can be opened; then the local host's segments of repaired
+// flows, only read (their TSecr tells a worker that lost the flow's state
+// what the local host accepted), and let through unread while no daemon is
+// bound. A clamped and repaired flow's local segments match the clamp
+// rules first.
 func (b MarkBits) Selectors() []Selector {
 	dir := uint32(fieldLocalClient | fieldOriginal)
 	return []Selector{
@@ -87,5 +91,7 @@ func (b MarkBits) Selectors() []Selector {
 		{0, b.put(dir), b.put(fieldDelta), "clamp: local server's segments", true},
 		{b.put(fieldLocalClient | fieldRepair), b.put(dir | fieldRepair), b.put(fieldRepair), "repair: remote server's segments", false},
 		{b.put(fieldOriginal | fieldRepair), b.put(dir | fieldRepair), b.put(fieldRepair), "repair: remote client's segments", false},
+		{b.put(dir | fieldRepair), b.put(dir | fieldRepair), b.put(fieldRepair), "repair: local client's segments, read", true},
+		{b.put(fieldRepair), b.put(dir | fieldRepair), b.put(fieldRepair), "repair: local server's segments, read", true},
 	}
 }

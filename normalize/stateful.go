@@ -38,6 +38,9 @@ func (n *Normalizer) stateful(r *Result, seg *segment, fields uint32, m *Meta) {
 	r.Why.Reason = ReasonApplied
 	writable := !m.Truncated && seg.complete
 	if fromLocal {
+		if fields&fieldRepair != 0 {
+			n.learnEcho(seg, fields)
+		}
 		delta := fields & fieldDelta
 		if delta == 0 {
 			return
@@ -61,13 +64,7 @@ func (n *Normalizer) stateful(r *Result, seg *segment, fields uint32, m *Meta) {
 	if fields&fieldRepair == 0 {
 		return
 	}
-	src, dst := seg.addrs()
-	var f Flow
-	if fields&fieldLocalClient != 0 { // the remote is the server
-		f = Flow{Client: dst, Server: src, ClientPort: tcp.DstPort(), ServerPort: tcp.SrcPort()}
-	} else {
-		f = Flow{Client: src, Server: dst, ClientPort: tcp.SrcPort(), ServerPort: tcp.DstPort()}
-	}
+	f := repairFlow(seg, fields, false)
 	end := tcp.Flags()&(FlagFIN|FlagRST) != 0
 	var opts optionSummary
 	summarize(tcp.Options(), &opts)
@@ -95,6 +92,38 @@ func (n *Normalizer) stateful(r *Result, seg *segment, fields uint32, m *Meta) {
 	setOptTSval(opts.ts, nv)
 	finishChecksum(seg, m.CsumNotReady, old)
 	r.Modified = true
+}
+
+// repairFlow names the repaired flow of a later segment from the remote
+// (fromLocal false) or from the local host.
+func repairFlow(seg *segment, fields uint32, fromLocal bool) Flow {
+	tcp := seg.tcp
+	src, dst := seg.addrs()
+	if (fields&fieldLocalClient != 0) != fromLocal { // the sender is the server
+		return Flow{Client: dst, Server: src, ClientPort: tcp.DstPort(), ServerPort: tcp.SrcPort()}
+	}
+	return Flow{Client: src, Server: dst, ClientPort: tcp.SrcPort(), ServerPort: tcp.DstPort()}
+}
+
+// learnEcho reads the TSecr of the local host's segment of a repaired flow:
+// a TSval the local host accepted, so at most the newest its PAWS check
+// holds. A worker that lost the flow's state (a restart: the daemon never
+// saw the handshake and seeded from a later segment, perhaps a scrambled
+// one) learns from it what it must never forward less than.
+func (n *Normalizer) learnEcho(seg *segment, fields uint32) {
+	tcp := seg.tcp
+	if tcp.Flags()&FlagACK == 0 {
+		return
+	}
+	var opts optionSummary
+	summarize(tcp.Options(), &opts)
+	if opts.auth || opts.malformed || opts.ts == nil {
+		return
+	}
+	// An echo of 0 is what a host without a timestamp to echo sends.
+	if e := optTSecr(opts.ts); e != 0 {
+		n.flows.echo(repairFlow(seg, fields, true), e)
+	}
 }
 
 // fixWordChecksum updates the checksum after one aligned 16-bit word changed
@@ -191,6 +220,23 @@ func (t *flowTable) seed(f Flow, v uint32, now int64) {
 		t.evicted++
 	}
 	set[victim] = tsFlow{flow: f, hi: v, hiAt: now, baseV: v, baseAt: now, lastSeen: max(now, 1)}
+}
+
+// echo raises a flow's newest forwarded TSval to e, a value the local host
+// echoed. For a flow tcpnorm followed from its handshake e is never above
+// hi; one seeded from a later segment catches up with what the local host
+// really accepted, and learns the remote's clock rate afresh. A flow
+// without state is left to be seeded from the remote's next segment.
+func (t *flowTable) echo(f Flow, e uint32) {
+	set := t.set(&f)
+	for i := range set {
+		if x := &set[i]; x.lastSeen != 0 && x.flow == f {
+			if int32(e-x.hi) > 0 {
+				x.hi, x.baseV, x.baseAt, x.rate, x.candN = e, e, x.hiAt, 0, 0
+			}
+			return
+		}
+	}
 }
 
 // repair returns the TSval to forward for the remote's segment carrying v:

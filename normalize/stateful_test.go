@@ -188,3 +188,56 @@ func TestRepairSegments(t *testing.T) {
 		t.Errorf("local segment modified: %v", res.Why)
 	}
 }
+
+// TestRepairLearnsEcho: a worker that never saw the handshake (a restart)
+// seeds from the remote's first segment it sees. When that one carries a
+// TSval scrambled into the past, the local host rejects it and echoes the
+// newest TSval it accepted; from then on the remote's values are never
+// forwarded below that echo, so the flow recovers.
+func TestRepairLearnsEcho(t *testing.T) {
+	n := New(Config{MarkMask: testMask})
+	mark := n.marks.put(fieldRepair | fieldLocalClient) // outbound, reply direction: the remote's segments
+	remoteSeg := func(tsval uint32) []byte {
+		return build(t, seg{src: "198.18.7.2", dst: "198.18.7.1", sport: 25, dport: 40000, ack: true,
+			options: []byte{1, 1, 8, 10, byte(tsval >> 24), byte(tsval >> 16), byte(tsval >> 8), byte(tsval), 0, 0, 0, 100},
+			payload: []byte("data")})
+	}
+	localSeg := func(tsecr uint32) []byte {
+		return build(t, seg{src: "198.18.7.1", dst: "198.18.7.2", sport: 40000, dport: 25, ack: true,
+			options: []byte{1, 1, 8, 10, 0, 0, 0, 101, byte(tsecr >> 24), byte(tsecr >> 16), byte(tsecr >> 8), byte(tsecr)}})
+	}
+	const real, scrambled = 5_000_000, 5_000_000 - 1<<20
+	steps := []struct {
+		name   string
+		pkt    []byte
+		local  bool
+		wantTS uint32 // TSval forwarded; 0 for the local host's segments
+	}{
+		{"echo before any state: ignored", localSeg(real - 10), true, 0},
+		{"first remote segment seeds, scrambled", remoteSeg(scrambled), false, scrambled},
+		{"local host echoes what it accepted", localSeg(real - 10), true, 0},
+		{"scrambled retransmission lifted to the echo", remoteSeg(scrambled + 5), false, real - 10},
+		{"real value forwarded", remoteSeg(real), false, real},
+		{"older echo changes nothing", localSeg(real - 500), true, 0},
+		{"scrambled again: the newest forwarded", remoteSeg(scrambled + 9), false, real},
+	}
+	for i, s := range steps {
+		m := Meta{Mark: mark, Now: int64(i+1) * 1e6}
+		if s.local {
+			m.Mark |= n.marks.Original()
+		}
+		orig := append([]byte(nil), s.pkt...)
+		r := n.Packet(s.pkt, nil, m)
+		if s.local {
+			if r.Modified || string(orig) != string(s.pkt) {
+				t.Errorf("%s: local segment modified: %v", s.name, r.Why)
+			}
+			continue
+		}
+		var o optionSummary
+		summarize(tcpOf(t, s.pkt).Options(), &o)
+		if got := optTSval(o.ts); got != s.wantTS || !verifies(t, s.pkt) {
+			t.Errorf("%s: forwarded TSval %d (verifies %v), want %d", s.name, got, verifies(t, s.pkt), s.wantTS)
+		}
+	}
+}

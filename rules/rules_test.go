@@ -88,6 +88,8 @@ COMMIT
 -A TCPNORM-FLOW -m mark --mark 0x0/0x60000000 -m mark ! --mark 0x0/0xf000000 -j NFQUEUE --queue-balance 2:3 --queue-bypass
 -A TCPNORM-FLOW -m mark --mark 0x30000000/0x70000000 -m mark ! --mark 0x0/0x10000000 -j NFQUEUE --queue-balance 2:3
 -A TCPNORM-FLOW -m mark --mark 0x50000000/0x70000000 -m mark ! --mark 0x0/0x10000000 -j NFQUEUE --queue-balance 2:3
+-A TCPNORM-FLOW -m mark --mark 0x70000000/0x70000000 -m mark ! --mark 0x0/0x10000000 -j NFQUEUE --queue-balance 2:3 --queue-bypass
+-A TCPNORM-FLOW -m mark --mark 0x10000000/0x70000000 -m mark ! --mark 0x0/0x10000000 -j NFQUEUE --queue-balance 2:3 --queue-bypass
 -I OUTPUT 1 -j TCPNORM-OUT
 -I INPUT 1 -j TCPNORM-IN
 COMMIT
@@ -112,6 +114,8 @@ COMMIT
 -A TCPNORM-FLOW -m mark --mark 0x0/0x60000000 -m mark ! --mark 0x0/0xf000000 -j NFQUEUE --queue-balance 2:3 --queue-bypass
 -A TCPNORM-FLOW -m mark --mark 0x30000000/0x70000000 -m mark ! --mark 0x0/0x10000000 -j NFQUEUE --queue-balance 2:3
 -A TCPNORM-FLOW -m mark --mark 0x50000000/0x70000000 -m mark ! --mark 0x0/0x10000000 -j NFQUEUE --queue-balance 2:3
+-A TCPNORM-FLOW -m mark --mark 0x70000000/0x70000000 -m mark ! --mark 0x0/0x10000000 -j NFQUEUE --queue-balance 2:3 --queue-bypass
+-A TCPNORM-FLOW -m mark --mark 0x10000000/0x70000000 -m mark ! --mark 0x0/0x10000000 -j NFQUEUE --queue-balance 2:3 --queue-bypass
 -I OUTPUT 1 -j TCPNORM-OUT
 -I INPUT 1 -j TCPNORM-IN
 COMMIT

@@ -179,6 +179,8 @@ install = false
 -A TCPNORM-FLOW -m mark --mark 0x0/0x60000000 -m mark ! --mark 0x0/0xf000000 -j NFQUEUE --queue-num 5 --queue-bypass
 -A TCPNORM-FLOW -m mark --mark 0x30000000/0x70000000 -m mark ! --mark 0x0/0x10000000 -j NFQUEUE --queue-num 5
 -A TCPNORM-FLOW -m mark --mark 0x50000000/0x70000000 -m mark ! --mark 0x0/0x10000000 -j NFQUEUE --queue-num 5
+-A TCPNORM-FLOW -m mark --mark 0x70000000/0x70000000 -m mark ! --mark 0x0/0x10000000 -j NFQUEUE --queue-num 5 --queue-bypass
+-A TCPNORM-FLOW -m mark --mark 0x10000000/0x70000000 -m mark ! --mark 0x0/0x10000000 -j NFQUEUE --queue-num 5 --queue-bypass
 -I OUTPUT 1 -j TCPNORM-OUT
 -I INPUT 1 -j TCPNORM-IN
 COMMIT
@@ -203,6 +205,8 @@ COMMIT
 -A TCPNORM-FLOW -m mark --mark 0x0/0x60000000 -m mark ! --mark 0x0/0xf000000 -j NFQUEUE --queue-num 5 --queue-bypass
 -A TCPNORM-FLOW -m mark --mark 0x30000000/0x70000000 -m mark ! --mark 0x0/0x10000000 -j NFQUEUE --queue-num 5
 -A TCPNORM-FLOW -m mark --mark 0x50000000/0x70000000 -m mark ! --mark 0x0/0x10000000 -j NFQUEUE --queue-num 5
+-A TCPNORM-FLOW -m mark --mark 0x70000000/0x70000000 -m mark ! --mark 0x0/0x10000000 -j NFQUEUE --queue-num 5 --queue-bypass
+-A TCPNORM-FLOW -m mark --mark 0x10000000/0x70000000 -m mark ! --mark 0x0/0x10000000 -j NFQUEUE --queue-num 5 --queue-bypass
 -I OUTPUT 1 -j TCPNORM-OUT
 -I INPUT 1 -j TCPNORM-IN
 COMMIT
