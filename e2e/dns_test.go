@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tcpnorm/tcpnorm/lab"
+	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
 const (
@@ -29,7 +30,7 @@ const (
 // address is left alone.
 func TestDNSFaults(t *testing.T) {
 	l := newLab(t, lab.FaultNone)
-	d := startShortTTLDaemon(t, l, lab.FixPolicy(lab.FaultWScale, false, "enforce"))
+	d := startShortTTLDaemon(t, l, lab.FixPolicy(lab.FaultWScale, false, normalize.Enforce))
 	server := []string{lab.ServerV4.String() + "/32", lab.ServerV6.String() + "/128"}
 	other := []string{lab.OtherV4.String() + "/32", lab.OtherV6.String() + "/128"}
 	if st := policyStatus(t, d); !slices.Equal(st.Addresses, server) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tcpnorm/tcpnorm/lab"
+	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
 const (
@@ -34,7 +35,7 @@ const (
 // are counted.
 func TestHostilePackets(t *testing.T) {
 	l := newLab(t, lab.FaultNone)
-	d := startDaemon(t, l, labPolicy(`window_scale = "strip"`+"\n"+`timestamps = "strip"`+"\n"+`unknown = "strip"`+"\nmss_max = 1200\n"))
+	d := startDaemon(t, l, labPolicy(normalize.Policy{WindowScale: normalize.WSStrip, Timestamps: normalize.TSStrip, StripUnknown: true, MSSMax: 1200}))
 	ctx := context.Background()
 	var pkts [][]byte
 	kinds, malformed := 0, 0

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/tcpnorm/tcpnorm/lab"
+	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
 // unprivileged runs a command as nobody with CAP_NET_ADMIN as its only
@@ -73,7 +74,7 @@ func procStatus(t *testing.T, pid int) (uid string, capEff uint64) {
 func TestUnprivileged(t *testing.T) {
 	l := newLab(t, lab.FaultWScale)
 	dir, bin := publicDir(t)
-	d, err := l.StartDaemonWith(context.Background(), lab.DaemonOptions{Prefix: unprivileged}, bin, dir, []lab.Policy{lab.FixPolicy(lab.FaultWScale, false, "enforce")}, readyTimeout)
+	d, err := l.StartDaemonWith(context.Background(), lab.DaemonOptions{Prefix: unprivileged}, bin, dir, []lab.Policy{lab.FixPolicy(lab.FaultWScale, false, normalize.Enforce)}, readyTimeout)
 	if err != nil {
 		t.Fatalf("StartDaemonWith: %v", err)
 	}

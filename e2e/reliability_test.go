@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tcpnorm/tcpnorm/lab"
+	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
 // What the flows through tcpnorm do when the daemon dies without removing
@@ -157,7 +158,7 @@ func statefulRewrites(t *testing.T, d *lab.Daemon) float64 {
 // without duplicates.
 func TestDaemonKilled(t *testing.T) {
 	l := newPathLab(t, lab.FaultWScaleCap, lab.PathOptions{WScaleCap: rttK, RTT: rtt})
-	strip := labPolicy(`window_scale = "strip"` + "\n")
+	strip := labPolicy(normalize.Policy{WindowScale: normalize.WSStrip})
 	clamp := labPolicy(lab.ClampOptions(rttK))
 	clean := rulesOfCleanStart(t, l, clamp)
 	both := []lab.Direction{lab.Upload, lab.Download}
@@ -171,10 +172,10 @@ func TestDaemonKilled(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			k := killDuring(t, l, clean, tc)
-			if k.rewrites == 0 && tc.policy == clamp {
+			if k.rewrites == 0 && tc.policy.Options.WindowScale == normalize.WSClamp {
 				t.Errorf("the killed daemon had rewritten no window: the flows were not clamped")
 			}
-			if tc.restart && tc.policy == clamp && k.rewritesAfter == 0 {
+			if tc.restart && tc.policy.Options.WindowScale == normalize.WSClamp && k.rewritesAfter == 0 {
 				t.Errorf("the restarted daemon rewrote no window of the flows it inherited")
 			}
 			// Stripped: everything completes. Clamped, no daemon:
@@ -182,7 +183,7 @@ func TestDaemonKilled(t *testing.T) {
 			// downloads complete (a clamped upload is slow on this path
 			// anyway: reported, not required). Nothing is ever reset.
 			for _, r := range k.results {
-				must := tc.policy == strip || (r.Dir == lab.Upload) != tc.restart
+				must := tc.policy.Options.WindowScale == normalize.WSStrip || (r.Dir == lab.Upload) != tc.restart
 				if r.Outcome() == lab.Reset || r.Outcome() == lab.Broken || (must && !r.OK) {
 					t.Errorf("%s", r)
 				} else if !r.OK {
@@ -204,7 +205,7 @@ func TestDaemonKilled(t *testing.T) {
 // flow's state above it.
 func TestDaemonKilledRepair(t *testing.T) {
 	l := newPathLab(t, lab.FaultTSScramble2, lab.PathOptions{RTT: rtt})
-	repair := labPolicy(`timestamps = "repair"` + "\n")
+	repair := labPolicy(normalize.Policy{Timestamps: normalize.TSRepair})
 	clean := rulesOfCleanStart(t, l, repair)
 	down := []lab.Direction{lab.Download}
 	for _, tc := range []killCase{

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tcpnorm/tcpnorm/lab"
+	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
 const (
@@ -25,11 +26,11 @@ const (
 )
 
 // stormOptions are the lab policy's options the storm cycles through.
-var stormOptions = []string{
-	`window_scale = "strip"` + "\n",
-	`timestamps = "strip"` + "\nmss_max = 1200\n",
+var stormOptions = []normalize.Policy{
+	{WindowScale: normalize.WSStrip},
+	{Timestamps: normalize.TSStrip, MSSMax: 1200},
 	lab.ClampOptions(2),
-	`sack_permitted = "strip"` + "\n" + `ecn = "clear"` + "\n",
+	{StripSACKOK: true, ClearECN: true},
 }
 
 // TestReloadStorm sends stormReloads SIGHUPs while connections run through
