@@ -93,6 +93,7 @@ type Manager struct {
 	ready     chan struct{}
 	readyOnce sync.Once
 	wake      chan struct{}
+	changed   chan struct{} // a new table was swapped in; capacity 1, coalescing
 
 	mu            sync.Mutex
 	cfg           *Config
@@ -125,6 +126,15 @@ func (m *Manager) Table() normalize.Table {
 	}
 	return emptyTable
 }
+
+// Prefixes lists every prefix of the table in force now (see
+// Table.Prefixes): the addresses whose handshakes must reach the queues.
+func (m *Manager) Prefixes() []netip.Prefix { return m.table.Load().Prefixes() }
+
+// Changed receives after each swap of the table (start, reload, a DNS
+// answer that changed addresses, an expiry). Swaps in quick succession
+// coalesce into one receive: read Prefixes after receiving.
+func (m *Manager) Changed() <-chan struct{} { return m.changed }
 
 // Reload applies a newly loaded config's policies and DNS settings. A change
 // to [queue] or [rules] is refused with an error saying a restart is needed;

@@ -561,6 +561,65 @@ func TestManagerReload(t *testing.T) {
 	}
 }
 
+// changed reports whether the manager signalled a new table, consuming
+// the signal.
+func (e *managerEnv) changed() bool {
+	select {
+	case <-e.m.Changed():
+		return true
+	default:
+		return false
+	}
+}
+
+func (e *managerEnv) prefixes() string {
+	var s []string
+	for _, p := range e.m.Prefixes() {
+		s = append(s, p.String())
+	}
+	return strings.Join(s, " ")
+}
+
+// TestManagerPrefixes: the prefixes the kernel's address sets are built
+// from follow the table through DNS changes and expiry, log-only policies
+// included, expired ones not, with a change signal at each swap.
+func TestManagerPrefixes(t *testing.T) {
+	e := newManagerEnv(t, map[string]string{
+		"ex.toml":   "domain = \"example.test\"\nmode = \"log-only\"\n",
+		"net.toml":  "cidrs = [\"198.18.12.0/24\", \"2001:2:0:c::/64\"]\nexpires = 2026-06-01T01:00:00Z\n",
+		"gone.toml": "cidrs = [\"198.18.14.0/24\"]\nexpires = 2026-05-01T00:00:00Z\n",
+	})
+	if !e.changed() {
+		t.Errorf("no change signal for the first table")
+	}
+	if got, want := e.prefixes(), "198.18.12.0/24 2001:2:0:c::/64"; got != want {
+		t.Errorf("before Start: prefixes %q, want %q (cidrs at once, expired left out)", got, want)
+	}
+	e.start()
+	if !e.changed() {
+		t.Errorf("no change signal after the first resolution")
+	}
+	if got, want := e.prefixes(), "198.18.1.1/32 198.18.12.0/24 2001:2::1/128 2001:2:0:c::/64"; got != want {
+		t.Errorf("after Ready: prefixes %q, want %q", got, want)
+	}
+
+	e.zone.replace("example.test", "A", "example.test. 60 IN A 198.18.1.2")
+	e.clock.Advance(61 * time.Second)
+	e.eventually("the new A record in the prefixes", func() bool { return strings.HasPrefix(e.prefixes(), "198.18.1.2/32 ") })
+	if !e.changed() {
+		t.Errorf("no change signal after a DNS change")
+	}
+	if e.changed() {
+		t.Errorf("a second change signal with no new table")
+	}
+
+	e.clock.Advance(time.Hour)
+	e.eventually("expiry in the prefixes", func() bool { return !strings.Contains(e.prefixes(), "198.18.12.0/24") })
+	if !e.changed() {
+		t.Errorf("no change signal after an expiry")
+	}
+}
+
 func TestManagerResolvedConflict(t *testing.T) {
 	e := newManagerEnv(t, map[string]string{
 		"a.toml": "domain = \"example.test\"\n",

@@ -58,6 +58,7 @@ func newManager(cfg *Config, log *slog.Logger, clk clock) *Manager {
 		backoffBase:  defaultBackoffBase,
 		ready:        make(chan struct{}),
 		wake:         make(chan struct{}, 1),
+		changed:      make(chan struct{}, 1),
 		expired:      map[string]bool{},
 		conflicts:    map[string]bool{},
 	}
@@ -355,6 +356,10 @@ func (m *Manager) recompileLocked(now time.Time, logChanges bool) {
 		}
 	}
 	m.table.Store(NewTable(entries))
+	select {
+	case m.changed <- struct{}{}:
+	default:
+	}
 	if logChanges {
 		for _, s := range m.states {
 			n := s.pf.Policy.Name

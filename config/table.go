@@ -20,6 +20,10 @@ type Table struct {
 	v6start []u128
 	v6pols  [][]*normalize.Policy
 	n       int
+	// prefixes are the compiled prefixes, masked, IPv4 first: what the
+	// kernel's address sets must hold so every handshake the table can
+	// match reaches a queue.
+	prefixes []netip.Prefix
 }
 
 // TableEntry is one prefix of one policy, for NewTable.
@@ -40,6 +44,15 @@ func (t *Table) Len() int {
 		return 0
 	}
 	return t.n
+}
+
+// Prefixes lists every prefix in the table, masked, IPv4 then IPv6, each
+// family in address order. The slice is shared: callers must not modify it.
+func (t *Table) Prefixes() []netip.Prefix {
+	if t == nil {
+		return nil
+	}
+	return t.prefixes
 }
 
 // Lookup returns the policy of the longest prefix containing addr that
@@ -123,6 +136,11 @@ func NewTable(entries []TableEntry) *Table {
 		return emptyTable
 	}
 	t := &Table{n: len(v4) + len(v6)}
+	t.prefixes = make([]netip.Prefix, 0, t.n)
+	for _, e := range append(slices.Clone(v4), v6...) {
+		t.prefixes = append(t.prefixes, e.Prefix)
+	}
+	sortPrefixes(t.prefixes)
 	for _, r := range flatten(v4) {
 		a4 := r.start.As4()
 		t.v4start = append(t.v4start, binary.BigEndian.Uint32(a4[:]))

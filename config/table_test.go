@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
@@ -86,6 +88,16 @@ func TestTableLookup(t *testing.T) {
 	}
 	if n := tab.Len(); n != 10 {
 		t.Errorf("Len = %d, want 10", n)
+	}
+	var want []netip.Prefix
+	for _, p := range []string{"0.0.0.0/0", "198.18.0.0/15", "198.18.1.0/24", "198.18.1.7/32", "198.19.255.0/24", "2001:2::/48", "2001:2::1/128"} {
+		want = append(want, netip.MustParsePrefix(p))
+	}
+	if diff := cmp.Diff(want, tab.Prefixes(), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+		t.Errorf("Prefixes (-want +got):\n%s", diff)
+	}
+	if got := (&Table{}).Prefixes(); len(got) != 0 {
+		t.Errorf("empty table: Prefixes = %v", got)
 	}
 }
 
