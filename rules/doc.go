@@ -1,19 +1,26 @@
 // Package rules builds, installs and removes the iptables and ip6tables rules
-// that send TCP handshakes to tcpnorm's queues.
+// that send TCP handshakes to tcpnorm's queues, and the kernel address sets
+// (ipset hash:net) those rules match.
 //
 // It owns the mangle-table chains named TCPNORM-* and the jump rules to them
-// from the built-in chains. It must never add, change or delete any other
-// rule: removal deletes only jumps to tcpnorm's chains and the chains
-// themselves, so the operator's rules are untouched.
+// from the built-in chains, and the sets tcpnorm4-qFIRST and tcpnorm6-qFIRST
+// (FIRST: the first queue number). It must never add, change or delete any
+// other rule or set: removal deletes only jumps to tcpnorm's chains, the
+// chains themselves and its own sets, so the operator's are untouched.
 //
 // Rules live in mangle (after conntrack has seen the packet, never in raw):
 // FORWARD in gateway mode, OUTPUT and INPUT in host mode. They queue segments
-// with SYN set (SYN and SYN-ACK) with --queue-balance, whose hash covers
-// addresses only, so both directions of a connection reach one worker, and
-// --queue-bypass, so traffic flows while tcpnorm is not running.
+// with SYN set (SYN and SYN-ACK) whose remote address is in the family's
+// set, with --queue-balance, whose hash covers addresses only, so both
+// directions of a connection reach one worker, and --queue-bypass, so
+// traffic flows while tcpnorm is not running. Handshakes with any other
+// peer never leave the kernel.
 //
-// Install applies each family's rules with `iptables-restore --noflush`
-// (atomic per family) after removing stale rules from an earlier run, so a
-// crashed run's rules are replaced, never duplicated. The text Install feeds
-// to the restore tools is exactly what Ruleset.String prints.
+// Install removes stale rules and sets from an earlier run, creates the
+// sets, then applies each family's rules with `iptables-restore --noflush`
+// (atomic per family), so a crashed run's rules and sets are replaced, never
+// duplicated; Uninstall removes the rules before the sets, which cannot be
+// destroyed while a rule matches them. UpdateSets swaps new contents into
+// the sets atomically. The text Install feeds to the tools is exactly what
+// Ruleset.String prints.
 package rules

@@ -54,11 +54,16 @@ func (x Exec) Run(ctx context.Context, stdin string, name string, args ...string
 	return stdout.String(), nil
 }
 
-// Install removes every rule of an earlier run, then applies rs for both
-// families. On failure it removes whatever it applied and returns the error.
+// Install removes every rule and the address sets of an earlier run, then
+// creates the sets, empty, and applies rs for both families: the sets must
+// exist before the rules that match them. On failure it removes whatever it
+// applied and returns the error. Filling the sets is UpdateSets' job.
 func Install(ctx context.Context, r Runner, rs *Ruleset) error {
-	if err := Remove(ctx, r); err != nil {
+	if err := Uninstall(ctx, r, rs.Spec); err != nil {
 		return fmt.Errorf("removing stale rules: %w", err)
+	}
+	if err := CreateSets(ctx, r, rs.Spec); err != nil {
+		return err
 	}
 	for _, f := range Families {
 		if _, err := r.Run(ctx, rs.Script(f), f.RestoreTool(), "-w", "--noflush"); err != nil {
@@ -66,13 +71,23 @@ func Install(ctx context.Context, r Runner, rs *Ruleset) error {
 			if errors.As(err, &e) {
 				e.Op = "install " + f.String()
 			}
-			if rerr := Remove(ctx, r); rerr != nil {
+			if rerr := Uninstall(ctx, r, rs.Spec); rerr != nil {
 				return errors.Join(err, rerr)
 			}
 			return err
 		}
 	}
 	return nil
+}
+
+// Uninstall removes every rule of tcpnorm's (Remove), then the address sets
+// of s, which can be destroyed only once no rule matches them. The sets
+// are left alone if removing the rules failed.
+func Uninstall(ctx context.Context, r Runner, s Spec) error {
+	if err := Remove(ctx, r); err != nil {
+		return err
+	}
+	return RemoveSets(ctx, r, s)
 }
 
 // maxDuplicates bounds how many copies of one jump rule Remove deletes, so a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"os/exec"
 	"slices"
@@ -21,7 +22,7 @@ func newNetns(t *testing.T) Runner {
 	if os.Geteuid() != 0 {
 		t.Skip("skipping: needs root to create a network namespace and edit its iptables rules")
 	}
-	for _, tool := range []string{"ip", "iptables", "ip6tables", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save"} {
+	for _, tool := range []string{"ip", "iptables", "ip6tables", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", SetTool} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s not installed: %v", tool, err)
 		}
@@ -101,6 +102,100 @@ func tcpnormLines(t *testing.T, r Runner) []string {
 	return out
 }
 
+func setNames(t *testing.T, r Runner) []string {
+	t.Helper()
+	names := strings.Fields(run(t, r, "", SetTool, "list", "-n"))
+	slices.Sort(names)
+	return names
+}
+
+// setMembers lists the members of set name, sorted.
+func setMembers(t *testing.T, r Runner, name string) []string {
+	t.Helper()
+	out := run(t, r, "", SetTool, "list", name)
+	_, members, ok := strings.Cut(out, "Members:\n")
+	if !ok {
+		t.Fatalf("ipset list %s: no members section:\n%s", name, out)
+	}
+	m := strings.Fields(members)
+	slices.Sort(m)
+	return m
+}
+
+// TestSets: the sets are created before the rules that match them, a
+// crashed run's sets (an incompatible one and a half-done update) are
+// replaced, updates swap whole contents in, and Uninstall destroys them
+// after the rules.
+func TestSets(t *testing.T) {
+	r := newNetns(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rs, err := Build(Spec{Mode: ModeGateway, First: 5, Count: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Leftovers: the live v4 set with another type, a temporary v6 set.
+	run(t, r, "create tcpnorm4-q5 hash:ip family inet\nadd tcpnorm4-q5 198.18.9.9\ncreate tcpnorm6-q5-new hash:net family inet6 maxelem 1048576\n", SetTool, "restore")
+	if err := Install(ctx, r, rs); err != nil {
+		t.Fatalf("Install over stale sets: %v", err)
+	}
+	if got, want := setNames(t, r), []string{"tcpnorm4-q5", "tcpnorm6-q5"}; !slices.Equal(got, want) {
+		t.Fatalf("sets after Install = %q, want %q", got, want)
+	}
+	if got := setMembers(t, r, "tcpnorm4-q5"); len(got) != 0 {
+		t.Errorf("fresh v4 set holds %q", got)
+	}
+	if out := run(t, r, "", SetTool, "list", "-t", "tcpnorm4-q5"); !strings.Contains(out, "Type: hash:net") {
+		t.Errorf("stale hash:ip set not replaced:\n%s", out)
+	}
+
+	steps := []struct {
+		name     string
+		prefixes []string
+		v4, v6   []string
+	}{
+		{name: "first", prefixes: []string{"198.18.3.0/24", "198.18.3.2/32", "2001:2:0:3::2/128"},
+			v4: []string{"198.18.3.0/24", "198.18.3.2"}, v6: []string{"2001:2:0:3::2"}},
+		{name: "moved", prefixes: []string{"198.18.3.99/32", "2001:2:0:3::99/128", "2001:2:0:4::/64"},
+			v4: []string{"198.18.3.99"}, v6: []string{"2001:2:0:3::99", "2001:2:0:4::/64"}},
+		{name: "everything", prefixes: []string{"0.0.0.0/0", "::/0"},
+			v4: []string{"0.0.0.0/1", "128.0.0.0/1"}, v6: []string{"8000::/1", "::/1"}},
+		{name: "empty"},
+	}
+	for _, st := range steps {
+		var ps []netip.Prefix
+		for _, p := range st.prefixes {
+			ps = append(ps, netip.MustParsePrefix(p))
+		}
+		if err := UpdateSets(ctx, r, rs.Spec, ps); err != nil {
+			t.Fatalf("%s: UpdateSets: %v", st.name, err)
+		}
+		if got := setMembers(t, r, "tcpnorm4-q5"); !slices.Equal(got, st.v4) {
+			t.Errorf("%s: v4 set = %q, want %q", st.name, got, st.v4)
+		}
+		if got := setMembers(t, r, "tcpnorm6-q5"); !slices.Equal(got, st.v6) {
+			t.Errorf("%s: v6 set = %q, want %q", st.name, got, st.v6)
+		}
+		if got, want := setNames(t, r), []string{"tcpnorm4-q5", "tcpnorm6-q5"}; !slices.Equal(got, want) {
+			t.Errorf("%s: sets = %q, want %q (no temporary set left)", st.name, got, want)
+		}
+	}
+
+	// The rules hold the sets: they cannot go first.
+	if err := RemoveSets(ctx, r, rs.Spec); err == nil {
+		t.Errorf("RemoveSets with rules matching the sets: no error")
+	}
+	if err := Uninstall(ctx, r, rs.Spec); err != nil {
+		t.Fatalf("Uninstall: %v", err)
+	}
+	if got := setNames(t, r); len(got) != 0 {
+		t.Errorf("after Uninstall, sets left: %q", got)
+	}
+	if got := tcpnormLines(t, r); len(got) != 0 {
+		t.Errorf("after Uninstall, rules left: %q", got)
+	}
+}
+
 // operatorRules puts rules of the operator's into both families, including
 // ones in the chains tcpnorm jumps from and a rule that looks like a jump of
 // tcpnorm's but is not.
@@ -137,7 +232,8 @@ func TestInstallRemove(t *testing.T) {
 		for _, l := range []string{
 			" :TCPNORM-FWD - [0:0]",
 			" -A FORWARD -j TCPNORM-FWD",
-			" -A TCPNORM-FWD -p tcp -m tcp --tcp-flags SYN SYN -j NFQUEUE --queue-balance 3:4 --queue-bypass",
+			" -A TCPNORM-FWD -p tcp -m tcp --tcp-flags SYN SYN -m set --match-set tcpnorm" + f.String()[3:] + "-q3 src -j NFQUEUE --queue-balance 3:4 --queue-bypass",
+			" -A TCPNORM-FWD -p tcp -m tcp --tcp-flags SYN SYN -m set --match-set tcpnorm" + f.String()[3:] + "-q3 dst -j NFQUEUE --queue-balance 3:4 --queue-bypass",
 			" -A FORWARD -j TCPNORM-SAVE",
 			" -A TCPNORM-SAVE -p tcp -m tcp --tcp-flags SYN SYN -m mark ! --mark 0x0/0x3f000000 -j CONNMARK --save-mark --nfmask 0x3f000000 --ctmask 0x3f000000",
 			" -A TCPNORM-FLOW -m mark --mark 0x60000000/0x60000000 -m mark ! --mark 0x0/0xf000000 -j NFQUEUE --queue-balance 5:6 --queue-bypass",
@@ -187,8 +283,8 @@ func TestInstallRemove(t *testing.T) {
 			" -A OUTPUT -j TCPNORM-OUT",
 			" -A INPUT -j TCPNORM-SAVE",
 			" -A OUTPUT -j TCPNORM-SAVE",
-			" -A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN SYN -j NFQUEUE --queue-num 0 --queue-bypass",
-			" -A TCPNORM-OUT -p tcp -m tcp --tcp-flags SYN SYN -j NFQUEUE --queue-num 0 --queue-bypass",
+			" -A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN SYN -m set --match-set tcpnorm" + f.String()[3:] + "-q0 src -j NFQUEUE --queue-num 0 --queue-bypass",
+			" -A TCPNORM-OUT -p tcp -m tcp --tcp-flags SYN SYN -m set --match-set tcpnorm" + f.String()[3:] + "-q0 dst -j NFQUEUE --queue-num 0 --queue-bypass",
 			" -A TCPNORM-FLOW -m mark --mark 0x0/0x600000 -m mark ! --mark 0x0/0xf0000 -j NFQUEUE --queue-num 1 --queue-bypass",
 		} {
 			if !slices.Contains(wantHost, f.String()+l) {
@@ -200,6 +296,20 @@ func TestInstallRemove(t *testing.T) {
 		t.Fatalf("after host Install (-want +got):\n%s", diff)
 	}
 
+	// The gateway's sets stay (another queue range's names); the host's
+	// exist, empty.
+	if got, want := setNames(t, r), []string{"tcpnorm4-q0", "tcpnorm4-q3", "tcpnorm6-q0", "tcpnorm6-q3"}; !slices.Equal(got, want) {
+		t.Errorf("sets after host Install = %q, want %q", got, want)
+	}
+	if err := RemoveSets(ctx, r, gw.Spec); err != nil {
+		t.Fatalf("RemoveSets of the gateway's: %v", err)
+	}
+	if err := Uninstall(ctx, r, host.Spec); err != nil {
+		t.Fatalf("Uninstall: %v", err)
+	}
+	if got := setNames(t, r); len(got) != 0 {
+		t.Errorf("after Uninstall, sets left: %q", got)
+	}
 	if err := Remove(ctx, r); err != nil {
 		t.Fatalf("Remove: %v", err)
 	}

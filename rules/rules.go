@@ -128,7 +128,9 @@ func Build(s Spec) (*Ruleset, error) {
 	mangle := Table{Name: "mangle", Jumps: jumps}
 	for _, j := range jumps {
 		mangle.Chains = append(mangle.Chains, j.To)
-		mangle.Rules = append(mangle.Rules, handshakeRule(j.To, s))
+		for _, dir := range remoteMatch[j.To] {
+			mangle.Rules = append(mangle.Rules, handshakeRule(j.To, dir, s))
+		}
 	}
 	rs := &Ruleset{Spec: s, Tables: []Table{mangle}}
 	if mb, err := normalize.NewMarkBits(s.Mark); err == nil {
@@ -137,11 +139,25 @@ func Build(s Spec) (*Ruleset, error) {
 	return rs, nil
 }
 
-// handshakeRule queues every segment with SYN set: SYN and SYN-ACK. The
-// balance hash covers addresses only, so both directions of a connection
-// reach the same worker; no cpu fanout, which would split them.
-func handshakeRule(chain string, s Spec) string {
-	return "-A " + chain + " -p tcp -m tcp --tcp-flags SYN SYN -j NFQUEUE " + queueTarget(s.First, s.Count) + " --queue-bypass"
+// remoteMatch says, per handshake chain, where the remote address is: a
+// gateway forwards both ways, so the remote is the source or the
+// destination; on a host it is the destination of what leaves and the
+// source of what arrives.
+var remoteMatch = map[string][]string{
+	"TCPNORM-FWD": {"src", "dst"},
+	"TCPNORM-OUT": {"dst"},
+	"TCPNORM-IN":  {"src"},
+}
+
+// handshakeRule queues the segments with SYN set (SYN and SYN-ACK) whose
+// address on side dir ("src" or "dst") is in the family's address set:
+// every address a policy names, so a connection to any other peer never
+// leaves the kernel. The balance hash covers addresses only, so both
+// directions of a connection reach the same worker; no cpu fanout, which
+// would split them.
+func handshakeRule(chain, dir string, s Spec) string {
+	return "-A " + chain + " -p tcp -m tcp --tcp-flags SYN SYN -m set --match-set " + setToken + " " + dir +
+		" -j NFQUEUE " + queueTarget(s.First, s.Count) + " --queue-bypass"
 }
 
 func queueTarget(first uint16, count int) string {
@@ -206,7 +222,7 @@ func (rs *Ruleset) Script(f Family) string {
 			b.WriteString(":" + c + " - [0:0]\n")
 		}
 		for _, r := range t.Rules {
-			b.WriteString(r + "\n")
+			b.WriteString(strings.ReplaceAll(r, setToken, rs.Spec.SetName(f)) + "\n")
 		}
 		for _, j := range t.Jumps {
 			// First in the built-in chain: an operator's earlier ACCEPT in
@@ -218,10 +234,12 @@ func (rs *Ruleset) Script(f Family) string {
 	return b.String()
 }
 
-// String prints what Install applies, family by family, with the command
-// that applies each part.
+// String prints what Install applies, in order, with the command that
+// applies each part: the address sets, then each family's rules.
 func (rs *Ruleset) String() string {
 	var b strings.Builder
+	b.WriteString("# " + SetTool + " restore\n")
+	b.WriteString(rs.Spec.SetsScript())
 	for _, f := range Families {
 		b.WriteString("# " + f.RestoreTool() + " --noflush\n")
 		b.WriteString(rs.Script(f))
