@@ -58,6 +58,8 @@ type Metrics struct {
 	evictions   *prometheus.CounterVec
 	Suppressed  prometheus.Counter // rewrite log lines dropped by the rate limit
 	Reloads     *prometheus.CounterVec
+	SetUpdates  *prometheus.CounterVec // kernel address set updates, by result
+	SetEntries  *prometheus.GaugeVec   // entries in the kernel address sets, by family
 	Ready       prometheus.Gauge
 
 	mu     sync.Mutex
@@ -114,6 +116,14 @@ func New(version string) *Metrics {
 			Name: "tcpnorm_reloads_total",
 			Help: "Configuration reloads (SIGHUP) by result (ok, error).",
 		}, []string{"result"}),
+		SetUpdates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tcpnorm_set_updates_total",
+			Help: "Updates of the kernel address sets the handshake rules match, by result (ok, error); after an error the sets keep their previous contents and the update is retried.",
+		}, []string{"result"}),
+		SetEntries: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tcpnorm_set_entries",
+			Help: "Prefixes in the kernel address sets, by family (ipv4, ipv6): every policy's addresses, plus those removed less than the grace period ago.",
+		}, []string{"family"}),
 		Ready: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tcpnorm_ready",
 			Help: "1 once queues are bound, rules installed and policies resolved.",
@@ -127,10 +137,14 @@ func New(version string) *Metrics {
 	})
 	info.Set(1)
 	m.Registry.MustRegister(m.packets, m.rewrites, m.would, m.procTime, m.panics, m.errs,
-		m.enobufs, m.seedDropped, m.evictions, m.Suppressed, m.Reloads, m.Ready, info,
+		m.enobufs, m.seedDropped, m.evictions, m.Suppressed, m.Reloads, m.SetUpdates, m.SetEntries, m.Ready, info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{"ok", "error"} {
 		m.Reloads.WithLabelValues(r)
+		m.SetUpdates.WithLabelValues(r)
+	}
+	for _, f := range []string{"ipv4", "ipv6"} {
+		m.SetEntries.WithLabelValues(f)
 	}
 	return m
 }

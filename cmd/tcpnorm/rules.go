@@ -10,7 +10,7 @@ import (
 
 // cmdRules prints the rules `run` installs for the config.
 func cmdRules(args []string, stdout, stderr io.Writer) int {
-	path, ok := parseConfigFlag("rules", "Prints the iptables and ip6tables rules `tcpnorm run` installs, as fed to\niptables-restore --noflush and ip6tables-restore --noflush.", args, stderr)
+	path, ok := parseConfigFlag("rules", "Prints what `tcpnorm run` installs, in order: the address sets (as fed to\nipset restore; run fills them with every policy's addresses), then the\niptables and ip6tables rules (as fed to iptables-restore --noflush and\nip6tables-restore --noflush).", args, stderr)
 	if !ok {
 		return 2
 	}
@@ -25,7 +25,8 @@ func cmdRules(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if !cfg.Rules.Install {
-		fmt.Fprintln(stdout, "# [rules] install = false: tcpnorm run installs nothing; install these yourself.")
+		fmt.Fprintln(stdout, "# [rules] install = false: tcpnorm run installs no rules; install these yourself.\n"+
+			"# It still creates the sets and keeps them filled, and leaves them in place on exit.")
 	}
 	fmt.Fprint(stdout, rs.String())
 	return 0

@@ -172,8 +172,10 @@ func (d *daemon) run() error {
 		flowsFailed = flows.Failed()
 	}
 
+	spec := ruleSpec(cfg)
+	sets := newSetUpdater(spec, d.rules, log, m)
 	if cfg.Rules.Install {
-		rs, err := rules.Build(ruleSpec(cfg))
+		rs, err := rules.Build(spec)
 		if err != nil {
 			return err
 		}
@@ -185,11 +187,34 @@ func (d *daemon) run() error {
 		}
 		// Deferred after pool.Close, so it runs first: handshakes bypass
 		// the queues before the workers go away.
-		defer d.removeRules()
+		defer d.removeRules(spec)
 		log.Info("rules installed", "mode", cfg.Rules.Mode, "queues", queueRange(cfg))
 	} else {
-		log.Info("rules not installed ([rules] install = false)")
+		// The operator installs the printed rules, which match the sets:
+		// they are still tcpnorm's to fill, and stay in place on exit
+		// because those rules hold them.
+		rctx, rcancel := context.WithTimeout(ctx, rulesTimeout)
+		if err := rules.CreateSets(rctx, d.rules, spec); err != nil {
+			m.SetUpdates.WithLabelValues("error").Inc()
+			log.Error("creating the address sets failed; retrying", "err", err)
+		}
+		rcancel()
+		log.Info("rules not installed ([rules] install = false); address sets maintained",
+			"ipv4", spec.SetName(rules.IPv4), "ipv6", spec.SetName(rules.IPv6))
 	}
+	// The sets follow every swap of the table; the updater stops before
+	// the deferred removal destroys them, which it would undo.
+	sctx, scancel := context.WithCancel(ctx)
+	setsDone := make(chan struct{})
+	sets.sync(sctx, mgr.Prefixes())
+	go func() {
+		defer close(setsDone)
+		sets.run(sctx, mgr.Changed(), mgr.Prefixes)
+	}()
+	defer func() {
+		scancel()
+		<-setsDone
+	}()
 
 	readyCh := mgr.Ready()
 	if readyCh == nil {
@@ -201,6 +226,8 @@ func (d *daemon) run() error {
 		select {
 		case <-readyCh:
 			readyCh = nil
+			// Ready means in force: the sets hold every resolved address.
+			sets.sync(ctx, mgr.Prefixes())
 			ready.Store(true)
 			m.Ready.Set(1)
 			log.Info("ready", "queues", queueRange(cfg), "mode", cfg.Rules.Mode, "rules", cfg.Rules.Install,
@@ -250,14 +277,15 @@ func (d *daemon) reload(mgr *config.Manager, m *metrics.Metrics) {
 	d.log.Info("reloaded", "file", d.path, "policies", len(cfg.Policies))
 }
 
-func (d *daemon) removeRules() {
+// removeRules removes the rules, then the address sets they match.
+func (d *daemon) removeRules(spec rules.Spec) {
 	ctx, cancel := context.WithTimeout(context.Background(), rulesTimeout)
 	defer cancel()
-	if err := rules.Remove(ctx, d.rules); err != nil {
+	if err := rules.Uninstall(ctx, d.rules, spec); err != nil {
 		d.log.Error("removing rules failed", "err", err)
 		return
 	}
-	d.log.Info("rules removed")
+	d.log.Info("rules and address sets removed")
 }
 
 // copyRange is how much of each packet the kernel copies to tcpnorm: all of

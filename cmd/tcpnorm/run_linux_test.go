@@ -72,6 +72,32 @@ func netnsExec(t *testing.T, ns string, args ...string) string {
 	return string(out)
 }
 
+// setMembers is the members of set name in ns, sorted, space-separated.
+func setMembers(t *testing.T, ns, name string) string {
+	t.Helper()
+	_, members, _ := strings.Cut(netnsExec(t, ns, "ipset", "list", name), "Members:\n")
+	m := strings.Fields(members)
+	slices.Sort(m)
+	return strings.Join(m, " ")
+}
+
+func checkSet(t *testing.T, ns, name, want string) {
+	t.Helper()
+	if got := setMembers(t, ns, name); got != want {
+		t.Errorf("set %s holds %q, want %q", name, got, want)
+	}
+}
+
+// waitSet waits up to 5 s for set name to hold want.
+func waitSet(t *testing.T, ns, name, want string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for setMembers(t, ns, name) != want && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	checkSet(t, ns, name, want)
+}
+
 func tcpnormRules(t *testing.T, ns string) []string {
 	t.Helper()
 	var got []string
@@ -93,7 +119,7 @@ func TestRunDaemon(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("skipping: needs root to create a network namespace, bind queues and install rules")
 	}
-	for _, tool := range []string{"ip", "iptables", "ip6tables", "iptables-restore", "ip6tables-restore"} {
+	for _, tool := range []string{"ip", "iptables", "ip6tables", "iptables-restore", "ip6tables-restore", "ipset"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s not installed: %v", tool, err)
 		}
@@ -119,6 +145,9 @@ func TestRunDaemon(t *testing.T) {
 		netnsExec(t, ns, tool, "-w", "-t", "mangle", "-A", "FORWARD", "-j", "TCPNORM-FWD")
 	}
 
+	// A crashed run's set, of another type.
+	netnsExec(t, ns, "ipset", "create", "tcpnorm4-q20", "hash:ip")
+
 	cfg := writeConfig(t, `[queue]
 first = 20
 count = 2
@@ -130,6 +159,10 @@ listen = ""
 level = "info"
 format = "text"
 `)
+	pd := filepath.Join(filepath.Dir(cfg), "policies.d")
+	if err := os.WriteFile(filepath.Join(pd, "a.toml"), []byte("cidrs = [\"198.18.3.0/24\", \"2001:2:0:3::/64\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	notify := filepath.Join(t.TempDir(), "notify")
 	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notify, Net: "unixgram"})
 	if err != nil {
@@ -162,11 +195,13 @@ format = "text"
 	}
 
 	got := tcpnormRules(t, ns)
+	fam := map[string]string{"iptables-save": "4", "ip6tables-save": "6"}
 	for _, tool := range []string{"iptables-save", "ip6tables-save"} {
 		for _, l := range []string{
 			" :TCPNORM-FWD - [0:0]",
 			" -A FORWARD -j TCPNORM-FWD",
-			" -A TCPNORM-FWD -p tcp -m tcp --tcp-flags SYN SYN -j NFQUEUE --queue-balance 20:21 --queue-bypass",
+			" -A TCPNORM-FWD -p tcp -m tcp --tcp-flags SYN SYN -m set --match-set tcpnorm" + fam[tool] + "-q20 src -j NFQUEUE --queue-balance 20:21 --queue-bypass",
+			" -A TCPNORM-FWD -p tcp -m tcp --tcp-flags SYN SYN -m set --match-set tcpnorm" + fam[tool] + "-q20 dst -j NFQUEUE --queue-balance 20:21 --queue-bypass",
 			" -A TCPNORM-FWD -p tcp -m tcp --tcp-flags SYN NONE -m connmark ! --mark 0x0/0x3f000000 -j TCPNORM-FLOW",
 			" -A TCPNORM-FLOW -m mark --mark 0x60000000/0x60000000 -m mark ! --mark 0x0/0xf000000 -j NFQUEUE --queue-balance 22:23 --queue-bypass",
 			" -A FORWARD -j TCPNORM-SAVE",
@@ -187,8 +222,16 @@ format = "text"
 		t.Errorf("bound queues (-want +got):\n%s\n%s", diff, queues)
 	}
 
+	checkSet(t, ns, "tcpnorm4-q20", "198.18.3.0/24")
+	checkSet(t, ns, "tcpnorm6-q20", "2001:2:0:3::/64")
+
+	// A reload adding a peer adds it to the sets at once.
+	if err := os.WriteFile(filepath.Join(pd, "b.toml"), []byte("cidrs = [\"198.18.4.7/32\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cmd.Process.Signal(syscall.SIGHUP)
 	out.waitFor(t, " msg=reloaded ", 10*time.Second)
+	waitSet(t, ns, "tcpnorm4-q20", "198.18.3.0/24 198.18.4.7")
 
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -201,6 +244,9 @@ format = "text"
 	}
 	if got := tcpnormRules(t, ns); len(got) != 0 {
 		t.Errorf("rules left after exit: %q", got)
+	}
+	if sets := strings.Fields(netnsExec(t, ns, "ipset", "list", "-n")); len(sets) != 0 {
+		t.Errorf("sets left after exit: %q", sets)
 	}
 	for _, tool := range []string{"iptables-save", "ip6tables-save"} {
 		if s := netnsExec(t, ns, tool, "-t", "mangle"); !strings.Contains(s, "-A FORWARD -p udp -j MARK --set-xmark 0x1/0xffffffff") {

@@ -163,14 +163,18 @@ install = false
 	if code := dispatch([]string{"rules", "-c", path}, &out, &errb); code != 0 {
 		t.Fatalf("rules: exit %d: %s", code, errb.String())
 	}
-	want := `# [rules] install = false: tcpnorm run installs nothing; install these yourself.
+	want := `# [rules] install = false: tcpnorm run installs no rules; install these yourself.
+# It still creates the sets and keeps them filled, and leaves them in place on exit.
+# ipset restore
+create tcpnorm4-q4 hash:net family inet maxelem 1048576 -exist
+create tcpnorm6-q4 hash:net family inet6 maxelem 1048576 -exist
 # iptables-restore --noflush
 *mangle
 :TCPNORM-OUT - [0:0]
 :TCPNORM-IN - [0:0]
 :TCPNORM-FLOW - [0:0]
--A TCPNORM-OUT -p tcp -m tcp --tcp-flags SYN SYN -j NFQUEUE --queue-num 4 --queue-bypass
--A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN SYN -j NFQUEUE --queue-num 4 --queue-bypass
+-A TCPNORM-OUT -p tcp -m tcp --tcp-flags SYN SYN -m set --match-set tcpnorm4-q4 dst -j NFQUEUE --queue-num 4 --queue-bypass
+-A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN SYN -m set --match-set tcpnorm4-q4 src -j NFQUEUE --queue-num 4 --queue-bypass
 -A TCPNORM-OUT -p tcp -m tcp --tcp-flags SYN NONE -m connmark ! --mark 0x0/0x3f000000 -j TCPNORM-FLOW
 -A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN NONE -m connmark ! --mark 0x0/0x3f000000 -j TCPNORM-FLOW
 -A TCPNORM-FLOW -j CONNMARK --restore-mark --nfmask 0x3f000000 --ctmask 0x3f000000
@@ -195,8 +199,8 @@ COMMIT
 :TCPNORM-OUT - [0:0]
 :TCPNORM-IN - [0:0]
 :TCPNORM-FLOW - [0:0]
--A TCPNORM-OUT -p tcp -m tcp --tcp-flags SYN SYN -j NFQUEUE --queue-num 4 --queue-bypass
--A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN SYN -j NFQUEUE --queue-num 4 --queue-bypass
+-A TCPNORM-OUT -p tcp -m tcp --tcp-flags SYN SYN -m set --match-set tcpnorm6-q4 dst -j NFQUEUE --queue-num 4 --queue-bypass
+-A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN SYN -m set --match-set tcpnorm6-q4 src -j NFQUEUE --queue-num 4 --queue-bypass
 -A TCPNORM-OUT -p tcp -m tcp --tcp-flags SYN NONE -m connmark ! --mark 0x0/0x3f000000 -j TCPNORM-FLOW
 -A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN NONE -m connmark ! --mark 0x0/0x3f000000 -j TCPNORM-FLOW
 -A TCPNORM-FLOW -j CONNMARK --restore-mark --nfmask 0x3f000000 --ctmask 0x3f000000
