@@ -75,7 +75,7 @@ soak: deps
 		done; \
 	done
 
-# Daemon benchmarks (root, about 17 minutes; QUICK=1: one short round, about
+# Daemon benchmarks (root, about 25 minutes; QUICK=1: one short round, about
 # 2 minutes): kernel, TCPOPTSTRIP, naive Go and C NFQUEUE consumers and
 # tcpnorm on a namespace topology; writes the "## Daemon benchmarks" section
 # of BENCHMARKS.md (BENCH_MD) and the raw results (BENCH_OUT). Then the

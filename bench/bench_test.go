@@ -172,6 +172,9 @@ func TestTargets(t *testing.T) {
 			Sample{Config: "C0", Round: round, BulkGbps: 10, ConnPerS: 1000, LatP50us: 100},
 			Sample{Config: "C1", Round: round, BulkGbps: 8, ConnPerS: 1000, LatP50us: 110},
 			Sample{Config: "T1", Round: round, BulkGbps: 7.9, ConnPerS: 950, LatP50us: 140},
+			Sample{Config: "T0", Round: round, BulkGbps: 9.9, ConnPerS: 970, LatP50us: 101 + float64(round)},
+			Sample{Config: "C3-syn-1p", Round: round, ConnPerS: 800},
+			Sample{Config: "T1-1p", Round: round, ConnPerS: 790},
 		)
 	}
 	r.Samples = append(r.Samples, Sample{Config: "T1", Round: 3, Err: "failed"})
@@ -183,11 +186,24 @@ func TestTargets(t *testing.T) {
 		"T1 bulk >= 0.97 x C1":                    true,
 		"T1 conn/s >= 0.90 x C1":                  true,
 		"T1 added handshake p50 <= 50 us over C0": true,
+		"T0 bulk >= 0.98 x C0":                    true,
+		"T0 conn/s >= 0.98 x C0":                  false,
+		"T0 0 packets queued":                     true,
+		"T1-1p conn/s >= 1.0 x C3-syn-1p (the C consumer on the same queue)": false,
 	}
 	for name, pass := range want {
 		if tg, ok := got[name]; !ok || !tg.Known || tg.Pass != pass {
 			t.Errorf("target %q = %+v, want known and pass %v", name, tg, pass)
 		}
+	}
+	// C0's p50 is the same every round: no noise, so T0's 1-3 us is out.
+	for name, tg := range got {
+		if strings.HasPrefix(name, "T0 added handshake p50 over C0 within noise") && (!tg.Known || tg.Pass || tg.Measured != "2.0 us") {
+			t.Errorf("target %q = %+v, want known, missed, 2.0 us", name, tg)
+		}
+	}
+	if _, ok := got["T0 added handshake p50 over C0 within noise (C0's own p50 spread over rounds: 0.0 us)"]; !ok {
+		t.Errorf("no T0 latency target naming C0's spread: %v", got)
 	}
 	if tg := got["T2 bulk >= 1.0 x C3 rewrite"]; tg.Known {
 		t.Errorf("T2 target known without T2 samples: %+v", tg)

@@ -270,6 +270,7 @@ func (h *Harness) statefulRules() string {
 
 // start sets up configuration name on the gateway.
 func (h *Harness) start(ctx context.Context, name string) (*consumer, error) {
+	name, _ = OnePair(name)
 	n := h.opt.Queues
 	var hs, st []string
 	for i := 0; i < n; i++ {
@@ -318,7 +319,7 @@ func (h *Harness) start(ctx context.Context, name string) (*consumer, error) {
 			return nil, err
 		}
 		return &consumer{proc: p}, h.applyRules(ctx, "*mangle\n-A FORWARD -p tcp -m tcp --tcp-flags SYN SYN -j NFQUEUE "+balance(0, n)+" --queue-bypass\nCOMMIT\n")
-	case "T1", "T2":
+	case "T0", "T1", "T2":
 		return h.startTcpnorm(ctx, name)
 	}
 	return nil, fmt.Errorf("bench: unknown configuration %q", name)
@@ -350,14 +351,18 @@ level = "info"
 `, queues, MetricsAddr)
 }
 
-// TcpnormPolicy is the policy file of T1 or T2.
+// TcpnormPolicy is the policy file of T0, T1 or T2. T0 has T1's for a
+// network the traffic never goes to.
 func TcpnormPolicy(name string) string {
-	opts := policyT1
-	if name == "T2" {
+	opts, cidr := policyT1, ServerCIDR
+	switch name {
+	case "T0":
+		cidr = OtherCIDR
+	case "T2":
 		opts = policyT2
 	}
 	opts.Direction, opts.Reason = normalize.Outbound, "benchmark"
-	return config.FormatPolicy(&config.PolicyFile{CIDRs: []netip.Prefix{netip.MustParsePrefix(ServerCIDR)}, Policy: &opts})
+	return config.FormatPolicy(&config.PolicyFile{CIDRs: []netip.Prefix{netip.MustParsePrefix(cidr)}, Policy: &opts})
 }
 
 func (h *Harness) startTcpnorm(ctx context.Context, name string) (*consumer, error) {
@@ -399,6 +404,9 @@ func (h *Harness) stop(ctx context.Context, c *consumer) (string, error) {
 	}
 	if out, _ := lab.Run(context.WithoutCancel(ctx), h.topo.Gateway, "iptables-save"); strings.Contains(out, "NFQUEUE") || strings.Contains(out, "TCPNORM") {
 		return "", fmt.Errorf("bench: rules left in the gateway after stop:\n%s", out)
+	}
+	if out, _ := lab.Run(context.WithoutCancel(ctx), h.topo.Gateway, "ipset", "list", "-n"); strings.TrimSpace(out) != "" {
+		return "", fmt.Errorf("bench: address sets left in the gateway after stop: %s", out)
 	}
 	if c.proc == nil {
 		return "", err
@@ -489,19 +497,20 @@ func (h *Harness) RunOne(ctx context.Context, name string, round int) (s Sample)
 			return fail(err)
 		}
 	}
-	if err := h.bulk(ctx, &s); err != nil {
+	_, onePair := OnePair(name)
+	if err := h.bulk(ctx, &s, onePair); err != nil {
 		return fail(err)
 	}
 	sb, err := h.snapshot(ctx, c)
 	if err != nil {
 		return fail(err)
 	}
-	cr, err := h.connload(ctx, h.opt.ConnConc, 0, h.opt.Conn)
+	cr, err := h.connload(ctx, h.opt.ConnConc, 0, h.opt.Conn, onePair)
 	if err != nil {
 		return fail(err)
 	}
 	s.ConnPerS, s.ConnErrors, s.ConnP50us, s.ConnP99us = cr.ConnPerS, cr.Errors, cr.P50us, cr.P99us
-	lr, err := h.connload(ctx, 1, h.opt.LatRate, h.opt.Lat)
+	lr, err := h.connload(ctx, 1, h.opt.LatRate, h.opt.Lat, onePair)
 	if err != nil {
 		return fail(err)
 	}
@@ -576,20 +585,25 @@ type iperfResult struct {
 }
 
 // bulk runs one iperf3 client per queue, at once, from the calibrated
-// source addresses.
-func (h *Harness) bulk(ctx context.Context, s *Sample) error {
+// source addresses; onePair: one client from the first, with as many
+// streams as they have together.
+func (h *Harness) bulk(ctx context.Context, s *Sample, onePair bool) error {
 	secs := max(1, int(h.opt.Bulk.Round(time.Second)/time.Second))
+	srcs, streams := h.bulkSrcs, h.opt.Streams
+	if onePair {
+		srcs, streams = h.bulkSrcs[:1], h.opt.Streams*len(h.bulkSrcs)
+	}
 	var wg sync.WaitGroup
-	errs := make([]error, len(h.bulkSrcs))
-	res := make([]iperfResult, len(h.bulkSrcs))
-	for i, src := range h.bulkSrcs {
+	errs := make([]error, len(srcs))
+	res := make([]iperfResult, len(srcs))
+	for i, src := range srcs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			cctx, cancel := context.WithTimeout(ctx, time.Duration(secs+20)*time.Second)
 			defer cancel()
 			out, err := lab.Run(cctx, h.topo.Client, "iperf3", "-c", ServerAddr.String(), "-p", fmt.Sprint(IperfPort+i),
-				"-B", src.String(), "-P", fmt.Sprint(h.opt.Streams), "-t", fmt.Sprint(secs), "-O", "1", "-J")
+				"-B", src.String(), "-P", fmt.Sprint(streams), "-t", fmt.Sprint(secs), "-O", "1", "-J")
 			if jerr := json.Unmarshal([]byte(out), &res[i]); jerr != nil && err == nil {
 				err = fmt.Errorf("iperf3 output: %w", jerr)
 			}
@@ -620,11 +634,17 @@ type ConnResult struct {
 	FirstErr string  `json:"first_error"`
 }
 
-func (h *Harness) connload(ctx context.Context, conc int, rate float64, d time.Duration) (ConnResult, error) {
+// connload runs short connections from every source address, or from the
+// first bulk source alone (onePair).
+func (h *Harness) connload(ctx context.Context, conc int, rate float64, d time.Duration, onePair bool) (ConnResult, error) {
 	cctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
+	src, nsrc := h.topo.Srcs[0], len(h.topo.Srcs)
+	if onePair {
+		src, nsrc = h.bulkSrcs[0], 1
+	}
 	args := []string{h.bin("connload"), "run", "-dst", netip.AddrPortFrom(ServerAddr, ConnPort).String(),
-		"-src", h.topo.Srcs[0].String(), "-nsrc", fmt.Sprint(len(h.topo.Srcs)), "-c", fmt.Sprint(conc), "-d", d.String()}
+		"-src", src.String(), "-nsrc", fmt.Sprint(nsrc), "-c", fmt.Sprint(conc), "-d", d.String()}
 	if rate > 0 {
 		args = append(args, "-rate", fmt.Sprint(rate))
 	}

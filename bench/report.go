@@ -30,13 +30,26 @@ var Describe = map[string]string{
 	"C3-accept":  "C libnetfilter_queue, accept",
 	"C3-rewrite": "C libnetfilter_queue, window rewrite + checksum",
 	"C3-syn":     "C libnetfilter_queue, accept, handshakes only (T1's queueing)",
+	"T0":         "tcpnorm, strip policy for another network (nothing queued)",
 	"T1":         "tcpnorm, strip policy (handshakes queued)",
 	"T2":         "tcpnorm, clamp policy (every client segment queued)",
+	"C1-1p":      "C1, one source address (one queue)",
+	"T1-1p":      "T1, one source address (one queue)",
+	"C3-syn-1p":  "C3-syn, one source address (one queue)",
 }
 
 // DefaultConfigs is the order of the first round.
 // Each tcpnorm configuration runs next to those it is compared with.
-var DefaultConfigs = []string{"C0", "C1", "T1", "C3-syn", "C3-accept", "C3-rewrite", "T2", "C2", "C2-gso"}
+var DefaultConfigs = []string{"C0", "T0", "C1", "T1", "C3-syn", "C1-1p", "T1-1p", "C3-syn-1p", "C3-accept", "C3-rewrite", "T2", "C2", "C2-gso"}
+
+// onePairSuffix marks a configuration run from one client source address:
+// one address pair, which the balance hash always puts on one queue (one
+// mail server talking to one MX).
+const onePairSuffix = "-1p"
+
+// OnePair reports whether configuration name runs from one source address,
+// and the configuration it is otherwise.
+func OnePair(name string) (base string, ok bool) { return strings.CutSuffix(name, onePairSuffix) }
 
 // Median of xs; NaN when empty.
 func Median(xs []float64) float64 {
@@ -106,6 +119,21 @@ func (r *Results) diff(a, b string, f func(Sample) float64) float64 {
 		}
 	}
 	return Median(xs)
+}
+
+// spread is max - min of f over config's good samples: how far the
+// configuration moves from round to round on its own.
+func (r *Results) spread(config string, f func(Sample) float64) float64 {
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, s := range r.Samples {
+		if s.Config == config && s.Err == "" {
+			lo, hi = min(lo, f(s)), max(hi, f(s))
+		}
+	}
+	if lo > hi {
+		return math.NaN()
+	}
+	return hi - lo
 }
 
 func (r *Results) configs() []string {
@@ -178,6 +206,28 @@ func (r *Results) Targets() []Target {
 		}
 	}
 	add("T2 kernel queue drops, worst round", worst, 0, func(x float64) bool { return x == 0 }, "%.0f")
+
+	// Issue 12: traffic no policy names stays in the kernel; one pair.
+	v, n = r.ratio("T0", "C0", bulk)
+	add("T0 bulk >= 0.98 x C0", v, n, func(x float64) bool { return x >= 0.98 }, "%.3f")
+	v, n = r.ratio("T0", "C0", conn)
+	add("T0 conn/s >= 0.98 x C0", v, n, func(x float64) bool { return x >= 0.98 }, "%.3f")
+	noise := r.spread("C0", func(s Sample) float64 { return s.LatP50us })
+	v = r.diff("T0", "C0", func(s Sample) float64 { return s.LatP50us })
+	add(fmt.Sprintf("T0 added handshake p50 over C0 within noise (C0's own p50 spread over rounds: %s us)", num(noise, 1)), v, 0,
+		func(x float64) bool { return x <= noise }, "%.1f us")
+	v = r.med("T0", func(s Sample) (float64, bool) { return float64(s.Queued), true })
+	add("T0 0 packets queued", v, 0, func(x float64) bool { return x == 0 }, "%.0f (median)")
+	v, n = r.ratio("T1-1p", "C3-syn-1p", conn)
+	add("T1-1p conn/s >= 1.0 x C3-syn-1p (the C consumer on the same queue)", v, n, func(x float64) bool { return x >= 1.0 }, "%.3f")
+	v, n = r.ratio("T1-1p", "C1-1p", conn)
+	add("T1-1p conn/s vs C1-1p (reported)", v, n, func(float64) bool { return true }, "%.3f")
+	v, n = r.ratio("C3-syn-1p", "C1-1p", conn)
+	add("C3-syn-1p conn/s vs C1-1p (reported)", v, n, func(float64) bool { return true }, "%.3f")
+	v = r.diff("T1-1p", "C3-syn-1p", func(s Sample) float64 { return s.LatP50us })
+	add("T1-1p handshake p50 over C3-syn-1p (reported)", v, 0, func(float64) bool { return true }, "%.1f us")
+	v, n = r.ratio("T1-1p", "C1-1p", bulk)
+	add("T1-1p bulk vs C1-1p (reported)", v, n, func(float64) bool { return true }, "%.3f")
 	return ts
 }
 
@@ -209,8 +259,12 @@ func (r *Results) Markdown() string {
 	fmt.Fprintf(&b, "C2 and C3 queue what T2 queues (every SYN and SYN-ACK on queues 0..%d with --queue-bypass; every later segment the client sends on queues %d..%d). "+
 		"C3 binds them as tcpnorm does (whole packets copied; handshake range: GSO + fail-open, 4096 packets queued; later-segment range: no flags, 32768 packets queued); C2 binds all of them with no flags, C2-gso with the GSO flag. "+
 		"C3-syn queues what T1 queues (every SYN and SYN-ACK on queues 0..%d, GSO + fail-open, --queue-bypass) and accepts each packet: the least any userspace consumer of T1's queue adds. "+
-		"T1's policy strips window scale and timestamps (as C1); T2's clamps window scale to 8 (both ends offer 10 here, from tcp_rmem's 32 MiB maximum), so every later segment the client sends is queued and rewritten.\n\n",
-		o.Queues-1, o.Queues, 2*o.Queues-1, o.Queues-1)
+		"T1's policy strips window scale and timestamps (as C1); T2's clamps window scale to 8 (both ends offer 10 here, from tcp_rmem's 32 MiB maximum), so every later segment the client sends is queued and rewritten. "+
+		"tcpnorm queues only handshakes whose remote address is in its kernel address sets (every address a policy names): T0 runs T1's policy for %s, a network the traffic never goes to, so nothing should be queued.\n\n",
+		o.Queues-1, o.Queues, 2*o.Queues-1, o.Queues-1, OtherCIDR)
+	fmt.Fprintf(&b, "The -1p rows are one client/server address pair (one MTA, one MX): bulk = one iperf3 client with %d streams and conn/s and latency from one source address, "+
+		"which the addresses-only balance hash puts on one queue of the %d (the per-queue column of every round shows which), so one worker does all the work.\n\n",
+		o.Streams*o.Queues, o.Queues)
 
 	b.WriteString("### Medians\n\n")
 	b.WriteString("| config | what | bulk Gbit/s | conn/s | handshake p50 us | p99 us | added p50 vs C0 us | queued pkts | CPU us/pkt | bulk / conn phases | Go allocs/pkt | queue drops | retrans |\n")
@@ -253,7 +307,7 @@ func (r *Results) Markdown() string {
 			num(f(func(s Sample) float64 { return float64(s.QueueDrops) }), 0),
 			num(f(func(s Sample) float64 { return float64(s.Retrans) }), 0))
 	}
-	b.WriteString("\n### Targets (issue 6)\n\n| target | measured | result |\n|---|---|---|\n")
+	b.WriteString("\n### Targets (issues 6 and 12)\n\n| target | measured | result |\n|---|---|---|\n")
 	for _, t := range r.Targets() {
 		res := "missed"
 		switch {
