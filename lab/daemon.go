@@ -319,14 +319,36 @@ func HTTPGet(ctx context.Context, ns, url string) (string, error) {
 }
 
 // TcpnormRules returns the lines of iptables-save and ip6tables-save in the
-// gateway that mention tcpnorm: empty once the daemon removed its rules.
+// gateway that mention tcpnorm, and tcpnorm's address sets: empty once the
+// daemon removed its rules.
 func (l *Lab) TcpnormRules(ctx context.Context) ([]string, error) {
 	return l.TcpnormRulesIn(ctx, l.Gateway)
 }
 
-// TcpnormRulesIn is TcpnormRules for namespace ns.
+// SetMembers lists the members of address set name in namespace ns, as
+// ipset prints them (a /32 or /128 without its length).
+func SetMembers(ctx context.Context, ns, name string) ([]string, error) {
+	out, err := Run(ctx, ns, "ipset", "list", name)
+	if err != nil {
+		return nil, err
+	}
+	_, members, _ := strings.Cut(out, "Members:\n")
+	return strings.Fields(members), nil
+}
+
+// TcpnormRulesIn is TcpnormRules for namespace ns; tcpnorm's address sets
+// count too.
 func (l *Lab) TcpnormRulesIn(ctx context.Context, ns string) ([]string, error) {
 	var found []string
+	sets, err := Run(ctx, ns, "ipset", "list", "-n")
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range strings.Fields(sets) {
+		if strings.HasPrefix(s, "tcpnorm") {
+			found = append(found, "ipset: "+s)
+		}
+	}
 	for _, cmd := range []string{"iptables-save", "ip6tables-save"} {
 		out, err := Run(ctx, ns, cmd)
 		if err != nil {

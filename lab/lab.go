@@ -405,6 +405,15 @@ func OtherAddr(v6 bool) netip.Addr {
 	return OtherV4
 }
 
+// DNSAddr is the lab DNS server's address on the server: a third
+// destination, where tests can move the MX (SetDNS).
+func DNSAddr(v6 bool) netip.Addr {
+	if v6 {
+		return DNSV6
+	}
+	return DNSV4
+}
+
 // DNSServer is the lab DNS server, as config's [dns] servers wants it.
 func DNSServer() string {
 	return netip.AddrPortFrom(DNSV4, 53).String()
