@@ -498,6 +498,13 @@ func (h *Harness) RunOne(ctx context.Context, name string, round int) (s Sample)
 		}
 	}
 	_, onePair := OnePair(name)
+	if onePair {
+		restore, err := h.fewTimeWait()
+		if err != nil {
+			return fail(err)
+		}
+		defer restore()
+	}
 	if err := h.bulk(ctx, &s, onePair); err != nil {
 		return fail(err)
 	}
@@ -570,6 +577,23 @@ func (h *Harness) RunOne(ctx context.Context, name string, round int) (s Sample)
 		}
 	}
 	return s
+}
+
+// fewTimeWait keeps the client's TIME_WAIT sockets few while a one-pair
+// configuration runs: one source address has one port range per server
+// port, and without timestamps (stripped by C1 and T1) a port in
+// TIME_WAIT cannot be reused, so the connection phases would run out of
+// ports. The returned func restores the setting.
+func (h *Harness) fewTimeWait() (func(), error) {
+	const key = "net.ipv4.tcp_max_tw_buckets"
+	old, err := lab.ReadSysctl(h.topo.Client, key)
+	if err != nil {
+		return nil, err
+	}
+	if err := lab.WriteSysctl(h.topo.Client, key, "1024"); err != nil {
+		return nil, err
+	}
+	return func() { lab.WriteSysctl(h.topo.Client, key, old) }, nil
 }
 
 type iperfResult struct {

@@ -263,7 +263,8 @@ func (r *Results) Markdown() string {
 		"tcpnorm queues only handshakes whose remote address is in its kernel address sets (every address a policy names): T0 runs T1's policy for %s, a network the traffic never goes to, so nothing should be queued.\n\n",
 		o.Queues-1, o.Queues, 2*o.Queues-1, o.Queues-1, OtherCIDR)
 	fmt.Fprintf(&b, "The -1p rows are one client/server address pair (one MTA, one MX): bulk = one iperf3 client with %d streams and conn/s and latency from one source address, "+
-		"which the addresses-only balance hash puts on one queue of the %d (the per-queue column of every round shows which), so one worker does all the work.\n\n",
+		"which the addresses-only balance hash puts on one queue of the %d (the per-queue column of every round shows which), so one worker does all the work. "+
+		"While they run, the client keeps at most 1024 TIME_WAIT sockets (net.ipv4.tcp_max_tw_buckets): one address pair has one port range, and without timestamps a port in TIME_WAIT cannot be reused.\n\n",
 		o.Streams*o.Queues, o.Queues)
 
 	b.WriteString("### Medians\n\n")

@@ -34,11 +34,13 @@ var (
 	GwServer    = netip.MustParseAddr("198.18.2.1")
 	ServerAddr  = netip.MustParseAddr("198.18.2.2")
 	ServerCIDR  = "198.18.2.0/24"
-	OtherCIDR   = "198.18.100.0/24" // in no namespace: T0's policy peer
 	IfGwClient  = "cli0" // gateway's link to the client
 	IfGwServer  = "srv0" // gateway's link to the server
 	ifToGateway = "gw0"  // client's and server's link to the gateway
 )
+
+// OtherCIDR is in no namespace: T0's policy is for it.
+const OtherCIDR = "198.18.100.0/24"
 
 const netnsDir = "/var/run/netns"
 
@@ -111,12 +113,8 @@ func (t *Topo) build(ctx context.Context) error {
 		"net.netfilter.nf_conntrack_tcp_timeout_close", "1"); err != nil {
 		return err
 	}
-	// One source address has one port range per server port: without
-	// timestamps (stripped by C1 and T1) TIME_WAIT ports cannot be reused,
-	// so the client keeps few TIME_WAIT sockets and the one-pair rows do
-	// not run out of ports.
 	if err := lab.WriteSysctl(t.Client, "net.ipv4.tcp_tw_reuse", "1",
-		"net.ipv4.ip_local_port_range", "1024 65000", "net.ipv4.tcp_max_tw_buckets", "1024"); err != nil {
+		"net.ipv4.ip_local_port_range", "1024 65000"); err != nil {
 		return err
 	}
 	return nil

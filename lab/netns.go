@@ -93,8 +93,8 @@ func WriteSysctl(ns string, kv ...string) error {
 	})
 }
 
-// readSysctl reads one net sysctl inside namespace ns.
-func readSysctl(ns, key string) (string, error) {
+// ReadSysctl reads one net sysctl inside namespace ns.
+func ReadSysctl(ns, key string) (string, error) {
 	var v string
 	err := InNetns(ns, func() error {
 		b, err := os.ReadFile("/proc/sys/" + strings.ReplaceAll(key, ".", "/"))
