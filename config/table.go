@@ -46,8 +46,8 @@ func (t *Table) Len() int {
 	return t.n
 }
 
-// Prefixes lists every prefix in the table, masked, IPv4 then IPv6, each
-// family in address order. The slice is shared: callers must not modify it.
+// Prefixes lists every prefix in the table once, masked, IPv4 then IPv6,
+// each family in address order. The slice is shared: callers must not modify it.
 func (t *Table) Prefixes() []netip.Prefix {
 	if t == nil {
 		return nil
@@ -140,7 +140,9 @@ func NewTable(entries []TableEntry) *Table {
 	for _, e := range append(slices.Clone(v4), v6...) {
 		t.prefixes = append(t.prefixes, e.Prefix)
 	}
-	sortPrefixes(t.prefixes)
+	// A prefix several policies share (on different ports or directions)
+	// is listed once.
+	t.prefixes = uniqPrefixes(t.prefixes)
 	for _, r := range flatten(v4) {
 		a4 := r.start.As4()
 		t.v4start = append(t.v4start, binary.BigEndian.Uint32(a4[:]))

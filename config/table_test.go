@@ -90,7 +90,7 @@ func TestTableLookup(t *testing.T) {
 		t.Errorf("Len = %d, want 10", n)
 	}
 	var want []netip.Prefix
-	for _, p := range []string{"0.0.0.0/0", "198.18.0.0/15", "198.18.1.0/24", "198.18.1.7/32", "198.19.255.0/24", "2001:2::/48", "2001:2::1/128"} {
+	for _, p := range []string{"0.0.0.0/0", "198.18.0.0/15", "198.18.1.0/24", "198.18.1.7/32", "198.18.9.9/32", "198.19.255.0/24", "2001:2::/48", "2001:2::1/128"} {
 		want = append(want, netip.MustParsePrefix(p))
 	}
 	if diff := cmp.Diff(want, tab.Prefixes(), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
