@@ -14,14 +14,19 @@ import (
 	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
-// unprivileged runs a command as nobody with CAP_NET_ADMIN as its only
-// capability, as examples/tcpnorm.service does with systemd (the ambient
-// set passes it on to iptables-restore).
+// unprivileged runs a command as nobody with CAP_NET_ADMIN and CAP_NET_RAW
+// as its only capabilities, as examples/tcpnorm.service does with systemd
+// (the ambient set passes them on to iptables-restore and ipset;
+// iptables' set match opens a raw socket to look the sets up by name).
 var unprivileged = []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-	"--inh-caps=-all,+net_admin", "--ambient-caps=-all,+net_admin", "--bounding-set=-all,+net_admin", "--no-new-privs"}
+	"--inh-caps=-all,+net_admin,+net_raw", "--ambient-caps=-all,+net_admin,+net_raw", "--bounding-set=-all,+net_admin,+net_raw", "--no-new-privs"}
 
-// capNetAdmin is CAP_NET_ADMIN's bit in /proc/PID/status's capability sets.
-const capNetAdmin = 1 << 12
+// capNetAdmin and capNetRaw are CAP_NET_ADMIN's and CAP_NET_RAW's bits in
+// /proc/PID/status's capability sets.
+const (
+	capNetAdmin = 1 << 12
+	capNetRaw   = 1 << 13
+)
 
 // publicDir makes a directory everyone can read, holding a copy of the
 // tcpnorm binary, for a daemon running as nobody.
@@ -68,9 +73,9 @@ func procStatus(t *testing.T, pid int) (uid string, capEff uint64) {
 	return uid, capEff
 }
 
-// TestUnprivileged: tcpnorm running as nobody with only CAP_NET_ADMIN binds
-// its queues, installs its rules, fixes a transfer through the wscale fault
-// and removes its rules on SIGTERM.
+// TestUnprivileged: tcpnorm running as nobody with only CAP_NET_ADMIN and
+// CAP_NET_RAW binds its queues, installs its address sets and rules, fixes
+// a transfer through the wscale fault and removes its rules on SIGTERM.
 func TestUnprivileged(t *testing.T) {
 	l := newLab(t, lab.FaultWScale)
 	dir, bin := publicDir(t)
@@ -81,8 +86,8 @@ func TestUnprivileged(t *testing.T) {
 	t.Cleanup(func() { stopDaemon(t, l, d) })
 	uid, caps := procStatus(t, d.Pid())
 	t.Logf("daemon: Uid %s, CapEff %#x", uid, caps)
-	if uid != "65534 65534 65534 65534" || caps != capNetAdmin {
-		t.Errorf("daemon runs with Uid %s, CapEff %#x; want nobody (65534) with only CAP_NET_ADMIN (%#x)", uid, caps, capNetAdmin)
+	if uid != "65534 65534 65534 65534" || caps != capNetAdmin|capNetRaw {
+		t.Errorf("daemon runs with Uid %s, CapEff %#x; want nobody (65534) with only CAP_NET_ADMIN and CAP_NET_RAW (%#x)", uid, caps, capNetAdmin|capNetRaw)
 	}
 	if rules, err := l.TcpnormRules(context.Background()); err != nil || len(rules) == 0 {
 		t.Errorf("no rules installed by the unprivileged daemon (%v)", err)
