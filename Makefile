@@ -3,8 +3,8 @@
 
 GO       ?= go
 BIN      ?= tcpnorm
-PKGS     := iptables iproute2 tcpdump conntrack util-linux ipset
-TOOLS    := iptables ip6tables iptables-restore ip6tables-restore iptables-save ip6tables-save ip tcpdump conntrack setpriv ipset
+PKGS     := iptables iproute2 tcpdump conntrack util-linux ipset tshark
+TOOLS    := iptables ip6tables iptables-restore ip6tables-restore iptables-save ip6tables-save ip tcpdump conntrack setpriv ipset tshark
 # Debian packages whose test and example captures diagnose's regression
 # corpus reads where they are installed (diagnose/testdata/corpus/MANIFEST.md).
 CORPUS_PKGS := pathspider python3-dpkt pcapfix pktanon ruby-pcaprub python3-libtrace

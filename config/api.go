@@ -28,6 +28,7 @@ type Config struct {
 	Metrics   Metrics
 	Log       Log
 	Flows     Flows
+	Evidence  Evidence
 	Policies  []*PolicyFile // sorted by file name
 }
 
@@ -61,6 +62,15 @@ type Flows struct {
 	Max         int
 	IdleTimeout time.Duration
 	TSRateMax   uint32 // the fastest remote timestamp clock repair assumes, ticks per second
+}
+
+// Evidence is where policies with evidence = true keep their handshakes:
+// one pcapng file per policy, Dir/POLICY.pcapng, rotated to POLICY.pcapng.1
+// (then .2 ...) when it reaches MaxBytes, at most Keep rotated files kept.
+type Evidence struct {
+	Dir      string // absolute
+	MaxBytes int64
+	Keep     int
 }
 
 // PolicyFile is one policy_dir/*.toml.

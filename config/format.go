@@ -63,6 +63,9 @@ func FormatPolicy(pf *PolicyFile, header ...string) string {
 	if p.Ticket != "" {
 		fmt.Fprintf(&b, "ticket = %s\n", tomlString(p.Ticket))
 	}
+	if p.Evidence {
+		b.WriteString("evidence = true\n")
+	}
 	b.WriteString("\n[options]\n")
 	b.WriteString(FormatOptions(p))
 	return b.String()

@@ -23,7 +23,7 @@ func TestFormatPolicyRoundTrip(t *testing.T) {
 			Policy: &normalize.Policy{Direction: normalize.Both}}},
 		{name: "mail domain, strip", pf: PolicyFile{Domain: "example.net", MX: true,
 			Policy: &normalize.Policy{Direction: normalize.Outbound, Ports: []uint16{25, 465, 587}, Expires: exp,
-				Reason: `quotes " and \ and a tab	here`, Ticket: "NET-1", WindowScale: normalize.WSStrip, Timestamps: normalize.TSStrip}}},
+				Reason: `quotes " and \ and a tab	here`, Ticket: "NET-1", WindowScale: normalize.WSStrip, Timestamps: normalize.TSStrip, Evidence: true}}},
 		{name: "inbound spf, clamp 0, repair, log-only", pf: PolicyFile{Domain: "example.org", SPF: true,
 			CIDRs:  []netip.Prefix{netip.MustParsePrefix("198.18.5.0/24"), netip.MustParsePrefix("2001:2::/48")},
 			Policy: &normalize.Policy{Direction: normalize.Inbound, Mode: normalize.LogOnly, WindowScale: normalize.WSClamp, WindowScaleMax: 0, Timestamps: normalize.TSRepair}}},

@@ -146,8 +146,31 @@ func decodeMain(cfg *Config, top *table, dir string) {
 	cfg.Flows.TSRateMax = uint32(f.integer("ts_rate_max", 1000000, 1, 1e9))
 	f.unknown("max", "idle_timeout", "ts_rate_max")
 
-	top.unknown("policy_dir", "queue", "rules", "dns", "metrics", "log", "flows")
+	e := top.sub("evidence")
+	ed := e.str("dir", DefaultEvidenceDir)
+	if ed == "" {
+		d.errf("evidence.dir", "must not be empty")
+	} else if !filepath.IsAbs(ed) {
+		ed = filepath.Join(dir, ed)
+	}
+	cfg.Evidence.Dir = filepath.Clean(ed)
+	cfg.Evidence.MaxBytes = e.integer("max_bytes", defaultEvidenceBytes, minEvidenceBytes, maxEvidenceBytes)
+	cfg.Evidence.Keep = int(e.integer("keep", 3, 0, 100))
+	e.unknown("dir", "max_bytes", "keep")
+
+	top.unknown("policy_dir", "queue", "rules", "dns", "metrics", "log", "flows", "evidence")
 }
+
+// DefaultEvidenceDir is [evidence] dir when the config leaves it out.
+const DefaultEvidenceDir = "/var/lib/tcpnorm/evidence"
+
+// Evidence file size: the default holds some 40000 handshake segments, each
+// as received and as sent; the minimum leaves room for a few hundred.
+const (
+	defaultEvidenceBytes = 16 << 20
+	minEvidenceBytes     = 64 << 10
+	maxEvidenceBytes     = 1 << 40
+)
 
 func unwrapPath(err error) error {
 	if pe, ok := err.(*fs.PathError); ok {
@@ -397,6 +420,7 @@ func decodePolicy(file, name string, top *table) *PolicyFile {
 	}
 	pol.Reason = top.str("reason", "")
 	pol.Ticket = top.str("ticket", "")
+	pol.Evidence = top.boolean("evidence", false)
 
 	o := top.sub("options")
 	pol.WindowScale.UnmarshalText([]byte(o.enum("window_scale", "keep", "keep", "strip", "clamp")))
@@ -426,7 +450,7 @@ func decodePolicy(file, name string, top *table) *PolicyFile {
 	pol.ClearECN = o.enum("ecn", "keep", "keep", "clear") == "clear"
 	o.unknown("window_scale", "window_scale_max", "timestamps", "sack_permitted", "mss_max", "unknown", "malformed", "ecn")
 
-	top.unknown("domain", "mx", "spf", "cidrs", "ports", "direction", "mode", "expires", "reason", "ticket", "options")
+	top.unknown("domain", "mx", "spf", "cidrs", "ports", "direction", "mode", "expires", "reason", "ticket", "evidence", "options")
 	return pf
 }
 

@@ -242,6 +242,14 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{"flows.max: 0 is outside", `flows.idle_timeout: want a duration string such as "30s", got integer 5`},
 		},
 		{
+			name:     "evidence",
+			main:     "[evidence]\ndir = \"\"\nmax_bytes = 1000\nkeep = -1\nsize = 3\n",
+			policies: map[string]string{"a.toml": "cidrs = [\"198.18.5.0/24\"]\nevidence = \"yes\"\n"},
+			want: []string{"tcpnorm.toml:2:1: evidence.dir: must not be empty", "tcpnorm.toml:3:1: evidence.max_bytes: 1000 is outside 65536..",
+				"tcpnorm.toml:4:1: evidence.keep: -1 is outside 0..100", "tcpnorm.toml:5:1: evidence.size: unknown key",
+				`a.toml:2:1: evidence: want true or false, got string "yes"`},
+		},
+		{
 			name: "missing policy dir",
 			main: "policy_dir = \"nope\"\n",
 			want: []string{"tcpnorm.toml:1:1: policy_dir:", "no such file or directory"},
@@ -309,6 +317,10 @@ format = "json"
 max = 1000
 idle_timeout = "90s"
 ts_rate_max = 2000
+[evidence]
+dir = "evidence"
+max_bytes = 1048576
+keep = 5
 `
 	pol := `domain = "Example.NET."
 mx = true
@@ -320,6 +332,7 @@ mode = "log-only"
 expires = 2026-12-31T00:00:00Z
 reason = "window scale mangled"
 ticket = "NET-1"
+evidence = true
 
 [options]
 window_scale = "clamp"
@@ -346,6 +359,7 @@ ecn = "clear"
 		Metrics:   Metrics{Listen: ""},
 		Log:       Log{Level: "debug", Format: "json"},
 		Flows:     Flows{Max: 1000, IdleTimeout: 90 * time.Second, TSRateMax: 2000},
+		Evidence:  Evidence{Dir: filepath.Join(dir, "evidence"), MaxBytes: 1 << 20, Keep: 5},
 		Policies: []*PolicyFile{
 			{
 				File:   filepath.Join(dir, "policies.d", "b.toml"),
@@ -367,6 +381,7 @@ ecn = "clear"
 					Expires:     time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC),
 					WindowScale: normalize.WSClamp, WindowScaleMax: 2, Timestamps: normalize.TSRepair,
 					StripSACKOK: true, MSSMax: 1360, StripUnknown: true, DropMalformed: true, ClearECN: true,
+					Evidence: true,
 				},
 			},
 		},
@@ -392,6 +407,7 @@ func TestLoadDefaults(t *testing.T) {
 		Metrics:   Metrics{Listen: "127.0.0.1:9464"},
 		Log:       Log{Level: "info", Format: "text"},
 		Flows:     Flows{Max: 262144, IdleTimeout: 5 * time.Minute, TSRateMax: 1000000},
+		Evidence:  Evidence{Dir: "/var/lib/tcpnorm/evidence", MaxBytes: 16 << 20, Keep: 3},
 	}
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Errorf("Load (-want +got):\n%s", diff)

@@ -30,6 +30,9 @@ type Policy struct {
 	Mode    normalize.Mode
 	Options normalize.Policy // its option fields: the [options] table
 	Reason  string
+	// Evidence: keep the handshakes in the daemon's evidence directory
+	// (Daemon.EvidenceFile).
+	Evidence bool
 }
 
 // FixPolicy is the policy that fixes fault f for the lab's domain.
@@ -49,6 +52,7 @@ func (p Policy) Text() string {
 	pol.Direction = normalize.Outbound
 	pol.Mode = p.Mode
 	pol.Reason, pol.Ticket = p.Reason, "LAB-1"
+	pol.Evidence = p.Evidence
 	return config.FormatPolicy(&config.PolicyFile{Domain: Domain, MX: true, Policy: &pol})
 }
 
@@ -88,7 +92,18 @@ listen = "` + metrics + `"
 [log]
 level = "debug"
 format = "text"
+
+[evidence]
+dir = "` + EvidenceDir + `"
 `
+}
+
+// EvidenceDir is the lab daemon's [evidence] dir, relative to its Dir.
+const EvidenceDir = "evidence"
+
+// EvidenceFile is where the daemon keeps the evidence of policy name.
+func (dm *Daemon) EvidenceFile(name string) string {
+	return filepath.Join(dm.Dir, EvidenceDir, name+".pcapng")
 }
 
 // Daemon is a tcpnorm daemon running on the lab's gateway.

@@ -61,6 +61,10 @@ type Metrics struct {
 	SetUpdates  *prometheus.CounterVec // kernel address set updates, by result
 	SetEntries  *prometheus.GaugeVec   // entries in the kernel address sets, by family
 	Ready       prometheus.Gauge
+	// Evidence files (package evidence).
+	EvidencePackets *prometheus.CounterVec // by policy
+	EvidenceDropped prometheus.Counter
+	EvidenceErrors  *prometheus.CounterVec // by op
 
 	mu     sync.Mutex
 	queues map[uint16]*Queue
@@ -128,6 +132,18 @@ func New(version string) *Metrics {
 			Name: "tcpnorm_ready",
 			Help: "1 once queues are bound, rules installed and policies resolved.",
 		}),
+		EvidencePackets: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tcpnorm_evidence_packets_total",
+			Help: "Packet copies written to evidence files, by policy (each handshake segment as received and as sent).",
+		}, []string{"policy"}),
+		EvidenceDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tcpnorm_evidence_dropped_total",
+			Help: "Handshake segments of evidence policies not recorded because the writer's queue was full.",
+		}),
+		EvidenceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tcpnorm_evidence_errors_total",
+			Help: "Evidence file errors by operation (open, write, rotate); the packets were not recorded.",
+		}, []string{"op"}),
 		queues: map[uint16]*Queue{},
 	}
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -138,6 +154,7 @@ func New(version string) *Metrics {
 	info.Set(1)
 	m.Registry.MustRegister(m.packets, m.rewrites, m.would, m.procTime, m.panics, m.errs,
 		m.enobufs, m.seedDropped, m.evictions, m.Suppressed, m.Reloads, m.SetUpdates, m.SetEntries, m.Ready, info,
+		m.EvidencePackets, m.EvidenceDropped, m.EvidenceErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{"ok", "error"} {
 		m.Reloads.WithLabelValues(r)
@@ -145,6 +162,9 @@ func New(version string) *Metrics {
 	}
 	for _, f := range []string{"ipv4", "ipv6"} {
 		m.SetEntries.WithLabelValues(f)
+	}
+	for _, op := range []string{"open", "write", "rotate"} {
+		m.EvidenceErrors.WithLabelValues(op)
 	}
 	return m
 }

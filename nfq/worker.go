@@ -16,6 +16,7 @@ import (
 	nfqueue "github.com/florianl/go-nfqueue/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/tcpnorm/tcpnorm/evidence"
 	"github.com/tcpnorm/tcpnorm/metrics"
 	"github.com/tcpnorm/tcpnorm/normalize"
 )
@@ -36,7 +37,9 @@ type Config struct {
 	Metrics *metrics.Metrics // required
 	Log     *slog.Logger     // required
 	ConnLog *ConnLog         // rewrite lines; nil: none
-	NetNS   int              // network namespace fd to bind in; 0: the current one
+	// Evidence records the handshakes of evidence policies; nil: none.
+	Evidence *evidence.Recorder
+	NetNS    int // network namespace fd to bind in; 0: the current one
 	// Stateful marks a worker of the second queue range, which gets the
 	// later segments of clamped and repaired flows. Its queue has no GSO
 	// flag, so the kernel segments GSO packets and finishes checksums
@@ -101,7 +104,9 @@ type Worker struct {
 	tx           verdicts
 	q            queued
 	seq          uint64
-	logs         []connEvent // rewrite lines of the batch, offered after its verdicts
+	logs         []connEvent       // rewrite lines of the batch, offered after its verdicts
+	evid         []evidence.Record // evidence of the batch, offered after its verdicts
+	nevid        int
 	errsInARow   int
 	lastPanicLog time.Time
 	lastErrLog   time.Time
@@ -140,6 +145,9 @@ func newWorker(cfg Config) (*Worker, error) {
 	}
 	if cfg.ConnLog != nil {
 		w.logs = make([]connEvent, 0, recvSlots)
+	}
+	if cfg.Evidence != nil {
+		w.evid = make([]evidence.Record, recvSlots)
 	}
 	var err error
 	if w.rx, err = newReceiver(cfg.MaxLen); err != nil {
@@ -393,6 +401,7 @@ func (w *Worker) batch(fd int, n int) {
 	}
 	w.flush(fd)
 	w.offerLogs()
+	w.offerEvidence()
 }
 
 var errMalformed = errors.New("malformed queue message")
@@ -463,6 +472,33 @@ func (w *Worker) packet(q *queued, now int64) {
 			w.cfg.ConnLog.offer(w.cfg.Queue, res)
 		}
 	}
+	if w.cfg.Evidence != nil && evidence.Wanted(&res) {
+		w.keepEvidence(&res, q.payload)
+	}
+}
+
+// keepEvidence copies a handshake segment of an evidence policy, as
+// received and as sent (pkt, rewritten in place), into the batch's
+// records; one beyond them goes to the recorder at once.
+func (w *Worker) keepEvidence(res *normalize.Result, pkt []byte) {
+	if w.nevid < len(w.evid) {
+		w.evid[w.nevid].Fill(time.Now(), w.cfg.Queue, res, pkt, pkt)
+		w.nevid++
+		return
+	}
+	var rec evidence.Record
+	rec.Fill(time.Now(), w.cfg.Queue, res, pkt, pkt)
+	w.cfg.Evidence.Offer(&rec)
+}
+
+// offerEvidence hands the batch's evidence to the recorder, after the
+// verdicts are sent, like offerLogs.
+func (w *Worker) offerEvidence() {
+	for i := 0; i < w.nevid; i++ {
+		w.cfg.Evidence.Offer(&w.evid[i])
+		w.evid[i].Policy = nil
+	}
+	w.nevid = 0
 }
 
 // offerLogs hands the batch's rewrite lines to the log. It runs after the

@@ -487,3 +487,45 @@ func TestListTableSharedPrefix(t *testing.T) {
 		}
 	}
 }
+
+func TestEvidenceOriginal(t *testing.T) {
+	tests := []struct {
+		name     string
+		pol      Policy
+		wantOrig bool
+	}{
+		{name: "evidence, rewritten", pol: Policy{Direction: Both, WindowScale: WSStrip, Evidence: true}, wantOrig: true},
+		{name: "evidence, nothing to change", pol: Policy{Direction: Both, MSSMax: 1460, Evidence: true}},
+		{name: "evidence, log-only", pol: Policy{Direction: Both, WindowScale: WSStrip, Mode: LogOnly, Evidence: true}},
+		{name: "no evidence", pol: Policy{Direction: Both, WindowScale: WSStrip}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := New(Config{})
+			pkt := fixed(t, linuxSYN)
+			received := append([]byte(nil), pkt...)
+			r := n.Packet(pkt, table(&tt.pol, remote), Meta{})
+			if got := r.Original != nil; got != tt.wantOrig {
+				t.Fatalf("Original set = %v, want %v (why %v)", got, tt.wantOrig, r.Why)
+			}
+			if tt.wantOrig {
+				if !bytes.Equal(r.Original, received) {
+					t.Errorf("Original = %x, want the packet as received %x", r.Original, received)
+				}
+				if bytes.Equal(pkt, received) {
+					t.Errorf("packet not rewritten")
+				}
+			}
+		})
+	}
+	n := New(Config{})
+	tab := table(&Policy{Direction: Both, WindowScale: WSStrip, Evidence: true}, remote)
+	syn := fixed(t, linuxSYN)
+	buf := make([]byte, len(syn))
+	if allocs := testing.AllocsPerRun(200, func() {
+		copy(buf, syn)
+		n.Packet(buf, tab, Meta{})
+	}); allocs != 0 {
+		t.Errorf("evidence packet allocates %v times per run", allocs)
+	}
+}

@@ -30,6 +30,7 @@ type Normalizer struct {
 	hs    handshakes
 	marks MarkBits
 	flows flowTable
+	orig  [OriginalMax]byte // Result.Original of evidence policies
 }
 
 // New returns a Normalizer for one worker.
@@ -272,6 +273,9 @@ func (n *Normalizer) Packet(pkt []byte, t Table, m Meta) (r Result) {
 	if m.Truncated || !seg.complete {
 		r.Why.Reason = ReasonTruncated
 		return r
+	}
+	if pol.Evidence {
+		r.Original = n.orig[:copy(n.orig[:], pkt)]
 	}
 	apply(&seg, &opts, pol, ch, m.CsumNotReady)
 	r.Modified = true

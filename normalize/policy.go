@@ -142,6 +142,10 @@ type Policy struct {
 	StripUnknown   bool
 	DropMalformed  bool
 	ClearECN       bool
+
+	// Evidence: keep each handshake segment as received and as sent
+	// (Result.Original holds the received bytes of a rewritten one).
+	Evidence bool
 }
 
 // MatchPort reports whether the policy covers connections to server port p.

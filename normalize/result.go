@@ -212,4 +212,13 @@ type Result struct {
 	// that sees the flow's later segments.
 	HasSeed bool
 	Seed    uint32
+	// Original is the packet as received, for a segment of an evidence
+	// policy that was rewritten: at most OriginalMax bytes, in the
+	// Normalizer's own buffer, valid until its next Packet call. Nil
+	// otherwise (an unchanged packet is its own original).
+	Original []byte
 }
+
+// OriginalMax is how much of a rewritten evidence packet Result.Original
+// keeps: every IP and TCP header and the start of any SYN payload.
+const OriginalMax = 256

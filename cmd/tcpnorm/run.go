@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tcpnorm/tcpnorm/config"
+	"github.com/tcpnorm/tcpnorm/evidence"
 	"github.com/tcpnorm/tcpnorm/metrics"
 	"github.com/tcpnorm/tcpnorm/nfq"
 	"github.com/tcpnorm/tcpnorm/normalize"
@@ -90,6 +91,8 @@ type daemon struct {
 	log   *slog.Logger
 	level *slog.LevelVar
 	rules rules.Runner
+	// evidence is reconfigured on reload.
+	evidence *evidence.Recorder
 }
 
 // run is the daemon's life: start-up, the signal loop, shutdown. Whatever
@@ -132,6 +135,22 @@ func (d *daemon) run() error {
 	connLog := nfq.NewConnLog(log, logLinesPerSecond, m.Suppressed)
 	go connLog.Run(ctx, logSummaryEvery)
 
+	// The recorder outlives the workers (deferred before them): what they
+	// queued is written before exit.
+	rec := evidence.NewRecorder(evidenceSettings(cfg), log,
+		evidence.Counters{Packets: m.EvidencePackets, Dropped: m.EvidenceDropped, Errors: m.EvidenceErrors})
+	recCtx, recStop := context.WithCancel(context.Background())
+	recDone := make(chan struct{})
+	go func() {
+		defer close(recDone)
+		rec.Run(recCtx)
+	}()
+	defer func() {
+		recStop()
+		<-recDone
+	}()
+	d.evidence = rec
+
 	// Queues are bound before the rules exist, so the first queued
 	// handshake already has a worker.
 	base := nfq.Config{
@@ -146,6 +165,7 @@ func (d *daemon) run() error {
 		Metrics:     m,
 		Log:         log,
 		ConnLog:     connLog,
+		Evidence:    rec,
 	}
 	var flows *nfq.Pool
 	if _, err := normalize.NewMarkBits(cfg.Rules.Mark); err == nil {
@@ -154,7 +174,7 @@ func (d *daemon) run() error {
 		// since a repaired segment that bypassed tcpnorm would poison the
 		// local host's PAWS state.
 		st := base
-		st.MaxQueueLen, st.FailOpen, st.Stateful, st.ConnLog = statefulQueueFactor*cfg.Queue.MaxLen, false, true, nil
+		st.MaxQueueLen, st.FailOpen, st.Stateful, st.ConnLog, st.Evidence = statefulQueueFactor*cfg.Queue.MaxLen, false, true, nil, nil
 		flows, err = nfq.StartPool(ctx, st, ruleSpec(cfg).StatefulFirst(), cfg.Queue.Count)
 		if err != nil {
 			return err
@@ -268,6 +288,9 @@ func (d *daemon) reload(mgr *config.Manager, m *metrics.Metrics) {
 		return
 	}
 	m.Reloads.WithLabelValues("ok").Inc()
+	if d.evidence != nil {
+		d.evidence.Configure(evidenceSettings(cfg))
+	}
 	if l, err := parseLevel(cfg.Log.Level); err == nil {
 		d.level.Set(l)
 	}
@@ -275,6 +298,10 @@ func (d *daemon) reload(mgr *config.Manager, m *metrics.Metrics) {
 		d.log.Warn("log format change needs a restart", "running", d.cfg.Log.Format, "configured", cfg.Log.Format)
 	}
 	d.log.Info("reloaded", "file", d.path, "policies", len(cfg.Policies))
+}
+
+func evidenceSettings(cfg *config.Config) evidence.Settings {
+	return evidence.Settings{Dir: cfg.Evidence.Dir, MaxBytes: cfg.Evidence.MaxBytes, Keep: cfg.Evidence.Keep}
 }
 
 // removeRules removes the rules, then the address sets they match.

@@ -1,0 +1,130 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tcpnorm/tcpnorm/lab"
+	"github.com/tcpnorm/tcpnorm/normalize"
+)
+
+// TestEvidence: a policy with evidence = true leaves a pcapng file that
+// tcpdump and tshark read, holding the connection's SYN and SYN-ACK each as
+// received and as sent, with comments naming the policy and the change (the
+// server answers the stripped SYN without window scale: its SYN-ACK passes
+// unchanged); log-only records what it would have done.
+func TestEvidence(t *testing.T) {
+	tests := []struct {
+		name string
+		mode normalize.Mode
+		// the packets in the file, in order, as tcpdump prints them: the
+		// flags and whether window scale is there; then their comments
+		wantPackets  []pkt
+		wantComments []string
+	}{
+		{
+			name: "enforce", mode: normalize.Enforce,
+			wantPackets: []pkt{{"[S]", true}, {"[S]", false}, {"[S.]", false}, {"[S.]", false}},
+			wantComments: []string{
+				"policy=lab.test ticket=LAB-1 syn outbound CLIENT > SERVER received",
+				"policy=lab.test ticket=LAB-1 syn outbound CLIENT > SERVER sent: applied wscale-strip",
+				"policy=lab.test ticket=LAB-1 syn-ack outbound CLIENT > SERVER received",
+				"policy=lab.test ticket=LAB-1 syn-ack outbound CLIENT > SERVER sent unchanged",
+			},
+		},
+		{
+			name: "log-only", mode: normalize.LogOnly,
+			wantPackets: []pkt{{"[S]", true}, {"[S.]", true}},
+			wantComments: []string{
+				"policy=lab.test ticket=LAB-1 syn outbound CLIENT > SERVER received; log-only, not changed; would rewrite: wscale-strip",
+				"policy=lab.test ticket=LAB-1 syn-ack outbound CLIENT > SERVER received; log-only, not changed; would rewrite: wscale-strip",
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newLab(t, lab.FaultNone)
+			pol := lab.FixPolicy(lab.FaultWScale, false, tt.mode)
+			pol.Evidence = true
+			d := startDaemon(t, l, pol)
+			dst := lab.ServerAddr(false)
+			if r, _, _ := transfer(t, l, lab.Transfer{Dst: dst, Size: 64 << 10, Timeout: okTimeout}); !r.OK {
+				t.Fatalf("transfer: %s", r)
+			}
+			// The daemon writes what it queued before it exits.
+			stopDaemon(t, l, d)
+
+			file := d.EvidenceFile(lab.Domain)
+			for p, want := range map[string]os.FileMode{filepath.Dir(file): os.ModeDir | 0o750, file: 0o640} {
+				if st, err := os.Stat(p); err != nil || st.Mode() != want {
+					t.Fatalf("%s: %v, want mode %v", p, err, want)
+				}
+			}
+			out, err := exec.Command("tcpdump", "-nr", file).CombinedOutput()
+			if err != nil {
+				t.Fatalf("tcpdump -r %s: %v\n%s", file, err, out)
+			}
+			lines := packetLines(string(out))
+			t.Logf("tcpdump -r:\n%s", strings.Join(lines, "\n"))
+			if len(lines) != len(tt.wantPackets) {
+				t.Fatalf("tcpdump shows %d packets, want %d", len(lines), len(tt.wantPackets))
+			}
+			var client, server string
+			for i, w := range tt.wantPackets {
+				if !strings.Contains(lines[i], "Flags "+w.flags) || strings.Contains(lines[i], "wscale") != w.wscale {
+					t.Errorf("packet %d: %q, want flags %s, window scale %v", i+1, lines[i], w.flags, w.wscale)
+				}
+				if i == 0 {
+					// IP 198.18.1.2.41234 > 198.18.3.2.25: Flags [S] ...
+					f := strings.Fields(lines[i])
+					client, server = hostPort(f[2]), hostPort(strings.TrimSuffix(f[4], ":"))
+				}
+			}
+			if _, err := exec.LookPath("tshark"); err != nil {
+				t.Fatalf("tshark not installed (make deps installs it): %v", err)
+			}
+			out, err = exec.Command("tshark", "-r", file, "-T", "fields", "-e", "frame.comment").Output()
+			if err != nil {
+				t.Fatalf("tshark -r %s: %v\n%s", file, err, out)
+			}
+			got := strings.Split(strings.TrimSpace(string(out)), "\n")
+			if len(got) != len(tt.wantComments) {
+				t.Fatalf("tshark: %d comments, want %d:\n%s", len(got), len(tt.wantComments), out)
+			}
+			for i, w := range tt.wantComments {
+				w = strings.NewReplacer("CLIENT", client, "SERVER", server).Replace(w)
+				if got[i] != w {
+					t.Errorf("comment %d:\n got %q\nwant %q", i+1, got[i], w)
+				}
+			}
+		})
+	}
+}
+
+type pkt struct {
+	flags  string
+	wscale bool
+}
+
+// packetLines keeps tcpdump's packet lines.
+func packetLines(out string) []string {
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, " IP ") || strings.Contains(l, " IP6 ") {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+// hostPort turns tcpdump's 198.18.1.2.41234 into 198.18.1.2:41234.
+func hostPort(s string) string {
+	i := strings.LastIndexByte(s, '.')
+	if i < 0 {
+		return s
+	}
+	return s[:i] + ":" + s[i+1:]
+}
