@@ -170,6 +170,11 @@ type PolicyStatus struct {
 	Reason string
 	Ticket string
 	Notes  []string // DNS answers worth knowing: NXDOMAIN, ignored SPF terms, conflicts
+
+	Evidence  bool
+	Loaded    time.Time // when the running process first loaded a policy of this name
+	Refreshed time.Time // the last DNS answer for its names; zero: none yet (or no names)
+	Next      time.Time // the next resolution of its names, if it has any
 }
 
 // Status lists every policy with its current addresses.

@@ -82,11 +82,11 @@ func expiryString(e, now time.Time) string {
 	case !now.Before(e):
 		return "expired (" + e.UTC().Format(time.RFC3339) + ")"
 	}
-	return "in " + formatLeft(e.Sub(now)) + " (" + e.UTC().Format(time.RFC3339) + ")"
+	return "in " + FormatLeft(e.Sub(now)) + " (" + e.UTC().Format(time.RFC3339) + ")"
 }
 
-// formatLeft renders a remaining time coarsely: "3d4h", "5h12m", "42m", "30s".
-func formatLeft(d time.Duration) string {
+// FormatLeft renders a remaining time coarsely (check, status, report): "3d4h", "5h12m", "42m", "30s".
+func FormatLeft(d time.Duration) string {
 	if d < time.Minute {
 		return strconv.Itoa(int(d.Seconds())) + "s"
 	}

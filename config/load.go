@@ -559,7 +559,7 @@ func (c *Config) Warnings(now time.Time) []string {
 			if !now.Before(p.Expires) {
 				ws = append(ws, fmt.Sprintf("%s: policy expired at %s; it no longer applies", pf.File, p.Expires.UTC().Format(time.RFC3339)))
 			} else if left := p.Expires.Sub(now); left <= 7*24*time.Hour {
-				ws = append(ws, fmt.Sprintf("%s: policy expires in %s (%s)", pf.File, formatLeft(left), p.Expires.UTC().Format(time.RFC3339)))
+				ws = append(ws, fmt.Sprintf("%s: policy expires in %s (%s)", pf.File, FormatLeft(left), p.Expires.UTC().Format(time.RFC3339)))
 			}
 		}
 	}

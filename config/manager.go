@@ -41,6 +41,8 @@ type polState struct {
 	failures int
 	next     time.Time // next resolution; zero: now
 	inflight bool
+	answered time.Time // the last resolution that answered without error
+	loaded   time.Time // when a policy of this name was first loaded
 }
 
 func (s *polState) needsDNS() bool { return s.pf.Domain != "" }
@@ -67,7 +69,7 @@ func newManager(cfg *Config, log *slog.Logger, clk clock) *Manager {
 	}
 	m.cfg = cfg
 	for _, pf := range cfg.Policies {
-		m.states = append(m.states, &polState{pf: pf})
+		m.states = append(m.states, &polState{pf: pf, loaded: m.clock.Now()})
 	}
 	m.mu.Lock()
 	m.recompileLocked(m.clock.Now(), false)
@@ -108,7 +110,7 @@ func (m *Manager) start(ctx context.Context) {
 			m.log.Warn("policy expired", "policy", p.Name, "file", s.pf.File, "expired", p.Expires.UTC().Format(time.RFC3339))
 		case p.Expires.Sub(now) <= expiryWarnAhead:
 			m.log.Warn("policy expires soon", "policy", p.Name, "file", s.pf.File,
-				"expires", p.Expires.UTC().Format(time.RFC3339), "in", formatLeft(p.Expires.Sub(now)))
+				"expires", p.Expires.UTC().Format(time.RFC3339), "in", FormatLeft(p.Expires.Sub(now)))
 		}
 	}
 	m.markUnresolvableLocked(now)
@@ -232,6 +234,7 @@ func (m *Manager) applyLocked(ctx context.Context, s *polState, res resolution) 
 		s.addrs = res.prefixes
 		s.failures = 0
 		s.next = now.Add(m.refreshAfter(res.ttl))
+		s.answered = now
 	} else {
 		s.addrs = uniqPrefixes(append(slices.Clone(s.addrs), res.prefixes...))
 		s.failures++
@@ -403,7 +406,10 @@ func (m *Manager) reload(cfg *Config) error {
 				s.next = time.Time{}
 			}
 		} else {
-			s = &polState{pf: pf}
+			s = &polState{pf: pf, loaded: m.clock.Now()}
+			if ok {
+				s.loaded = old[pf.Policy.Name].loaded
+			}
 		}
 		states = append(states, s)
 	}
@@ -461,6 +467,10 @@ func (m *Manager) status() []PolicyStatus {
 			Reason:    p.Reason,
 			Ticket:    p.Ticket,
 			Notes:     notes,
+			Evidence:  p.Evidence,
+			Loaded:    s.loaded,
+			Refreshed: s.answered,
+			Next:      s.next,
 		})
 	}
 	return out

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -127,4 +128,42 @@ func hostPort(s string) string {
 		return s
 	}
 	return s[:i] + ":" + s[i+1:]
+}
+
+// TestStatus: `tcpnorm status` asks the running daemon and shows the policy
+// with the connection it matched and rewrote, and the queues.
+func TestStatus(t *testing.T) {
+	l := newLab(t, lab.FaultNone)
+	pol := lab.FixPolicy(lab.FaultWScale, false, "enforce")
+	pol.Evidence = true
+	d := startDaemon(t, l, pol)
+	if r, _, _ := transfer(t, l, lab.Transfer{Dst: lab.ServerAddr(false), Size: 64 << 10, Timeout: okTimeout}); !r.OK {
+		t.Fatalf("transfer: %s", r)
+	}
+	out, err := exec.Command("ip", "netns", "exec", d.NS, tcpnormBin, "status", "-c", filepath.Join(d.Dir, "tcpnorm.toml")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tcpnorm status: %v\n%s", err, out)
+	}
+	t.Logf("tcpnorm status:\n%s", out)
+	for _, re := range []string{
+		`(?m)^tcpnorm \S+, ready, up `,
+		`(?m)^policy lab\.test$`,
+		`(?m)^  mode +enforce, outbound, ports 25$`,
+		`(?m)^  addresses +2 \(198\.18\.3\.2/32, 2001:2:0:3::2/128\); resolved \d+s ago, next in `,
+		`(?m)^  matched +1 connections, last \d+s ago`,
+		`(?m)^  rewrites +window_scale strip 1$`,
+		`(?m)^  expires +never: WARNING: no expires`,
+		`(?m)^  evidence +` + regexp.QuoteMeta(d.EvidenceFile(lab.Domain)) + `$`,
+		`(?m)^ +0 +handshake +yes +[1-9]\d* +1 +0 `,
+		`(?m)^ +3 +stateful +yes `,
+	} {
+		if !regexp.MustCompile(re).Match(out) {
+			t.Errorf("status lacks %s", re)
+		}
+	}
+	stopDaemon(t, l, d)
+	out, err = exec.Command("ip", "netns", "exec", d.NS, tcpnormBin, "status", "-c", filepath.Join(d.Dir, "tcpnorm.toml")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "cannot reach the daemon") {
+		t.Errorf("status with the daemon stopped: %v\n%s", err, out)
+	}
 }

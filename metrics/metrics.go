@@ -11,6 +11,7 @@ package metrics
 import (
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -49,6 +50,8 @@ type Metrics struct {
 
 	packets     *prometheus.CounterVec
 	rewrites    *prometheus.CounterVec
+	matched     *prometheus.CounterVec
+	lastMatch   *prometheus.GaugeVec
 	would       *prometheus.CounterVec
 	procTime    *prometheus.HistogramVec
 	panics      *prometheus.CounterVec
@@ -83,6 +86,14 @@ func New(version string) *Metrics {
 			Name: "tcpnorm_rewrites_total",
 			Help: "Rewrites done by enforce policies, by policy, option and action.",
 		}, []string{"policy", "option", "action"}),
+		matched: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tcpnorm_policy_connections_total",
+			Help: "Connections (SYNs, retransmissions included) a policy matched, by policy.",
+		}, []string{"policy"}),
+		lastMatch: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tcpnorm_policy_last_match_timestamp_seconds",
+			Help: "When a policy last matched a SYN (Unix time).",
+		}, []string{"policy"}),
 		would: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tcpnorm_would_rewrite_total",
 			Help: "Rewrites log-only policies would have done, by policy, option and action.",
@@ -152,7 +163,7 @@ func New(version string) *Metrics {
 		ConstLabels: prometheus.Labels{"version": version},
 	})
 	info.Set(1)
-	m.Registry.MustRegister(m.packets, m.rewrites, m.would, m.procTime, m.panics, m.errs,
+	m.Registry.MustRegister(m.packets, m.rewrites, m.matched, m.lastMatch, m.would, m.procTime, m.panics, m.errs,
 		m.enobufs, m.seedDropped, m.evictions, m.Suppressed, m.Reloads, m.SetUpdates, m.SetEntries, m.Ready, info,
 		m.EvidencePackets, m.EvidenceDropped, m.EvidenceErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -190,6 +201,7 @@ func (m *Metrics) Queue(q uint16) *Queue {
 		ProcTime:           m.procTime.WithLabelValues(ql),
 		packets:            make([][]prometheus.Counter, numVerdicts),
 		cache:              map[rewriteKey]prometheus.Counter{},
+		matches:            map[*normalize.Policy]match{},
 	}
 	for v := range mq.packets {
 		mq.packets[v] = make([]prometheus.Counter, numReasons+1)
@@ -216,6 +228,26 @@ type Queue struct {
 	ProcTime           prometheus.Observer
 	packets            [][]prometheus.Counter // [verdict][reason, then ReasonError]
 	cache              map[rewriteKey]prometheus.Counter
+	matches            map[*normalize.Policy]match
+}
+
+type match struct {
+	n    prometheus.Counter
+	last prometheus.Gauge
+}
+
+// Matched counts a SYN policy p matched, at now.
+func (q *Queue) Matched(p *normalize.Policy, now time.Time) {
+	mt, ok := q.matches[p]
+	if !ok {
+		if len(q.matches) >= maxCache {
+			clear(q.matches)
+		}
+		mt = match{n: q.m.matched.WithLabelValues(p.Name), last: q.m.lastMatch.WithLabelValues(p.Name)}
+		q.matches[p] = mt
+	}
+	mt.n.Inc()
+	mt.last.Set(float64(now.UnixNano()) / 1e9)
 }
 
 // Packet counts one packet's verdict and reason.

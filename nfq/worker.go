@@ -464,6 +464,9 @@ func (w *Worker) packet(q *queued, now int64) {
 		return
 	}
 	w.m.Packet(act.metricVerdict(), res.Why.Reason)
+	if res.Policy != nil && res.Kind == normalize.KindSYN {
+		w.m.Matched(res.Policy, time.Now())
+	}
 	w.countRewrites(res)
 	if w.cfg.ConnLog != nil && loggable(res) {
 		if len(w.logs) < cap(w.logs) {

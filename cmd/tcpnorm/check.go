@@ -22,9 +22,9 @@ func cmdCheck(args []string) int {
 }
 
 func runCheck(args []string, stdout, stderr io.Writer, wait time.Duration) int {
-	path, ok := parseConfigFlag("check", "Validates the config and every policy file, resolves the policies' domains\nand prints each policy with its addresses, ports, direction, mode, actions\nand time to expiry. Errors are printed as FILE:LINE:COL: key: message and\nmake the exit status 1. Warnings (DNS failures, policies expiring within\n7 days or expired, inbound policies with neither cidrs nor spf) do not.", args, stderr)
+	path, code, ok := parseConfigFlag("check", "Validates the config and every policy file, resolves the policies' domains\nand prints each policy with its addresses, ports, direction, mode, actions\nand time to expiry. Errors are printed as FILE:LINE:COL: key: message and\nmake the exit status 1. Warnings (DNS failures, policies expiring within\n7 days or expired, inbound policies with neither cidrs nor spf) do not.", args, stdout, stderr)
 	if !ok {
-		return 2
+		return code
 	}
 	cfg, err := config.Load(path)
 	if err != nil {

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ commands:
   run [-c FILE]         run the daemon (default config ` + "/etc/tcpnorm/tcpnorm.toml" + `)
   check [-c FILE]       validate config and policies, print the resolved policy table
   rules [-c FILE]       print the iptables/ip6tables rules run installs
+  status [-c FILE]      ask the running daemon what each policy and queue is doing
   lab                   build a namespace lab showing a faulty path fixed (root)
   diagnose FILE.pcap    find the failure class in a capture, print the fixing policy
   version               print the version
@@ -46,6 +48,8 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return cmdCheck(rest)
 	case "rules":
 		return cmdRules(rest, stdout, stderr)
+	case "status":
+		return cmdStatus(rest)
 	case "lab":
 		return cmdLab(rest)
 	case "diagnose":
@@ -61,23 +65,73 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-// parseConfigFlag parses the arguments of `tcpnorm NAME [-c FILE]` and
-// returns the config file's path; ok false means the usage was printed and
-// the exit status is 2.
-func parseConfigFlag(name, help string, args []string, stderr io.Writer) (path string, ok bool) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// command is one subcommand's command line: -c FILE, its own flags and
+// nargs positional arguments.
+type command struct {
+	name  string
+	args  string // the positional arguments in the usage line, e.g. "POLICY"
+	nargs int
+	help  string
+	flags func(fs *flag.FlagSet) // its own flags, besides -c; may be nil
+}
+
+// parse parses args (flags may follow the positional arguments). ok false
+// means the command ends with code: 0 after --help (usage on stdout), 2
+// after a usage error (usage on stderr).
+func (c command) parse(args []string, stdout, stderr io.Writer) (path string, pos []string, code int, ok bool) {
+	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
 	p := fs.String("c", config.DefaultPath, "config `FILE`")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: tcpnorm %s [-c FILE]\n\n%s\n", name, help)
+	if c.flags != nil {
+		c.flags(fs)
+	}
+	usage := func(w io.Writer) {
+		line := "usage: tcpnorm " + c.name + " [-c FILE]"
+		fs.VisitAll(func(f *flag.Flag) {
+			if f.Name != "c" {
+				line += " [--" + f.Name + "]"
+			}
+		})
+		if c.args != "" {
+			line += " " + c.args
+		}
+		fmt.Fprintf(w, "%s\n\n%s\n\nflags:\n", line, c.help)
+		fs.SetOutput(w)
 		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
 	}
-	if err := fs.Parse(args); err != nil {
-		return "", false
+	rest := args
+	for {
+		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				usage(stdout)
+				return "", nil, 0, false
+			}
+			fmt.Fprintf(stderr, "tcpnorm %s: %v\n\n", c.name, err)
+			usage(stderr)
+			return "", nil, 2, false
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		rest = fs.Args()[1:]
 	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return "", false
+	if len(pos) != c.nargs {
+		if len(pos) > c.nargs {
+			fmt.Fprintf(stderr, "tcpnorm %s: unexpected argument %q\n\n", c.name, pos[c.nargs])
+		} else {
+			fmt.Fprintf(stderr, "tcpnorm %s: missing %s\n\n", c.name, c.args)
+		}
+		usage(stderr)
+		return "", nil, 2, false
 	}
-	return *p, true
+	return *p, pos, 0, true
+}
+
+// parseConfigFlag parses the arguments of `tcpnorm NAME [-c FILE]` and
+// returns the config file's path; ok false means the command ends with code.
+func parseConfigFlag(name, help string, args []string, stdout, stderr io.Writer) (path string, code int, ok bool) {
+	path, _, code, ok = command{name: name, help: help}.parse(args, stdout, stderr)
+	return path, code, ok
 }

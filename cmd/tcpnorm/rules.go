@@ -10,9 +10,9 @@ import (
 
 // cmdRules prints the rules `run` installs for the config.
 func cmdRules(args []string, stdout, stderr io.Writer) int {
-	path, ok := parseConfigFlag("rules", "Prints what `tcpnorm run` installs, in order: the address sets (as fed to\nipset restore; run fills them with every policy's addresses), then the\niptables and ip6tables rules (as fed to iptables-restore --noflush and\nip6tables-restore --noflush).", args, stderr)
+	path, code, ok := parseConfigFlag("rules", "Prints what `tcpnorm run` installs, in order: the address sets (as fed to\nipset restore; run fills them with every policy's addresses), then the\niptables and ip6tables rules (as fed to iptables-restore --noflush and\nip6tables-restore --noflush).", args, stdout, stderr)
 	if !ok {
-		return 2
+		return code
 	}
 	cfg, err := config.Load(path)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/tcpnorm/tcpnorm/nfq"
 	"github.com/tcpnorm/tcpnorm/normalize"
 	"github.com/tcpnorm/tcpnorm/rules"
+	"github.com/tcpnorm/tcpnorm/status"
 )
 
 // Rewrite log lines: at most this many a second on average (bursts of
@@ -31,9 +32,9 @@ const (
 
 // cmdRun is `tcpnorm run [-c FILE]`, the daemon.
 func cmdRun(args []string) int {
-	path, ok := parseConfigFlag("run", "Runs the daemon: binds the queues, installs the rules ([rules] install),\nresolves the policies and normalizes handshakes until SIGINT or SIGTERM.\nSIGHUP reloads the config and policies.", args, os.Stderr)
+	path, code, ok := parseConfigFlag("run", "Runs the daemon: binds the queues, installs the rules ([rules] install),\nresolves the policies and normalizes handshakes until SIGINT or SIGTERM.\nSIGHUP reloads the config and policies.", args, os.Stdout, os.Stderr)
 	if !ok {
-		return 2
+		return code
 	}
 	cfg, err := config.Load(path)
 	if err != nil {
@@ -91,8 +92,24 @@ type daemon struct {
 	log   *slog.Logger
 	level *slog.LevelVar
 	rules rules.Runner
-	// evidence is reconfigured on reload.
+	// evidence is reconfigured on reload; evCfg is its settings.
 	evidence *evidence.Recorder
+	evCfg    atomic.Pointer[evidence.Settings]
+}
+
+func (d *daemon) evidenceSettings() evidence.Settings {
+	if s := d.evCfg.Load(); s != nil {
+		return *s
+	}
+	return evidence.Settings{}
+}
+
+func (d *daemon) configureEvidence(cfg *config.Config) {
+	s := evidence.Settings{Dir: cfg.Evidence.Dir, MaxBytes: cfg.Evidence.MaxBytes, Keep: cfg.Evidence.Keep}
+	d.evCfg.Store(&s)
+	if d.evidence != nil {
+		d.evidence.Configure(s)
+	}
 }
 
 // run is the daemon's life: start-up, the signal loop, shutdown. Whatever
@@ -106,6 +123,7 @@ func (d *daemon) run() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
+	started := time.Now()
 	m := metrics.New(version)
 	mgr := config.NewManager(cfg, log)
 	mgr.Start(ctx)
@@ -116,13 +134,15 @@ func (d *daemon) run() error {
 		if err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
-		h := m.Handler(metrics.Source{
+		h := status.Handler(m, status.Source{
 			Version:  version,
+			Started:  started,
 			Ready:    ready.Load,
 			First:    cfg.Queue.First,
 			Count:    cfg.Queue.Count,
 			Kernel:   metrics.NewKernelCollector("", cfg.Queue.First, 2*cfg.Queue.Count),
 			Policies: mgr.Status,
+			Evidence: d.evidenceSettings,
 		})
 		go func() {
 			if err := metrics.Serve(ctx, ln, h); err != nil {
@@ -137,7 +157,8 @@ func (d *daemon) run() error {
 
 	// The recorder outlives the workers (deferred before them): what they
 	// queued is written before exit.
-	rec := evidence.NewRecorder(evidenceSettings(cfg), log,
+	d.configureEvidence(cfg)
+	rec := evidence.NewRecorder(d.evidenceSettings(), log,
 		evidence.Counters{Packets: m.EvidencePackets, Dropped: m.EvidenceDropped, Errors: m.EvidenceErrors})
 	recCtx, recStop := context.WithCancel(context.Background())
 	recDone := make(chan struct{})
@@ -288,9 +309,7 @@ func (d *daemon) reload(mgr *config.Manager, m *metrics.Metrics) {
 		return
 	}
 	m.Reloads.WithLabelValues("ok").Inc()
-	if d.evidence != nil {
-		d.evidence.Configure(evidenceSettings(cfg))
-	}
+	d.configureEvidence(cfg)
 	if l, err := parseLevel(cfg.Log.Level); err == nil {
 		d.level.Set(l)
 	}
@@ -298,10 +317,6 @@ func (d *daemon) reload(mgr *config.Manager, m *metrics.Metrics) {
 		d.log.Warn("log format change needs a restart", "running", d.cfg.Log.Format, "configured", cfg.Log.Format)
 	}
 	d.log.Info("reloaded", "file", d.path, "policies", len(cfg.Policies))
-}
-
-func evidenceSettings(cfg *config.Config) evidence.Settings {
-	return evidence.Settings{Dir: cfg.Evidence.Dir, MaxBytes: cfg.Evidence.MaxBytes, Keep: cfg.Evidence.Keep}
 }
 
 // removeRules removes the rules, then the address sets they match.
