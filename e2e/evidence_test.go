@@ -101,6 +101,27 @@ func TestEvidence(t *testing.T) {
 					t.Errorf("comment %d:\n got %q\nwant %q", i+1, got[i], w)
 				}
 			}
+
+			// report, the daemon stopped: from the files.
+			out, err = exec.Command("ip", "netns", "exec", d.NS, tcpnormBin, "report", "-c", filepath.Join(d.Dir, "tcpnorm.toml"), lab.Domain).CombinedOutput()
+			if err != nil {
+				t.Fatalf("tcpnorm report: %v\n%s", err, out)
+			}
+			t.Logf("tcpnorm report:\n%s", out)
+			for _, want := range append([]string{
+				"tcpnorm workaround lab.test (",
+				"  ticket      LAB-1\n",
+				"  daemon      not reachable (",
+				"  evidence    " + file + ", ",
+				"  recorded    1 connections (",
+				"one handshake, each segment as tcpnorm received it and as it sent it on:\n",
+				" IP " + strings.Replace(client, ":", ".", 1) + " > " + strings.Replace(server, ":", ".", 1) + ": Flags [S], seq ",
+			}, tt.wantComments...) {
+				want = strings.NewReplacer("CLIENT", client, "SERVER", server).Replace(want)
+				if !strings.Contains(string(out), want) {
+					t.Errorf("report lacks %q", want)
+				}
+			}
 		})
 	}
 }
@@ -159,6 +180,25 @@ func TestStatus(t *testing.T) {
 	} {
 		if !regexp.MustCompile(re).Match(out) {
 			t.Errorf("status lacks %s", re)
+		}
+	}
+	// report with the daemon running: its counters and the evidence.
+	out, err = exec.Command("ip", "netns", "exec", d.NS, tcpnormBin, "report", "-c", filepath.Join(d.Dir, "tcpnorm.toml"), lab.Domain).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tcpnorm report: %v\n%s", err, out)
+	}
+	t.Logf("tcpnorm report:\n%s", out)
+	for _, re := range []string{
+		`(?m)^  active +since \S+ \(\d+s ago\)$`,
+		`(?m)^  touched +1 connections \(SYNs matched\), the last \d+s ago$`,
+		`(?m)^  rewrites +window_scale strip: 1 segments$`,
+		`(?m)^  expires +never: WARNING`,
+		`(?m)^  recorded +1 connections \(1 rewritten\)`,
+		`(?m)^  \S+ IP 198\.18\.1\.2\.\d+ > 198\.18\.3\.2\.25: Flags \[S\], seq \d+, win \d+, options \[[^]]*wscale \d+\], length 0$`,
+		`(?m)^      # policy=lab\.test ticket=LAB-1 syn outbound \S+ > \S+ sent: applied wscale-strip$`,
+	} {
+		if !regexp.MustCompile(re).Match(out) {
+			t.Errorf("report lacks %s", re)
 		}
 	}
 	stopDaemon(t, l, d)

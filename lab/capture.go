@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +14,8 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpnorm/tcpnorm/evidence"
 )
 
 // captureSnap is how much of each frame a capture keeps: every header, no
@@ -183,59 +184,24 @@ func Segments(frames []Frame) []Segment {
 			Len: max(0, ipPayload-int(tcp.DataOffset)*4),
 			MSS: -1, WScale: -1,
 		}
-		s.Flags = tcpFlags(tcp)
-		var opts []string
+		s.Flags = evidence.Flags(tcp)
 		for _, o := range tcp.Options {
-			switch o.OptionType {
-			case layers.TCPOptionKindEndList:
-				opts = append(opts, "eol")
-			case layers.TCPOptionKindNop:
-				opts = append(opts, "nop")
-			case layers.TCPOptionKindMSS:
-				if len(o.OptionData) == 2 {
-					s.MSS = int(binary.BigEndian.Uint16(o.OptionData))
-					opts = append(opts, fmt.Sprintf("mss %d", s.MSS))
-				}
-			case layers.TCPOptionKindWindowScale:
-				if len(o.OptionData) == 1 {
-					s.WScale = int(o.OptionData[0])
-					opts = append(opts, fmt.Sprintf("wscale %d", s.WScale))
-				}
-			case layers.TCPOptionKindSACKPermitted:
+			switch {
+			case o.OptionType == layers.TCPOptionKindMSS && len(o.OptionData) == 2:
+				s.MSS = int(binary.BigEndian.Uint16(o.OptionData))
+			case o.OptionType == layers.TCPOptionKindWindowScale && len(o.OptionData) == 1:
+				s.WScale = int(o.OptionData[0])
+			case o.OptionType == layers.TCPOptionKindSACKPermitted:
 				s.SACKOK = true
-				opts = append(opts, "sackOK")
-			case layers.TCPOptionKindSACK:
-				opts = append(opts, "sack")
-			case layers.TCPOptionKindTimestamps:
-				if len(o.OptionData) == 8 {
-					s.TS = true
-					s.TSval = binary.BigEndian.Uint32(o.OptionData)
-					opts = append(opts, fmt.Sprintf("TS val %d ecr %d", s.TSval, binary.BigEndian.Uint32(o.OptionData[4:])))
-				}
-			default:
-				opts = append(opts, fmt.Sprintf("opt-%d", o.OptionType))
+			case o.OptionType == layers.TCPOptionKindTimestamps && len(o.OptionData) == 8:
+				s.TS = true
+				s.TSval = binary.BigEndian.Uint32(o.OptionData)
 			}
 		}
-		s.Options = strings.Join(opts, ",")
+		s.Options = evidence.Options(tcp.Options)
 		out = append(out, s)
 	}
 	return out
-}
-
-func tcpFlags(t *layers.TCP) string {
-	var b []byte
-	for _, f := range []struct {
-		on bool
-		c  byte
-	}{{t.SYN, 'S'}, {t.FIN, 'F'}, {t.RST, 'R'}, {t.PSH, 'P'}, {t.URG, 'U'}, {t.ECE, 'E'}, {t.CWR, 'W'}} {
-		if f.on {
-			b = append(b, f.c)
-		}
-	}
-	if t.ACK {
-		b = append(b, '.')
-	}
-	return string(b)
 }
 
 // Handshakes returns the SYN and SYN-ACK segments among segs.

@@ -23,7 +23,7 @@ func Write(w io.Writer, d *Document) {
 		fmt.Fprintf(w, "\npolicy %s\n", p.Name)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		row := func(k, f string, a ...any) { fmt.Fprintf(tw, "  %s\t%s\n", k, fmt.Sprintf(f, a...)) }
-		row("mode", "%s, %s, ports %s", p.Mode, p.Direction, ports(p.Ports))
+		row("mode", "%s, %s, ports %s", p.Mode, p.Direction, Ports(p.Ports))
 		row("actions", "%s", p.Actions)
 		if p.Ticket != "" {
 			row("ticket", "%s", p.Ticket)
@@ -118,7 +118,8 @@ func rewriteList(rs []Rewrite) string {
 	return strings.Join(parts, ", ")
 }
 
-func ports(ps []uint16) string {
+// Ports lists a policy's ports, "all" for none.
+func Ports(ps []uint16) string {
 	if len(ps) == 0 {
 		return "all"
 	}

@@ -24,6 +24,7 @@ commands:
   check [-c FILE]       validate config and policies, print the resolved policy table
   rules [-c FILE]       print the iptables/ip6tables rules run installs
   status [-c FILE]      ask the running daemon what each policy and queue is doing
+  report [-c FILE] POLICY  a summary of one policy for the upstream ticket
   lab                   build a namespace lab showing a faulty path fixed (root)
   diagnose FILE.pcap    find the failure class in a capture, print the fixing policy
   version               print the version
@@ -50,6 +51,8 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return cmdRules(rest, stdout, stderr)
 	case "status":
 		return cmdStatus(rest)
+	case "report":
+		return cmdReport(rest)
 	case "lab":
 		return cmdLab(rest)
 	case "diagnose":

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestReportCommand(t *testing.T) {
+	path := writeConfig(t, "[metrics]\nlisten = \"\"\n[evidence]\ndir = \"ev\"\n")
+	dir := filepath.Dir(path)
+	pol := "cidrs = [\"198.18.5.0/24\"]\nports = [25]\ndirection = \"outbound\"\nexpires = 2026-12-05T00:00:00Z\nreason = \"window scale mangled\"\nticket = \"NET-7\"\n[options]\nwindow_scale = \"strip\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "policies.d", "example.net.toml"), []byte(pol), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name     string
+		args     []string
+		code     int
+		out, err []string
+	}{
+		{
+			name: "evidence off, no daemon", args: []string{"-c", path, "example.net"},
+			out: []string{
+				"tcpnorm workaround example.net (" + filepath.Join(dir, "policies.d", "example.net.toml") + ")\n",
+				"  ticket      NET-7\n",
+				"  reason      window scale mangled\n",
+				"  peer        198.18.5.0/24\n",
+				"  scope       outbound connections, enforce, ports 25\n",
+				"  changes     window_scale=strip\n",
+				"  expires     in 3d0h (2026-12-05T00:00:00Z): WARNING: within 7 days\n",
+				"  daemon      not reachable ([metrics] listen is \"\"",
+				"  evidence    off: add `evidence = true` to " + filepath.Join(dir, "policies.d", "example.net.toml") + " and reload; handshakes are then kept in " + filepath.Join(dir, "ev", "example.net.pcapng") + "\n",
+			},
+		},
+		{name: "flags after the policy", args: []string{"example.net.toml", "-c", path}, out: []string{"tcpnorm workaround example.net"}},
+		{name: "unknown policy", args: []string{"-c", path, "other.net"}, code: 1, err: []string{`tcpnorm report: no policy "other.net" in`, "(policies: example.net)"}},
+		{name: "no policy named", args: []string{"-c", path}, code: 2, err: []string{"tcpnorm report: missing POLICY", "usage: tcpnorm report [-c FILE] POLICY"}},
+		{name: "two policies", args: []string{"-c", path, "a", "b"}, code: 2, err: []string{`unexpected argument "b"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := runReport(tt.args, &out, &errb, now)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d; stderr:\n%s", code, tt.code, errb.String())
+			}
+			for _, w := range tt.out {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("stdout lacks %q:\n%s", w, out.String())
+				}
+			}
+			for _, w := range tt.err {
+				if !strings.Contains(errb.String(), w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errb.String())
+				}
+			}
+		})
+	}
+}
