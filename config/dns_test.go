@@ -485,6 +485,7 @@ func TestManagerExpiry(t *testing.T) {
 		"soon.toml":  "cidrs = [\"198.18.10.0/24\"]\nexpires = 2026-06-01T01:00:00Z\n",
 		"later.toml": "cidrs = [\"198.18.11.0/24\"]\nexpires = 2026-07-01T00:00:00Z\n",
 		"gone.toml":  "domain = \"example.test\"\nexpires = 2026-05-01T00:00:00Z\n",
+		"ever.toml":  "cidrs = [\"198.18.12.0/24\"]\n",
 	})
 	e.start()
 	if got := e.lookup("198.18.10.1"); got != "soon" {
@@ -499,6 +500,9 @@ func TestManagerExpiry(t *testing.T) {
 	}
 	if !strings.Contains(logs, "policy expired") || !strings.Contains(logs, "policy=gone") {
 		t.Errorf("no start-up warning for gone:\n%s", logs)
+	}
+	if !strings.Contains(logs, `msg="policy never expires" policy=ever`) {
+		t.Errorf("no start-up warning for ever, which has no expires:\n%s", logs)
 	}
 	if strings.Contains(logs, "policy=later") {
 		t.Errorf("warning for a policy expiring in 30 days:\n%s", logs)

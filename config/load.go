@@ -161,6 +161,9 @@ func decodeMain(cfg *Config, top *table, dir string) {
 	top.unknown("policy_dir", "queue", "rules", "dns", "metrics", "log", "flows", "evidence")
 }
 
+// NoExpiry is the warning for a policy without expires.
+const NoExpiry = "policy has no expires: a workaround should end once the path is fixed; set expires (and review it then)"
+
 // DefaultEvidenceDir is [evidence] dir when the config leaves it out.
 const DefaultEvidenceDir = "/var/lib/tcpnorm/evidence"
 
@@ -543,8 +546,8 @@ func checkDomain(s string, minLabels int) (string, error) {
 }
 
 // Warnings lists what check reports without failing: inbound policies that
-// match only a domain's A/MX hosts, policies expiring within 7 days or
-// already expired, and an empty policy directory.
+// match only a domain's A/MX hosts, policies without expires, expiring
+// within 7 days or already expired, and an empty policy directory.
 func (c *Config) Warnings(now time.Time) []string {
 	var ws []string
 	if len(c.Policies) == 0 {
@@ -555,7 +558,9 @@ func (c *Config) Warnings(now time.Time) []string {
 		if p.Direction == normalize.Inbound && len(pf.CIDRs) == 0 && !pf.SPF {
 			ws = append(ws, pf.File+": inbound policy with neither cidrs nor spf: mail from this domain usually arrives from hosts that are neither its A nor its MX records")
 		}
-		if !p.Expires.IsZero() {
+		if p.Expires.IsZero() {
+			ws = append(ws, pf.File+": "+NoExpiry)
+		} else {
 			if !now.Before(p.Expires) {
 				ws = append(ws, fmt.Sprintf("%s: policy expired at %s; it no longer applies", pf.File, p.Expires.UTC().Format(time.RFC3339)))
 			} else if left := p.Expires.Sub(now); left <= 7*24*time.Hour {

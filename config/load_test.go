@@ -465,7 +465,7 @@ func TestWarnings(t *testing.T) {
 	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 	path := writeTree(t, "", map[string]string{
 		"in.toml":      "domain = \"example.net\"\ndirection = \"inbound\"\n",
-		"inspf.toml":   "domain = \"example.org\"\ndirection = \"inbound\"\nspf = true\n",
+		"inspf.toml":   "domain = \"example.org\"\ndirection = \"inbound\"\nspf = true\nexpires = 2026-07-01T00:00:00Z\n",
 		"soon.toml":    "cidrs = [\"198.18.1.0/24\"]\nexpires = 2026-06-04T04:00:00Z\n",
 		"expired.toml": "cidrs = [\"198.18.2.0/24\"]\nexpires = 2026-05-01T00:00:00Z\n",
 		"later.toml":   "cidrs = [\"198.18.3.0/24\"]\nexpires = 2026-07-01T00:00:00Z\n",
@@ -479,6 +479,7 @@ func TestWarnings(t *testing.T) {
 		"in.toml: inbound policy with neither cidrs nor spf",
 		"soon.toml: policy expires in 3d4h (2026-06-04T04:00:00Z)",
 		"expired.toml: policy expired at 2026-05-01T00:00:00Z",
+		"in.toml: policy has no expires: a workaround should end",
 	} {
 		if !strings.Contains(got, w) {
 			t.Errorf("warnings do not contain %q:\n%s", w, got)

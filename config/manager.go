@@ -106,6 +106,7 @@ func (m *Manager) start(ctx context.Context) {
 		p := s.pf.Policy
 		switch {
 		case p.Expires.IsZero():
+			m.log.Warn("policy never expires", "policy", p.Name, "file", s.pf.File, "why", NoExpiry)
 		case !now.Before(p.Expires):
 			m.log.Warn("policy expired", "policy", p.Name, "file", s.pf.File, "expired", p.Expires.UTC().Format(time.RFC3339))
 		case p.Expires.Sub(now) <= expiryWarnAhead:
