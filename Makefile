@@ -20,7 +20,8 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tcpnorm
 
 # Install the system tools the lab and the end-to-end tests use, only when
-# one of them is missing.
+# one of them is missing: iptables, iproute2, tcpdump, conntrack, tshark
+# (reads evidence files back) and promtool (checks the example alert rules).
 deps:
 	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
@@ -32,6 +33,13 @@ deps:
 		echo "missing corpus packages:$$missing; installing them"; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
 	fi
+	@# promtool (the example alert rules' test) from Debian's prometheus
+	@# package, without installing and starting a Prometheus server.
+	@command -v promtool >/dev/null 2>&1 || { \
+		d=$$(mktemp -d /tmp/promtool.XXXXXX) && trap 'rm -rf "$$d"' EXIT && cd "$$d" && \
+		{ apt-get download prometheus 2>/dev/null || { apt-get update && apt-get download prometheus; }; } && \
+		dpkg-deb -x prometheus_*.deb root && install -m 0755 root/usr/bin/promtool /usr/local/bin/promtool && \
+		echo "installed /usr/local/bin/promtool"; }
 
 # Build the namespace lab, show the fault breaking a transfer and tcpnorm
 # fixing it. Pass options with LAB_ARGS, e.g. make lab LAB_ARGS="--fault pmtu --ipv6".
