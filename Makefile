@@ -3,8 +3,8 @@
 
 GO       ?= go
 BIN      ?= tcpnorm
-PKGS     := iptables iproute2 tcpdump conntrack util-linux ipset tshark
-TOOLS    := iptables ip6tables iptables-restore ip6tables-restore iptables-save ip6tables-save ip tcpdump conntrack setpriv ipset tshark
+PKGS     := iptables iproute2 tcpdump conntrack util-linux ipset tshark systemd
+TOOLS    := iptables ip6tables iptables-restore ip6tables-restore iptables-save ip6tables-save ip tcpdump conntrack setpriv ipset tshark systemd-analyze
 # Debian packages whose test and example captures diagnose's regression
 # corpus reads where they are installed (diagnose/testdata/corpus/MANIFEST.md).
 CORPUS_PKGS := pathspider python3-dpkt pcapfix pktanon ruby-pcaprub python3-libtrace
@@ -21,7 +21,8 @@ build:
 
 # Install the system tools the lab and the end-to-end tests use, only when
 # one of them is missing: iptables, iproute2, tcpdump, conntrack, tshark
-# (reads evidence files back) and promtool (checks the example alert rules).
+# (reads evidence files back), systemd (systemd-analyze verifies the example
+# unit) and promtool (checks the example alert rules).
 deps:
 	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \

@@ -25,29 +25,21 @@ Exit status: 0 the capture was analysed (healthy or not: the verdict line and
 // cmdDiagnose is `tcpnorm diagnose FILE`.
 func cmdDiagnose(args []string) int {
 	fs := flag.NewFlagSet("diagnose", flag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	domain := fs.String("domain", "", "the peer's mail `domain` for the policy (default: the peer's address as a /32 or /128)")
 	local := fs.String("local", "", "the capturing host's `addresses` or prefixes, comma-separated (default: inferred)")
 	maxConns := fs.Int("max-conns", diagnose.DefaultMaxConns, "connections analysed at once (memory bound)")
 	fs.Usage = func() {
-		fmt.Fprint(os.Stderr, diagnoseUsage)
+		fmt.Fprint(fs.Output(), diagnoseUsage+"\nflags:\n")
 		fs.PrintDefaults()
 	}
 	// Flags may follow the file name.
-	var files []string
-	rest := args
-	for {
-		if err := fs.Parse(rest); err != nil {
-			return 2
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		files = append(files, fs.Arg(0))
-		rest = fs.Args()[1:]
+	files, code, ok := parseFlags(fs, args, os.Stdout, os.Stderr)
+	if !ok {
+		return code
 	}
 	if len(files) != 1 {
+		fs.SetOutput(os.Stderr)
 		fs.Usage()
 		return 2
 	}

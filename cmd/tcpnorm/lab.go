@@ -22,17 +22,18 @@ prints both outcomes. Needs root. Cleans up on exit, including Ctrl-C.
 
 func cmdLab(args []string) int {
 	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(os.Stderr, labUsage); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), labUsage+"\nflags:\n"); fs.PrintDefaults() }
 	faultName := fs.String("fault", lab.FaultWScale.String(), "path fault: wscale, syn-ts, ts-scramble, pmtu, wscale-cap or ts-scramble2")
 	v6 := fs.Bool("ipv6", false, "use IPv6 instead of IPv4")
 	size := fs.Int("size", lab.DefaultSize, "transfer size in bytes")
 	timeout := fs.Duration("timeout", lab.DefaultTimeout, "a transfer not done by then has failed")
 	keep := fs.Bool("keep", false, "keep the namespaces afterwards (the daemon is always stopped)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	pos, code, ok := parseFlags(fs, args, os.Stdout, os.Stderr)
+	if !ok {
+		return code
 	}
-	if fs.NArg() != 0 {
-		fmt.Fprintf(os.Stderr, "tcpnorm lab: unexpected argument %q\n", fs.Arg(0))
+	if len(pos) != 0 {
+		fmt.Fprintf(os.Stderr, "tcpnorm lab: unexpected argument %q\n", pos[0])
 		return 2
 	}
 	f, err := lab.ParseFault(*faultName)

@@ -20,14 +20,23 @@ var version = "dev"
 const usage = `usage: tcpnorm COMMAND [ARGS]
 
 commands:
-  run [-c FILE]         run the daemon (default config ` + "/etc/tcpnorm/tcpnorm.toml" + `)
-  check [-c FILE]       validate config and policies, print the resolved policy table
-  rules [-c FILE]       print the iptables/ip6tables rules run installs
-  status [-c FILE]      ask the running daemon what each policy and queue is doing
+  run [-c FILE]            run the daemon (default config ` + "/etc/tcpnorm/tcpnorm.toml" + `)
+  check [-c FILE]          validate config and policies, print the resolved policy table
+  rules [-c FILE]          print the iptables/ip6tables rules run installs
+  status [-c FILE]         ask the running daemon what each policy and queue is doing
   report [-c FILE] POLICY  a summary of one policy for the upstream ticket
-  lab                   build a namespace lab showing a faulty path fixed (root)
-  diagnose FILE.pcap    find the failure class in a capture, print the fixing policy
-  version               print the version
+  lab [FLAGS]              build a namespace lab showing a faulty path fixed (root)
+  diagnose [FLAGS] FILE    find the failure class in a capture, print the fixing policy
+  version                  print the version
+  help [COMMAND]           this text, or a command's usage and flags
+
+tcpnorm COMMAND --help prints the command's usage and every flag's meaning.
+Exit status: 0 success, 1 failure, 2 usage error.
+`
+
+const versionUsage = `usage: tcpnorm version
+
+Prints tcpnorm's version, the Go version it was built with and OS/arch.
 `
 
 func main() {
@@ -58,15 +67,28 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 	case "diagnose":
 		return cmdDiagnose(rest)
 	case "version", "-version", "--version":
+		switch {
+		case len(rest) == 1 && isHelp(rest[0]):
+			fmt.Fprint(stdout, versionUsage)
+			return 0
+		case len(rest) > 0:
+			fmt.Fprintf(stderr, "tcpnorm version: unexpected argument %q\n\n%s", rest[0], versionUsage)
+			return 2
+		}
 		fmt.Fprintf(stdout, "tcpnorm %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
 	case "help", "-h", "-help", "--help":
+		if len(rest) == 1 && cmd == "help" && rest[0] != "help" {
+			return dispatch([]string{rest[0], "--help"}, stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
 	fmt.Fprintf(stderr, "tcpnorm: unknown command %q\n\n%s", cmd, usage)
 	return 2
 }
+
+func isHelp(arg string) bool { return arg == "-h" || arg == "-help" || arg == "--help" }
 
 // command is one subcommand's command line: -c FILE, its own flags and
 // nargs positional arguments.
@@ -83,12 +105,11 @@ type command struct {
 // after a usage error (usage on stderr).
 func (c command) parse(args []string, stdout, stderr io.Writer) (path string, pos []string, code int, ok bool) {
 	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	p := fs.String("c", config.DefaultPath, "config `FILE`")
 	if c.flags != nil {
 		c.flags(fs)
 	}
-	usage := func(w io.Writer) {
+	fs.Usage = func() {
 		line := "usage: tcpnorm " + c.name + " [-c FILE]"
 		fs.VisitAll(func(f *flag.Flag) {
 			if f.Name != "c" {
@@ -98,27 +119,11 @@ func (c command) parse(args []string, stdout, stderr io.Writer) (path string, po
 		if c.args != "" {
 			line += " " + c.args
 		}
-		fmt.Fprintf(w, "%s\n\n%s\n\nflags:\n", line, c.help)
-		fs.SetOutput(w)
+		fmt.Fprintf(fs.Output(), "%s\n\n%s\n\nflags:\n", line, c.help)
 		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
 	}
-	rest := args
-	for {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				usage(stdout)
-				return "", nil, 0, false
-			}
-			fmt.Fprintf(stderr, "tcpnorm %s: %v\n\n", c.name, err)
-			usage(stderr)
-			return "", nil, 2, false
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		rest = fs.Args()[1:]
+	if pos, code, ok = parseFlags(fs, args, stdout, stderr); !ok {
+		return "", nil, code, false
 	}
 	if len(pos) != c.nargs {
 		if len(pos) > c.nargs {
@@ -126,10 +131,38 @@ func (c command) parse(args []string, stdout, stderr io.Writer) (path string, po
 		} else {
 			fmt.Fprintf(stderr, "tcpnorm %s: missing %s\n\n", c.name, c.args)
 		}
-		usage(stderr)
+		fs.SetOutput(stderr)
+		fs.Usage()
 		return "", nil, 2, false
 	}
 	return *p, pos, 0, true
+}
+
+// parseFlags parses args with fs, letting flags follow the positional
+// arguments, which it returns. fs.Usage must write to fs.Output(). ok false
+// means the command ends with code: 0 after -h or --help (usage on
+// stdout), 2 after a bad flag (the error and usage on stderr).
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (pos []string, code int, ok bool) {
+	fs.SetOutput(io.Discard)
+	for rest := args; ; {
+		err := fs.Parse(rest)
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return nil, 0, false
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "tcpnorm %s: %v\n\n", fs.Name(), err)
+			fs.SetOutput(stderr)
+			fs.Usage()
+			return nil, 2, false
+		}
+		if fs.NArg() == 0 {
+			return pos, 0, true
+		}
+		pos = append(pos, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
 }
 
 // parseConfigFlag parses the arguments of `tcpnorm NAME [-c FILE]` and

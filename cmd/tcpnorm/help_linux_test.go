@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestHelp: every command answers -h and --help with its usage and every
+// flag's meaning on stdout, exit status 0; a bad flag gets the usage on
+// stderr and exit status 2.
+func TestHelp(t *testing.T) {
+	bin := buildBinary(t)
+	run := func(args ...string) (stdout, stderr string, code int) {
+		var o, e bytes.Buffer
+		cmd := exec.Command(bin, args...)
+		cmd.Stdout, cmd.Stderr = &o, &e
+		err := cmd.Run()
+		var ee *exec.ExitError
+		switch {
+		case errors.As(err, &ee):
+			code = ee.ExitCode()
+		case err != nil:
+			t.Fatalf("%v: %v", args, err)
+		}
+		return o.String(), e.String(), code
+	}
+	// A flag line of PrintDefaults and the line after it, its meaning.
+	flagLine := regexp.MustCompile(`(?m)^  -(\S+)[^\n]*\n    \t(\S[^\n]*)$`)
+	tests := []struct {
+		cmd   string
+		flags []string // every flag it has
+	}{
+		{cmd: "run", flags: []string{"c"}},
+		{cmd: "check", flags: []string{"c"}},
+		{cmd: "rules", flags: []string{"c"}},
+		{cmd: "status", flags: []string{"c", "json"}},
+		{cmd: "report", flags: []string{"c"}},
+		{cmd: "lab", flags: []string{"fault", "ipv6", "keep", "size", "timeout"}},
+		{cmd: "diagnose", flags: []string{"domain", "json", "local", "max-conns"}},
+		{cmd: "version"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.cmd, func(t *testing.T) {
+			for _, h := range []string{"--help", "-h"} {
+				out, errOut, code := run(tt.cmd, h)
+				if code != 0 || errOut != "" || !strings.HasPrefix(out, "usage: tcpnorm "+tt.cmd) {
+					t.Fatalf("tcpnorm %s %s: exit %d, stderr %q, stdout:\n%s", tt.cmd, h, code, errOut, out)
+				}
+				var got []string
+				for _, m := range flagLine.FindAllStringSubmatch(out, -1) {
+					got = append(got, m[1])
+				}
+				if strings.Join(got, " ") != strings.Join(tt.flags, " ") {
+					t.Errorf("tcpnorm %s %s documents flags %q, want %q, each with its meaning:\n%s", tt.cmd, h, got, tt.flags, out)
+				}
+				if viaHelp, _, _ := run("help", tt.cmd); viaHelp != out {
+					t.Errorf("tcpnorm help %s differs from tcpnorm %s %s", tt.cmd, tt.cmd, h)
+				}
+			}
+			if out, errOut, code := run(tt.cmd, "--no-such-flag"); code != 2 || out != "" || !strings.Contains(errOut, "usage: tcpnorm "+tt.cmd) {
+				t.Errorf("tcpnorm %s --no-such-flag: exit %d, stdout %q, stderr:\n%s", tt.cmd, code, out, errOut)
+			}
+		})
+	}
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}} {
+		out, _, code := run(args...)
+		if code != 0 || !strings.HasPrefix(out, "usage: tcpnorm COMMAND") {
+			t.Errorf("tcpnorm %s: exit %d:\n%s", strings.Join(args, " "), code, out)
+		}
+		for _, tt := range tests {
+			if !regexp.MustCompile(`(?m)^  ` + tt.cmd + ` `).MatchString(out) {
+				t.Errorf("tcpnorm %s does not list %s", strings.Join(args, " "), tt.cmd)
+			}
+		}
+	}
+	if _, errOut, code := run(); code != 2 || !strings.HasPrefix(errOut, "usage: tcpnorm COMMAND") {
+		t.Errorf("tcpnorm without a command: exit %d, stderr:\n%s", code, errOut)
+	}
+}
