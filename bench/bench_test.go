@@ -8,26 +8,28 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/tcpnorm/tcpnorm/config"
+	"github.com/tcpnorm/tcpnorm/metrics"
 )
 
 func TestParseNFQueue(t *testing.T) {
 	tests := []struct {
 		name    string
 		text    string
-		want    map[uint16]QueueStat
+		want    map[uint16]metrics.KernelQueue
 		wantErr string
 	}{
-		{name: "empty", text: "", want: map[uint16]QueueStat{}},
+		{name: "empty", text: "", want: map[uint16]metrics.KernelQueue{}},
 		{
 			name: "two queues",
 			text: "    0  12345     0 2  4096     0     0       17  1\n    3  12346     2 2 65535     5     7   900000  1\n",
-			want: map[uint16]QueueStat{
+			want: map[uint16]metrics.KernelQueue{
 				0: {Queue: 0, PortID: 12345, CopyMode: 2, CopyRange: 4096, IDSequence: 17},
-				3: {Queue: 3, PortID: 12346, Waiting: 2, CopyMode: 2, CopyRange: 65535, Dropped: 5, UserDropped: 7, IDSequence: 900000},
+				3: {Queue: 3, PortID: 12346, Waiting: 2, CopyMode: 2, CopyRange: 65535, QueueDrops: 5, UserDrops: 7, IDSequence: 900000},
 			},
 		},
-		{name: "short line", text: "0 1 2\n", wantErr: "short line"},
+		{name: "short line", text: "0 1 2\n", wantErr: "3 fields"},
 		{name: "not a number", text: "0 1 2 2 x 0 0 0 1\n", wantErr: "field 5"},
 		{name: "queue out of range", text: "70000 1 0 2 4096 0 0 0 1\n", wantErr: "out of range"},
 	}
@@ -51,12 +53,12 @@ func TestParseNFQueue(t *testing.T) {
 }
 
 func TestDiffQueues(t *testing.T) {
-	before := map[uint16]QueueStat{
-		0: {Queue: 0, PortID: 1, IDSequence: 10, Dropped: 1},
+	before := map[uint16]metrics.KernelQueue{
+		0: {Queue: 0, PortID: 1, IDSequence: 10, QueueDrops: 1},
 		1: {Queue: 1, PortID: 2, IDSequence: 50},
 	}
-	after := map[uint16]QueueStat{
-		0: {Queue: 0, PortID: 1, IDSequence: 25, Dropped: 3, UserDropped: 4},
+	after := map[uint16]metrics.KernelQueue{
+		0: {Queue: 0, PortID: 1, IDSequence: 25, QueueDrops: 3, UserDrops: 4},
 		1: {Queue: 1, PortID: 9, IDSequence: 5}, // rebound: counts from 0
 		2: {Queue: 2, PortID: 3, IDSequence: 7},
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tcpnorm/tcpnorm/config"
 	"github.com/tcpnorm/tcpnorm/lab"
+	"github.com/tcpnorm/tcpnorm/metrics"
 	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
@@ -246,11 +247,11 @@ func (h *Harness) flushRules(ctx context.Context) {
 	lab.Run(context.WithoutCancel(ctx), h.topo.Gateway, "iptables", "-t", "mangle", "-F", "FORWARD")
 }
 
-func (h *Harness) queueStats() (map[uint16]QueueStat, error) {
+func (h *Harness) queueStats() (map[uint16]metrics.KernelQueue, error) {
 	t, err := ReadNetnsFile(h.topo.Gateway, "netfilter/nfnetlink_queue")
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return map[uint16]QueueStat{}, nil
+			return map[uint16]metrics.KernelQueue{}, nil
 		}
 		return nil, err
 	}
@@ -421,7 +422,7 @@ func (h *Harness) stop(ctx context.Context, c *consumer) (string, error) {
 }
 
 type snapshot struct {
-	queues  map[uint16]QueueStat
+	queues  map[uint16]metrics.KernelQueue
 	cpu     float64
 	retrans uint64
 	metrics string

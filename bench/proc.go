@@ -5,45 +5,20 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/tcpnorm/tcpnorm/metrics"
 )
 
-// QueueStat is one line of /proc/net/netfilter/nfnetlink_queue: a bound
-// queue's kernel counters.
-type QueueStat struct {
-	Queue       uint16
-	PortID      uint32 // netlink port of the consumer
-	Waiting     uint64 // packets in the queue now
-	CopyMode    int
-	CopyRange   uint64
-	Dropped     uint64 // queue full without fail-open
-	UserDropped uint64 // the consumer's socket buffer was full
-	IDSequence  uint64 // last packet id: packets queued since the queue was bound
-}
-
-// ParseNFQueue parses /proc/net/netfilter/nfnetlink_queue.
-func ParseNFQueue(text string) (map[uint16]QueueStat, error) {
-	m := map[uint16]QueueStat{}
-	for _, line := range strings.Split(text, "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 {
-			continue
-		}
-		if len(f) < 8 {
-			return nil, fmt.Errorf("nfnetlink_queue: short line %q", line)
-		}
-		var v [8]uint64
-		for i := range v {
-			n, err := strconv.ParseUint(f[i], 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("nfnetlink_queue: field %d of %q: %w", i+1, line, err)
-			}
-			v[i] = n
-		}
-		if v[0] > 65535 {
-			return nil, fmt.Errorf("nfnetlink_queue: queue %d out of range", v[0])
-		}
-		m[uint16(v[0])] = QueueStat{Queue: uint16(v[0]), PortID: uint32(v[1]), Waiting: v[2],
-			CopyMode: int(v[3]), CopyRange: v[4], Dropped: v[5], UserDropped: v[6], IDSequence: v[7]}
+// ParseNFQueue reads /proc/net/netfilter/nfnetlink_queue with metrics'
+// parser, by queue number.
+func ParseNFQueue(text string) (map[uint16]metrics.KernelQueue, error) {
+	qs, err := metrics.ParseKernelQueues(strings.NewReader(text))
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[uint16]metrics.KernelQueue, len(qs))
+	for _, q := range qs {
+		m[q.Queue] = q
 	}
 	return m, nil
 }
@@ -56,17 +31,17 @@ type QueueDelta struct {
 }
 
 // DiffQueues subtracts readings; a queue bound only in after counts from 0.
-func DiffQueues(before, after map[uint16]QueueStat) QueueDelta {
+func DiffQueues(before, after map[uint16]metrics.KernelQueue) QueueDelta {
 	d := QueueDelta{PerQueue: map[uint16]uint64{}}
 	for q, a := range after {
 		b := before[q]
 		if b.PortID != a.PortID {
-			b = QueueStat{}
+			b = metrics.KernelQueue{}
 		}
-		n := sub(a.IDSequence, b.IDSequence)
+		n := sub(uint64(a.IDSequence), uint64(b.IDSequence))
 		d.Packets += n
 		d.PerQueue[q] = n
-		d.Drops += sub(a.Dropped, b.Dropped) + sub(a.UserDropped, b.UserDropped)
+		d.Drops += sub(a.QueueDrops, b.QueueDrops) + sub(a.UserDrops, b.UserDrops)
 	}
 	return d
 }
