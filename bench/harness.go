@@ -52,7 +52,7 @@ type Harness struct {
 	topo     *Topo
 	bulkSrcs []netip.Addr // one per queue: bulk flows spread over the queues
 	hashMap  map[uint16]int
-	servers  []*Proc
+	servers  []*lab.Proc
 	tmp      string
 }
 
@@ -88,7 +88,7 @@ type Sample struct {
 
 // consumer is a running queue consumer (or none) and its rules.
 type consumer struct {
-	proc    *Proc
+	proc    *lab.Proc
 	tcpnorm bool
 	dir     string
 }
@@ -144,14 +144,14 @@ func (h *Harness) Close() error {
 func (h *Harness) bin(name string) string { return filepath.Join(h.opt.Bin, name) }
 
 func (h *Harness) startServers(ctx context.Context) error {
-	p, err := Start(ctx, h.topo.Server, "ready", 10*time.Second, h.bin("connload"), "serve", "-listen",
+	p, err := lab.StartProc(ctx, h.topo.Server, "ready", 10*time.Second, h.bin("connload"), "serve", "-listen",
 		netip.AddrPortFrom(ServerAddr, ConnPort).String())
 	if err != nil {
 		return err
 	}
 	h.servers = append(h.servers, p)
 	for i := 0; i < h.opt.Queues; i++ {
-		p, err := Start(ctx, h.topo.Server, "Server listening", 10*time.Second, "iperf3", "-s", "--forceflush", "-B", ServerAddr.String(),
+		p, err := lab.StartProc(ctx, h.topo.Server, "Server listening", 10*time.Second, "iperf3", "-s", "--forceflush", "-B", ServerAddr.String(),
 			"-p", fmt.Sprint(IperfPort+i))
 		if err != nil {
 			return err
@@ -171,7 +171,7 @@ func (h *Harness) calibrate(ctx context.Context) error {
 	for i := 0; i < n; i++ {
 		qs = append(qs, fmt.Sprint(i))
 	}
-	p, err := Start(ctx, h.topo.Gateway, "ready", 10*time.Second, append([]string{h.bin("naiveq")}, qs...)...)
+	p, err := lab.StartProc(ctx, h.topo.Gateway, "ready", 10*time.Second, append([]string{h.bin("naiveq")}, qs...)...)
 	if err != nil {
 		return err
 	}
@@ -288,7 +288,7 @@ func (h *Harness) start(ctx context.Context, name string) (*consumer, error) {
 		if name == "C2-gso" {
 			args = append(args, "-gso")
 		}
-		p, err := Start(ctx, h.topo.Gateway, "ready", 10*time.Second, append(append(args, hs...), st...)...)
+		p, err := lab.StartProc(ctx, h.topo.Gateway, "ready", 10*time.Second, append(append(args, hs...), st...)...)
 		if err != nil {
 			return nil, err
 		}
@@ -304,7 +304,7 @@ func (h *Harness) start(ctx context.Context, name string) (*consumer, error) {
 		for _, q := range st {
 			args = append(args, q+":-:65535:32768")
 		}
-		p, err := Start(ctx, h.topo.Gateway, "ready", 10*time.Second, args...)
+		p, err := lab.StartProc(ctx, h.topo.Gateway, "ready", 10*time.Second, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -315,7 +315,7 @@ func (h *Harness) start(ctx context.Context, name string) (*consumer, error) {
 		for _, q := range hs {
 			args = append(args, q+":gso,failopen:65535:4096")
 		}
-		p, err := Start(ctx, h.topo.Gateway, "ready", 10*time.Second, args...)
+		p, err := lab.StartProc(ctx, h.topo.Gateway, "ready", 10*time.Second, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -381,7 +381,7 @@ func (h *Harness) startTcpnorm(ctx context.Context, name string) (*consumer, err
 	if err := os.WriteFile(filepath.Join(dir, "policies.d", "bench.toml"), []byte(TcpnormPolicy(name)), 0o644); err != nil {
 		return nil, err
 	}
-	p, err := Start(ctx, h.topo.Gateway, "msg=ready", 30*time.Second, h.bin("tcpnorm"), "run", "-c", cfg)
+	p, err := lab.StartProc(ctx, h.topo.Gateway, "msg=ready", 30*time.Second, h.bin("tcpnorm"), "run", "-c", cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -490,10 +490,10 @@ func (h *Harness) RunOne(ctx context.Context, name string, round int) (s Sample)
 	if err != nil {
 		return fail(err)
 	}
-	var perf *Proc
+	var perf *lab.Proc
 	if h.opt.PerfDir != "" && c.proc != nil {
 		s.PerfProfile = filepath.Join(h.opt.PerfDir, fmt.Sprintf("%s-r%d.perf.data", name, round))
-		perf, err = Start(ctx, h.topo.Gateway, "", 0, "perf", "record", "-g", "-q", "-o", s.PerfProfile, "-p", fmt.Sprint(c.proc.Pid()))
+		perf, err = lab.StartProc(ctx, h.topo.Gateway, "", 0, "perf", "record", "-g", "-q", "-o", s.PerfProfile, "-p", fmt.Sprint(c.proc.Pid()))
 		if err != nil {
 			return fail(err)
 		}
@@ -525,7 +525,7 @@ func (h *Harness) RunOne(ctx context.Context, name string, round int) (s Sample)
 	s.LatP50us, s.LatP99us, s.LatConns = lr.P50us, lr.P99us, lr.Conns
 	s.ConnErrors += lr.Errors
 	if perf != nil {
-		perf.cmd.Process.Signal(syscall.SIGINT)
+		perf.Signal(syscall.SIGINT)
 		perf.Stop()
 	}
 	s1, err := h.snapshot(ctx, c)

@@ -1,20 +1,16 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"github.com/tcpnorm/tcpnorm/lab"
-	"io"
 	"net/netip"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -180,106 +176,4 @@ func ReadNetnsFile(ns, name string) (string, error) {
 		return err
 	})
 	return s, err
-}
-
-// Proc is a long-running program in a namespace. `ip netns exec` execs the
-// program, so Pid is the program's own.
-type Proc struct {
-	Name   string
-	cmd    *exec.Cmd
-	mu     sync.Mutex
-	out    []string
-	ready  chan struct{}
-	exited chan struct{}
-	err    error
-}
-
-// Start starts args in ns and waits until it prints a line containing
-// readyWord (when not empty) or exits.
-func Start(ctx context.Context, ns, readyWord string, timeout time.Duration, args ...string) (*Proc, error) {
-	p := &Proc{Name: args[0], ready: make(chan struct{}), exited: make(chan struct{})}
-	full := append([]string{"ip", "netns", "exec", ns}, args...)
-	p.cmd = exec.Command(full[0], full[1:]...)
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	r, err := p.cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	p.cmd.Stderr = p.cmd.Stdout
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", strings.Join(args, " "), err)
-	}
-	go p.read(r, readyWord)
-	if readyWord == "" {
-		return p, nil
-	}
-	tm := time.NewTimer(timeout)
-	defer tm.Stop()
-	select {
-	case <-p.ready:
-		return p, nil
-	case <-p.exited:
-		return nil, fmt.Errorf("%s exited before ready (%v): %s", strings.Join(args, " "), p.err, p.Output())
-	case <-tm.C:
-		p.Stop()
-		return nil, fmt.Errorf("%s not ready after %s: %s", strings.Join(args, " "), timeout, p.Output())
-	case <-ctx.Done():
-		p.Stop()
-		return nil, ctx.Err()
-	}
-}
-
-func (p *Proc) read(r io.Reader, readyWord string) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	readied := readyWord == ""
-	for sc.Scan() {
-		line := sc.Text()
-		p.mu.Lock()
-		if len(p.out) < 10000 {
-			p.out = append(p.out, line)
-		}
-		p.mu.Unlock()
-		if !readied && strings.Contains(line, readyWord) {
-			readied = true
-			close(p.ready)
-		}
-	}
-	p.err = p.cmd.Wait()
-	close(p.exited)
-}
-
-// Pid is the program's process id.
-func (p *Proc) Pid() int { return p.cmd.Process.Pid }
-
-// Output is what the program printed so far.
-func (p *Proc) Output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return strings.Join(p.out, "\n")
-}
-
-// Lines is what the program printed so far, line by line.
-func (p *Proc) Lines() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]string(nil), p.out...)
-}
-
-// Stop sends SIGTERM and waits (SIGKILL after 10s).
-func (p *Proc) Stop() error {
-	select {
-	case <-p.exited:
-		return p.err
-	default:
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.exited
-		return fmt.Errorf("%s ignored SIGTERM: killed", p.Name)
-	}
-	return p.err
 }

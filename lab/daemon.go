@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,11 +8,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/tcpnorm/tcpnorm/config"
@@ -106,17 +102,13 @@ func (dm *Daemon) EvidenceFile(name string) string {
 	return filepath.Join(dm.Dir, EvidenceDir, name+".pcapng")
 }
 
-// Daemon is a tcpnorm daemon running on the lab's gateway.
+// Daemon is a tcpnorm daemon running on the lab's gateway (or, in host
+// mode, on the client).
 type Daemon struct {
 	Dir     string // holds tcpnorm.toml and policies.d
 	NS      string // the namespace it runs in
 	Metrics string // its metrics listener
-	cmd     *exec.Cmd
-	mu      sync.Mutex
-	lines   []string
-	ready   chan struct{}
-	exited  chan struct{}
-	err     error // exit status, once exited is closed
+	*Proc
 }
 
 // StartDaemon writes the config and policies into a new directory under
@@ -178,116 +170,13 @@ func (l *Lab) startDaemon(ctx context.Context, ns, mode, metrics string, opt Dae
 			return nil, err
 		}
 	}
-	dm = &Daemon{Dir: d, NS: ns, Metrics: metrics, ready: make(chan struct{}), exited: make(chan struct{})}
-	argv := append(append([]string{"ip", "netns", "exec", ns}, opt.Prefix...), bin, "run", "-c", cfg)
-	dm.cmd = exec.Command(argv[0], argv[1:]...)
-	// The daemon must not outlive the lab's process.
-	dm.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out, err := dm.cmd.StdoutPipe()
+	// The config says format = "text": ready is logged as msg=ready.
+	args := append(append(append([]string(nil), opt.Prefix...), bin), "run", "-c", cfg)
+	p, err := StartProc(ctx, ns, "msg=ready", timeout, args...)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("daemon: %w", err)
 	}
-	dm.cmd.Stderr = dm.cmd.Stdout
-	if err := dm.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start daemon: %w", err)
-	}
-	go dm.read(out)
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case <-dm.ready:
-		return dm, nil
-	case <-dm.exited:
-		return nil, fmt.Errorf("daemon exited before ready (%v):\n%s", dm.err, dm.Log())
-	case <-t.C:
-		dm.Stop()
-		return nil, fmt.Errorf("daemon not ready after %s:\n%s", timeout, dm.Log())
-	case <-ctx.Done():
-		dm.Stop()
-		return nil, ctx.Err()
-	}
-}
-
-func (dm *Daemon) read(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	readyOnce := false
-	for sc.Scan() {
-		line := sc.Text()
-		dm.mu.Lock()
-		dm.lines = append(dm.lines, line)
-		dm.mu.Unlock()
-		if !readyOnce && (strings.Contains(line, "msg=ready") || strings.Contains(line, `"msg":"ready"`)) {
-			readyOnce = true
-			close(dm.ready)
-		}
-	}
-	dm.err = dm.cmd.Wait()
-	close(dm.exited)
-}
-
-// Log is everything the daemon printed so far.
-func (dm *Daemon) Log() string {
-	dm.mu.Lock()
-	defer dm.mu.Unlock()
-	return strings.Join(dm.lines, "\n")
-}
-
-// LogLines returns the daemon's lines from index from on, and the next index.
-func (dm *Daemon) LogLines(from int) ([]string, int) {
-	dm.mu.Lock()
-	defer dm.mu.Unlock()
-	if from > len(dm.lines) {
-		from = len(dm.lines)
-	}
-	return append([]string(nil), dm.lines[from:]...), len(dm.lines)
-}
-
-// Stop sends SIGTERM and waits for the daemon to exit (SIGKILL after 10s).
-// It returns the daemon's exit error, nil for a clean exit.
-func (dm *Daemon) Stop() error {
-	select {
-	case <-dm.exited:
-		return dm.err
-	default:
-	}
-	dm.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-dm.exited:
-	case <-time.After(10 * time.Second):
-		dm.cmd.Process.Kill()
-		<-dm.exited
-		return errors.New("daemon ignored SIGTERM for 10s: killed")
-	}
-	return dm.err
-}
-
-// Pid is the daemon's process id.
-func (dm *Daemon) Pid() int { return dm.cmd.Process.Pid }
-
-// Signal sends sig to the daemon, e.g. SIGHUP to reload.
-func (dm *Daemon) Signal(sig os.Signal) error { return dm.cmd.Process.Signal(sig) }
-
-// Running reports whether the daemon has not exited.
-func (dm *Daemon) Running() bool {
-	select {
-	case <-dm.exited:
-		return false
-	default:
-		return true
-	}
-}
-
-// Kill ends the daemon with SIGKILL, as the OOM killer or a crash would: it
-// removes none of its rules. It returns once the process is gone.
-func (dm *Daemon) Kill() {
-	select {
-	case <-dm.exited:
-		return
-	default:
-	}
-	dm.cmd.Process.Kill()
-	<-dm.exited
+	return &Daemon{Dir: d, NS: ns, Metrics: metrics, Proc: p}, nil
 }
 
 // Get fetches path ("/metrics", "/status") from the daemon's metrics
