@@ -248,7 +248,7 @@ func (h *Harness) flushRules(ctx context.Context) {
 }
 
 func (h *Harness) queueStats() (map[uint16]metrics.KernelQueue, error) {
-	t, err := ReadNetnsFile(h.topo.Gateway, "netfilter/nfnetlink_queue")
+	t, err := lab.ReadNetFile(h.topo.Gateway, "netfilter/nfnetlink_queue")
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return map[uint16]metrics.KernelQueue{}, nil
@@ -440,7 +440,7 @@ func (h *Harness) snapshot(ctx context.Context, c *consumer) (snapshot, error) {
 		}
 	}
 	for _, ns := range []string{h.topo.Client, h.topo.Server} {
-		t, err := ReadNetnsFile(ns, "snmp")
+		t, err := lab.ReadNetFile(ns, "snmp")
 		if err != nil {
 			return s, err
 		}

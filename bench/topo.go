@@ -2,17 +2,10 @@ package bench
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"github.com/tcpnorm/tcpnorm/lab"
 	"net/netip"
-	"os"
-	"strconv"
 	"strings"
-	"syscall"
-	"time"
 )
 
 // Prefix starts the name of every namespace the harness creates.
@@ -38,8 +31,6 @@ var (
 // OtherCIDR is in no namespace: T0's policy is for it.
 const OtherCIDR = "198.18.100.0/24"
 
-const netnsDir = "/var/run/netns"
-
 // Topo is the three namespaces of one harness run.
 type Topo struct {
 	Name                    string
@@ -53,10 +44,10 @@ func NewTopo(ctx context.Context, nsrc int) (*Topo, error) {
 	if nsrc < 1 || nsrc > 200 {
 		return nil, fmt.Errorf("bench: %d source addresses: want 1..200", nsrc)
 	}
-	CleanStale(ctx)
-	var rb [3]byte
-	rand.Read(rb[:])
-	name := fmt.Sprintf("%s-%d-%s", Prefix, os.Getpid(), hex.EncodeToString(rb[:]))
+	name, err := lab.NewName(ctx, Prefix)
+	if err != nil {
+		return nil, err
+	}
 	t := &Topo{Name: name, Client: name + "-c", Gateway: name + "-g", Server: name + "-s"}
 	a := SrcFirst
 	for range nsrc {
@@ -118,62 +109,4 @@ func (t *Topo) build(ctx context.Context) error {
 
 // Close kills processes left in the namespaces and deletes them. Safe to
 // call more than once.
-func (t *Topo) Close() error {
-	var errs []error
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	for _, ns := range t.namespaces() {
-		if _, err := os.Stat(netnsDir + "/" + ns); err != nil {
-			continue
-		}
-		killNetnsProcs(ctx, ns)
-		if _, err := lab.Run(ctx, "", "ip", "netns", "del", ns); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func killNetnsProcs(ctx context.Context, ns string) {
-	out, err := lab.Run(ctx, "", "ip", "netns", "pids", ns)
-	if err != nil {
-		return
-	}
-	for _, f := range strings.Fields(out) {
-		if pid, err := strconv.Atoi(f); err == nil && pid > 1 && pid != os.Getpid() {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-}
-
-// CleanStale deletes namespaces of harness runs whose process is gone.
-func CleanStale(ctx context.Context) {
-	ents, err := os.ReadDir(netnsDir)
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		rest, ok := strings.CutPrefix(e.Name(), Prefix+"-")
-		if !ok {
-			continue
-		}
-		pidStr, _, _ := strings.Cut(rest, "-")
-		pid, err := strconv.Atoi(pidStr)
-		if err != nil || pid <= 0 || pid == os.Getpid() || syscall.Kill(pid, 0) != syscall.ESRCH {
-			continue
-		}
-		killNetnsProcs(ctx, e.Name())
-		lab.Run(ctx, "", "ip", "netns", "del", e.Name())
-	}
-}
-
-// ReadNetnsFile reads a /proc/thread-self/net/... file as seen in ns.
-func ReadNetnsFile(ns, name string) (string, error) {
-	var s string
-	err := lab.InNetns(ns, func() error {
-		b, err := os.ReadFile("/proc/thread-self/net/" + name)
-		s = string(b)
-		return err
-	})
-	return s, err
-}
+func (t *Topo) Close() error { return lab.DeleteNamespaces(t.namespaces()...) }

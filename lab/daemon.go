@@ -269,12 +269,7 @@ func (l *Lab) TcpnormRulesIn(ctx context.Context, ns string) ([]string, error) {
 
 // ConntrackInvalid sums conntrack's per-CPU invalid counter in namespace ns.
 func ConntrackInvalid(ns string) (uint64, error) {
-	var text string
-	err := InNetns(ns, func() error {
-		b, err := os.ReadFile("/proc/thread-self/net/stat/nf_conntrack")
-		text = string(b)
-		return err
-	})
+	text, err := ReadNetFile(ns, "stat/nf_conntrack")
 	if err != nil {
 		return 0, err
 	}
@@ -328,12 +323,7 @@ func (l *Lab) ConntrackInvalidAll() (map[string]uint64, error) {
 // TCPInCsumErrors reads the Tcp InCsumErrors counter of namespace ns
 // (/proc/net/snmp; it counts IPv4 and IPv6 segments).
 func TCPInCsumErrors(ns string) (uint64, error) {
-	var text string
-	err := InNetns(ns, func() error {
-		b, err := os.ReadFile("/proc/thread-self/net/snmp")
-		text = string(b)
-		return err
-	})
+	text, err := ReadNetFile(ns, "snmp")
 	if err != nil {
 		return 0, err
 	}

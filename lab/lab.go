@@ -2,14 +2,10 @@ package lab
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -87,14 +83,10 @@ func New(ctx context.Context, opt Options) (*Lab, error) {
 	if opt.Prefix == "" {
 		opt.Prefix = DefaultPrefix
 	}
-	if err := CleanStale(ctx, opt.Prefix); err != nil {
+	name, err := NewName(ctx, opt.Prefix)
+	if err != nil {
 		return nil, err
 	}
-	var rb [3]byte
-	if _, err := rand.Read(rb[:]); err != nil {
-		return nil, err
-	}
-	name := fmt.Sprintf("%s-%d-%s", opt.Prefix, os.Getpid(), hex.EncodeToString(rb[:]))
 	l := &Lab{
 		Name:    name,
 		Client:  name + "-c",
@@ -278,68 +270,7 @@ func (l *Lab) Close() error {
 		l.dns.stop()
 		l.dns = nil
 	}
-	var errs []error
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	for _, ns := range l.Namespaces() {
-		if _, err := os.Stat(netnsDir + "/" + ns); err != nil {
-			continue
-		}
-		killNetnsProcs(ctx, ns)
-		if _, err := Run(ctx, "", "ip", "netns", "del", ns); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// killNetnsProcs ends processes still running in namespace ns (a daemon
-// whose parent died), so deleting it frees everything.
-func killNetnsProcs(ctx context.Context, ns string) {
-	out, err := Run(ctx, "", "ip", "netns", "pids", ns)
-	if err != nil {
-		return
-	}
-	for _, f := range strings.Fields(out) {
-		if pid, err := strconv.Atoi(f); err == nil && pid > 1 && pid != os.Getpid() {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-}
-
-// CleanStale deletes namespaces named prefix-PID-... whose creating process
-// PID no longer exists: leftovers of a crashed or killed run. Labs of live
-// processes (tests running in parallel) are left alone.
-func CleanStale(ctx context.Context, prefix string) error {
-	ents, err := os.ReadDir(netnsDir)
-	if err != nil {
-		if os.IsNotExist(err) {
-			return nil
-		}
-		return err
-	}
-	var errs []error
-	for _, e := range ents {
-		rest, ok := strings.CutPrefix(e.Name(), prefix+"-")
-		if !ok {
-			continue
-		}
-		pidStr, _, ok := strings.Cut(rest, "-")
-		if !ok {
-			continue
-		}
-		pid, err := strconv.Atoi(pidStr)
-		if err != nil || pid <= 0 {
-			continue
-		}
-		if pid != os.Getpid() && syscall.Kill(pid, 0) == syscall.ESRCH {
-			killNetnsProcs(ctx, e.Name())
-			if _, err := Run(ctx, "", "ip", "netns", "del", e.Name()); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
-	return errors.Join(errs...)
+	return DeleteNamespaces(l.Namespaces()...)
 }
 
 // enableConntrack makes conntrack track every packet in ns (it only hooks a

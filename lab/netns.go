@@ -3,12 +3,17 @@ package lab
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -102,4 +107,97 @@ func ReadSysctl(ns, key string) (string, error) {
 		return err
 	})
 	return v, err
+}
+
+// NewName returns a name for a set of namespaces, prefix-PID-random, unique
+// to this process and run. It first removes the namespaces of runs with the
+// same prefix whose process is gone (CleanStale).
+func NewName(ctx context.Context, prefix string) (string, error) {
+	if err := CleanStale(ctx, prefix); err != nil {
+		return "", err
+	}
+	var rb [3]byte
+	if _, err := rand.Read(rb[:]); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s-%d-%s", prefix, os.Getpid(), hex.EncodeToString(rb[:])), nil
+}
+
+// DeleteNamespaces ends the processes left in each named namespace that
+// exists and deletes it. Safe to call more than once.
+func DeleteNamespaces(names ...string) error {
+	var errs []error
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, ns := range names {
+		if _, err := os.Stat(netnsDir + "/" + ns); err != nil {
+			continue
+		}
+		killNetnsProcs(ctx, ns)
+		if _, err := Run(ctx, "", "ip", "netns", "del", ns); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// killNetnsProcs ends processes still running in namespace ns (a daemon
+// whose parent died), so deleting it frees everything.
+func killNetnsProcs(ctx context.Context, ns string) {
+	out, err := Run(ctx, "", "ip", "netns", "pids", ns)
+	if err != nil {
+		return
+	}
+	for _, f := range strings.Fields(out) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 1 && pid != os.Getpid() {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// CleanStale deletes namespaces named prefix-PID-... whose creating process
+// PID no longer exists: leftovers of a crashed or killed run. Labs of live
+// processes (tests running in parallel) are left alone.
+func CleanStale(ctx context.Context, prefix string) error {
+	ents, err := os.ReadDir(netnsDir)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		rest, ok := strings.CutPrefix(e.Name(), prefix+"-")
+		if !ok {
+			continue
+		}
+		pidStr, _, ok := strings.Cut(rest, "-")
+		if !ok {
+			continue
+		}
+		pid, err := strconv.Atoi(pidStr)
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if pid != os.Getpid() && syscall.Kill(pid, 0) == syscall.ESRCH {
+			killNetnsProcs(ctx, e.Name())
+			if _, err := Run(ctx, "", "ip", "netns", "del", e.Name()); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ReadNetFile reads /proc/net/NAME (e.g. "snmp", "netfilter/nfnetlink_queue")
+// as namespace ns sees it.
+func ReadNetFile(ns, name string) (string, error) {
+	var s string
+	err := InNetns(ns, func() error {
+		b, err := os.ReadFile("/proc/thread-self/net/" + name)
+		s = string(b)
+		return err
+	})
+	return s, err
 }
