@@ -62,6 +62,9 @@ func writeCheck(w io.Writer, st []PolicyStatus, now time.Time) {
 		if s.Ticket != "" {
 			row("ticket", s.Ticket)
 		}
+		if s.Evidence {
+			row("evidence", "on: handshakes kept in [evidence] dir/"+s.Name+".pcapng")
+		}
 		if s.DNSError != "" {
 			row("dns error", s.DNSError)
 		}

@@ -651,6 +651,7 @@ direction = "outbound"
 expires = 2026-06-04T04:00:00Z
 reason = "window scale mangled"
 ticket = "NET-1"
+evidence = true
 [options]
 window_scale = "strip"
 `,
@@ -689,6 +690,7 @@ policy example.test (%[1]s/example.test.toml)
   expires    in 3d4h (2026-06-04T04:00:00Z)
   reason     window scale mangled
   ticket     NET-1
+  evidence   on: handshakes kept in [evidence] dir/example.test.pcapng
 
 policy lab (%[1]s/lab.toml)
   mode       log-only
