@@ -1,5 +1,6 @@
-// Package metrics owns tcpnorm's Prometheus metrics and its HTTP endpoints:
-// /metrics (Prometheus text) and /status (JSON).
+// Package metrics owns tcpnorm's Prometheus metrics, the kernel queue
+// counters and the HTTP server; package status serves them (/metrics) and
+// puts /status together. metrics knows nothing of the config.
 //
 // Counters the queue workers touch per packet are resolved once per queue
 // (Queue) so the packet path does an atomic add, never a label lookup.
