@@ -38,7 +38,11 @@ func syn(t *testing.T) []byte {
 // it, as a queue worker does.
 func record(t *testing.T, pol *normalize.Policy, at time.Time) *Record {
 	t.Helper()
-	pkt := syn(t)
+	return recordOf(t, syn(t), pol, at)
+}
+
+func recordOf(t *testing.T, pkt []byte, pol *normalize.Policy, at time.Time) *Record {
+	t.Helper()
 	received := append([]byte(nil), pkt...)
 	tab := normalize.ListTable{{Prefix: netip.MustParsePrefix("198.18.7.2/32"), Policy: pol}}
 	res := normalize.New(normalize.Config{}).Packet(pkt, tab, normalize.Meta{})
@@ -56,6 +60,7 @@ func TestComments(t *testing.T) {
 	tests := []struct {
 		name               string
 		pol                normalize.Policy
+		pkt                func([]byte) // edits the SYN
 		wantRecv, wantSent string
 		wantChanged        bool
 	}{
@@ -71,6 +76,12 @@ func TestComments(t *testing.T) {
 			wantRecv: head + " received", wantSent: head + " sent unchanged",
 		},
 		{
+			name:     "malformed, dropped",
+			pol:      normalize.Policy{DropMalformed: true},
+			pkt:      func(b []byte) { b[len(b)-2] = 2 }, // window scale of length 2
+			wantRecv: head + " received; dropped: malformed-drop",
+		},
+		{
 			name:     "log-only",
 			pol:      normalize.Policy{WindowScale: normalize.WSStrip, Mode: normalize.LogOnly},
 			wantRecv: head + " received; log-only, not changed; would rewrite: wscale-strip",
@@ -80,20 +91,25 @@ func TestComments(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			pol := tt.pol
 			pol.Name, pol.Ticket, pol.Direction, pol.Evidence = "example.net", "NET-1234", normalize.Both, true
-			rec := record(t, &pol, at)
+			pkt := syn(t)
+			if tt.pkt != nil {
+				tt.pkt(pkt)
+			}
+			wantRx := hex.EncodeToString(pkt)
+			rec := recordOf(t, pkt, &pol, at)
 			rc, sc := rec.comments()
 			if diff := cmp.Diff([2]string{tt.wantRecv, tt.wantSent}, [2]string{rc, sc}); diff != "" {
 				t.Errorf("comments (-want +got):\n%s", diff)
 			}
 			rx, _ := rec.Received()
-			if got := hex.EncodeToString(rx); got != linuxSYN {
-				t.Errorf("received = %s, want the SYN as it came", got)
+			if got := hex.EncodeToString(rx); got != wantRx {
+				t.Errorf("received = %s, want the SYN as it came, %s", got, wantRx)
 			}
 			tx, _ := rec.Sent()
 			if got := tx != nil; got != tt.wantChanged {
 				t.Errorf("sent copy kept = %v, want %v", got, tt.wantChanged)
 			}
-			if tt.wantChanged && hex.EncodeToString(tx) == linuxSYN {
+			if tt.wantChanged && hex.EncodeToString(tx) == wantRx {
 				t.Errorf("sent = received")
 			}
 		})
