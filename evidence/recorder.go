@@ -94,6 +94,9 @@ func NewRecorder(s Settings, log *slog.Logger, c Counters) *Recorder {
 // directory are closed.
 func (r *Recorder) Configure(s Settings) { r.settings.Store(&s) }
 
+// Settings are the settings in force.
+func (r *Recorder) Settings() Settings { return *r.settings.Load() }
+
 // Offer queues a copy of rec for writing, or drops and counts it if the
 // queue is full. It never blocks and does not allocate.
 func (r *Recorder) Offer(rec *Record) {

@@ -87,29 +87,16 @@ func parseLevel(s string) (slog.Level, error) {
 }
 
 type daemon struct {
-	path  string
-	cfg   *config.Config
-	log   *slog.Logger
-	level *slog.LevelVar
-	rules rules.Runner
-	// evidence is reconfigured on reload; evCfg is its settings.
-	evidence *evidence.Recorder
-	evCfg    atomic.Pointer[evidence.Settings]
+	path     string
+	cfg      *config.Config
+	log      *slog.Logger
+	level    *slog.LevelVar
+	rules    rules.Runner
+	evidence *evidence.Recorder // reconfigured on reload
 }
 
-func (d *daemon) evidenceSettings() evidence.Settings {
-	if s := d.evCfg.Load(); s != nil {
-		return *s
-	}
-	return evidence.Settings{}
-}
-
-func (d *daemon) configureEvidence(cfg *config.Config) {
-	s := evidence.Settings{Dir: cfg.Evidence.Dir, MaxBytes: cfg.Evidence.MaxBytes, Keep: cfg.Evidence.Keep}
-	d.evCfg.Store(&s)
-	if d.evidence != nil {
-		d.evidence.Configure(s)
-	}
+func evidenceSettings(cfg *config.Config) evidence.Settings {
+	return evidence.Settings{Dir: cfg.Evidence.Dir, MaxBytes: cfg.Evidence.MaxBytes, Keep: cfg.Evidence.Keep}
 }
 
 // run is the daemon's life: start-up, the signal loop, shutdown. Whatever
@@ -128,6 +115,22 @@ func (d *daemon) run() error {
 	mgr := config.NewManager(cfg, log)
 	mgr.Start(ctx)
 
+	// The recorder outlives the workers (deferred before them): what they
+	// queued is written before exit.
+	rec := evidence.NewRecorder(evidenceSettings(cfg), log,
+		evidence.Counters{Packets: m.EvidencePackets, Dropped: m.EvidenceDropped, Errors: m.EvidenceErrors})
+	recCtx, recStop := context.WithCancel(context.Background())
+	recDone := make(chan struct{})
+	go func() {
+		defer close(recDone)
+		rec.Run(recCtx)
+	}()
+	defer func() {
+		recStop()
+		<-recDone
+	}()
+	d.evidence = rec
+
 	var ready atomic.Bool
 	if cfg.Metrics.Listen != "" {
 		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
@@ -142,7 +145,7 @@ func (d *daemon) run() error {
 			Count:    cfg.Queue.Count,
 			Kernel:   metrics.NewKernelCollector("", cfg.Queue.First, 2*cfg.Queue.Count),
 			Policies: mgr.Status,
-			Evidence: d.evidenceSettings,
+			Evidence: rec.Settings,
 		})
 		go func() {
 			if err := metrics.Serve(ctx, ln, h); err != nil {
@@ -154,23 +157,6 @@ func (d *daemon) run() error {
 
 	connLog := nfq.NewConnLog(log, logLinesPerSecond, m.Suppressed)
 	go connLog.Run(ctx, logSummaryEvery)
-
-	// The recorder outlives the workers (deferred before them): what they
-	// queued is written before exit.
-	d.configureEvidence(cfg)
-	rec := evidence.NewRecorder(d.evidenceSettings(), log,
-		evidence.Counters{Packets: m.EvidencePackets, Dropped: m.EvidenceDropped, Errors: m.EvidenceErrors})
-	recCtx, recStop := context.WithCancel(context.Background())
-	recDone := make(chan struct{})
-	go func() {
-		defer close(recDone)
-		rec.Run(recCtx)
-	}()
-	defer func() {
-		recStop()
-		<-recDone
-	}()
-	d.evidence = rec
 
 	// Queues are bound before the rules exist, so the first queued
 	// handshake already has a worker.
@@ -309,7 +295,9 @@ func (d *daemon) reload(mgr *config.Manager, m *metrics.Metrics) {
 		return
 	}
 	m.Reloads.WithLabelValues("ok").Inc()
-	d.configureEvidence(cfg)
+	if d.evidence != nil {
+		d.evidence.Configure(evidenceSettings(cfg))
+	}
 	if l, err := parseLevel(cfg.Log.Level); err == nil {
 		d.level.Set(l)
 	}
