@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tcpnorm/tcpnorm/lab"
 	"github.com/tcpnorm/tcpnorm/normalize"
@@ -205,5 +207,51 @@ func TestStatus(t *testing.T) {
 	out, err = exec.Command("ip", "netns", "exec", d.NS, tcpnormBin, "status", "-c", filepath.Join(d.Dir, "tcpnorm.toml")).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "cannot reach the daemon") {
 		t.Errorf("status with the daemon stopped: %v\n%s", err, out)
+	}
+}
+
+// TestEvidenceOnReload: evidence = true added to a running policy and
+// reloaded (SIGHUP) records the next connection; nothing before it.
+func TestEvidenceOnReload(t *testing.T) {
+	l := newLab(t, lab.FaultNone)
+	pol := lab.FixPolicy(lab.FaultWScale, false, "enforce")
+	d := startDaemon(t, l, pol)
+	dst := lab.ServerAddr(false)
+	if r, _, _ := transfer(t, l, lab.Transfer{Dst: dst, Size: 64 << 10, Timeout: okTimeout}); !r.OK {
+		t.Fatalf("transfer: %s", r)
+	}
+	file := d.EvidenceFile(lab.Domain)
+	if _, err := os.Stat(file); err == nil {
+		t.Fatalf("%s exists before evidence was turned on", file)
+	}
+	pol.Evidence = true
+	if err := os.WriteFile(filepath.Join(d.Dir, "policies.d", pol.Name+".toml"), []byte(pol.Text()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, mark := d.LogLines(0)
+	if err := d.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		lines, _ := d.LogLines(mark)
+		if strings.Contains(strings.Join(lines, "\n"), "msg=reloaded") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no msg=reloaded after SIGHUP:\n%s", d.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r, _, _ := transfer(t, l, lab.Transfer{Dst: dst, Size: 64 << 10, Timeout: okTimeout}); !r.OK {
+		t.Fatalf("transfer: %s", r)
+	}
+	stopDaemon(t, l, d)
+	out, err := exec.Command("tcpdump", "-nr", file).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tcpdump -r %s: %v\n%s", file, err, out)
+	}
+	if n := len(packetLines(string(out))); n != 4 {
+		t.Errorf("%d packets recorded, want the second connection's SYN and SYN-ACK, twice each:\n%s", n, out)
 	}
 }
