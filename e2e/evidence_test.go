@@ -176,8 +176,8 @@ func TestStatus(t *testing.T) {
 		`(?m)^  matched +1 connections, last \d+s ago`,
 		`(?m)^  rewrites +window_scale strip 1$`,
 		`(?m)^  expires +never: WARNING: no expires`,
-		`(?m)^  evidence +` + regexp.QuoteMeta(d.EvidenceFile(lab.Domain)) + `$`,
-		`(?m)^ +[01] +handshake +yes +[1-9]\d* +1 +0 `, // the balance hash picks the queue
+		`(?m)^  evidence +` + regexp.QuoteMeta(d.EvidenceFile(lab.Domain)) + ` \(\d+ packet copies written\)$`, // written asynchronously
+		`(?m)^ +[01] +handshake +yes +[1-9]\d* +1 +0 `,                                                         // the balance hash picks the queue
 		`(?m)^ +3 +stateful +yes `,
 	} {
 		if !regexp.MustCompile(re).Match(out) {

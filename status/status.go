@@ -40,9 +40,16 @@ type Document struct {
 	Version  string             `json:"version"`
 	Started  time.Time          `json:"started"`
 	Now      time.Time          `json:"now"`
+	Evidence EvidenceHealth     `json:"evidence"`
 	Queues   Queues             `json:"queues"`
 	Policies []Policy           `json:"policies"`
 	Counters map[string]float64 `json:"counters"` // non-zero tcpnorm_* series, keyed name{labels}
+}
+
+// EvidenceHealth counts what the evidence recorder lost.
+type EvidenceHealth struct {
+	Dropped uint64 `json:"dropped"` // the writer's queue was full
+	Errors  uint64 `json:"errors"`  // open, write and rotate errors
 }
 
 // Queues are the handshake queues' range, the kernel's lines for them, and
@@ -99,6 +106,8 @@ type Policy struct {
 	WouldRewrite []Rewrite  `json:"would_rewrite"` // log-only: what enforce would do
 	Evidence     bool       `json:"evidence"`
 	EvidenceFile string     `json:"evidence_file,omitempty"`
+	// EvidencePackets counts the packet copies written to its file.
+	EvidencePackets uint64 `json:"evidence_packets"`
 }
 
 // Rewrite is a count of segments rewritten by option and action.
@@ -181,6 +190,13 @@ func Build(m *metrics.Metrics, src Source) Document {
 				doc.Counters[seriesName(f.GetName(), mt.GetLabel())] = s.value
 			}
 		}
+	}
+
+	for _, s := range byName["tcpnorm_evidence_dropped_total"] {
+		doc.Evidence.Dropped += uint64(s.value)
+	}
+	for _, s := range byName["tcpnorm_evidence_errors_total"] {
+		doc.Evidence.Errors += uint64(s.value)
 	}
 
 	var kernel map[uint16]metrics.KernelQueue
@@ -274,6 +290,11 @@ func policy(p config.PolicyStatus, now time.Time, byName map[string][]series, ev
 	}
 	if p.Evidence && ev.Dir != "" {
 		pj.EvidenceFile = evidence.File(ev.Dir, p.Name)
+	}
+	for _, s := range byName["tcpnorm_evidence_packets_total"] {
+		if s.labels["policy"] == p.Name {
+			pj.EvidencePackets = uint64(s.value)
+		}
 	}
 	return pj
 }

@@ -48,6 +48,8 @@ func fixture(t *testing.T) (*metrics.Metrics, Source) {
 		q.ProcTime.Observe(20e-6) // in the 4..16 us ... 64 us buckets
 	}
 	q.ENOBUFS.Inc()
+	m.EvidencePackets.WithLabelValues("example.net").Add(4)
+	m.EvidenceErrors.WithLabelValues("write").Inc()
 
 	proc := filepath.Join(t.TempDir(), "nfnetlink_queue")
 	os.WriteFile(proc, []byte("    4  100     0 2  4096     5     6       41  1\n    9  101     0 2  4096     1     1        1  1\n"), 0o644)
@@ -112,7 +114,8 @@ func TestEndpoints(t *testing.T) {
 		`tcpnorm_policy_addresses{policy="example.net"} 2`,
 		`tcpnorm_policy_dns_error{policy="old.net"} 1`,
 		`tcpnorm_policy_expiry_timestamp_seconds{policy="example.net"} 1.893553445e+09`,
-		`tcpnorm_evidence_errors_total{op="write"} 0`,
+		`tcpnorm_evidence_errors_total{op="write"} 1`,
+		`tcpnorm_evidence_errors_total{op="open"} 0`,
 		`tcpnorm_build_info{version="1.2.3"} 1`,
 	} {
 		if !strings.Contains(text, want+"\n") {
@@ -150,7 +153,7 @@ func TestEndpoints(t *testing.T) {
 			Connections: 2, LastMatch: tp(now.Add(-30 * time.Second)),
 			Rewrites:     []Rewrite{{"timestamps", "strip", 1}, {"window_scale", "strip", 2}},
 			WouldRewrite: []Rewrite{{"mss_max", "clamp", 1}},
-			Evidence:     true, EvidenceFile: "/var/lib/tcpnorm/evidence/example.net.pcapng"},
+			Evidence:     true, EvidenceFile: "/var/lib/tcpnorm/evidence/example.net.pcapng", EvidencePackets: 4},
 		{Name: "old.net", Mode: "log-only", Ports: []uint16{}, Addresses: []string{}, Expired: true, DNSError: "timeout",
 			Expires: now.Add(-time.Hour).Format(time.RFC3339), ExpiresIn: &gone, Rewrites: []Rewrite{}, WouldRewrite: []Rewrite{}},
 	}
@@ -171,7 +174,8 @@ func TestEndpoints(t *testing.T) {
 		"  matched    2 connections, last 30s ago (2026-12-02T11:59:30Z)\n",
 		"  rewrites   timestamps strip 1, window_scale strip 2\n",
 		"  expires    in 1126d15h (2030-01-02T03:04:05Z)\n",
-		"  evidence   /var/lib/tcpnorm/evidence/example.net.pcapng\n",
+		"  evidence   /var/lib/tcpnorm/evidence/example.net.pcapng (4 packet copies written)\n",
+		"WARNING: evidence lost: 0 segments dropped (writer behind), 1 file errors",
 		"policy old.net\n",
 		"  would      mss_max clamp 1\n",
 		"  expires    EXPIRED at 2026-12-02T11:00:00Z: it no longer applies",

@@ -19,6 +19,10 @@ func Write(w io.Writer, d *Document) {
 		state = "ready"
 	}
 	fmt.Fprintf(w, "tcpnorm %s, %s, up %s (since %s)\n", d.Version, state, Ago(now, d.Started), d.Started.Format(time.RFC3339))
+	if d.Evidence.Dropped > 0 || d.Evidence.Errors > 0 {
+		fmt.Fprintf(w, "WARNING: evidence lost: %d segments dropped (writer behind), %d file errors (see the log: msg=\"evidence not written\")\n",
+			d.Evidence.Dropped, d.Evidence.Errors)
+	}
 	for _, p := range d.Policies {
 		fmt.Fprintf(w, "\npolicy %s\n", p.Name)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -66,7 +70,7 @@ func Write(w io.Writer, d *Document) {
 		}
 		row("expires", "%s", Expiry(p.Expires, p.ExpiresIn, p.Expired))
 		if p.Evidence {
-			row("evidence", "%s", p.EvidenceFile)
+			row("evidence", "%s (%d packet copies written)", p.EvidenceFile, p.EvidencePackets)
 		} else {
 			row("evidence", "off")
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -135,6 +136,11 @@ func writeReport(w io.Writer, cfg *config.Config, pf *config.PolicyFile, doc *st
 
 	fmt.Fprintln(w)
 	ev := evidence.Settings{Dir: cfg.Evidence.Dir, Keep: cfg.Evidence.Keep}
+	if live != nil && live.EvidenceFile != "" {
+		// The running daemon's directory, should the file say otherwise
+		// since its last reload.
+		ev.Dir = filepath.Dir(live.EvidenceFile)
+	}
 	files := evidence.Files(ev, p.Name)
 	file := evidence.File(ev.Dir, p.Name)
 	if !p.Evidence && len(files) == 0 {
