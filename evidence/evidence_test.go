@@ -302,3 +302,36 @@ func collect(c prometheus.Collector) []*dto.Metric {
 	}
 	return out
 }
+
+// TestReopen: a restarted daemon appends to the file it left; a file that
+// is not pcapng is moved aside rather than appended to.
+func TestReopen(t *testing.T) {
+	dir := t.TempDir()
+	pol := &normalize.Policy{Name: "p", Direction: normalize.Both, WindowScale: normalize.WSStrip, Evidence: true}
+	rec := record(t, pol, time.Unix(1e9, 0))
+	for run := 1; run <= 2; run++ {
+		r, _, _ := newTestRecorder(t, Settings{Dir: dir, MaxBytes: 1 << 20, Keep: 1})
+		r.write(rec)
+		r.closeAll()
+		pkts, err := ReadFile(File(dir, "p"))
+		if err != nil || len(pkts) != 2*run {
+			t.Fatalf("run %d: %d packets (%v), want %d", run, len(pkts), err, 2*run)
+		}
+	}
+	if out, err := exec.Command("tcpdump", "-nr", File(dir, "p")).CombinedOutput(); err != nil || strings.Count(string(out), " IP ") != 4 {
+		t.Errorf("tcpdump -r after a reopen: %v\n%s", err, out)
+	}
+
+	if err := os.WriteFile(File(dir, "q"), []byte("not a capture"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	r, _, _ := newTestRecorder(t, Settings{Dir: dir, MaxBytes: 1 << 20, Keep: 1})
+	r.write(record(t, &normalize.Policy{Name: "q", Direction: normalize.Both, WindowScale: normalize.WSStrip, Evidence: true}, time.Unix(1e9, 0)))
+	r.closeAll()
+	if b, err := os.ReadFile(File(dir, "q") + ".bad"); err != nil || string(b) != "not a capture" {
+		t.Errorf("the foreign file was not moved aside: %q, %v", b, err)
+	}
+	if pkts, err := ReadFile(File(dir, "q")); err != nil || len(pkts) != 2 {
+		t.Errorf("new file: %d packets, %v", len(pkts), err)
+	}
+}
