@@ -1,10 +1,10 @@
 package evidence
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -219,25 +219,19 @@ func open(path, policy string) (*file, error) {
 		}
 	}
 	if size == 0 {
-		cw := &countWriter{w: f}
-		if err := writeHeader(cw, policy); err != nil {
+		var hdr bytes.Buffer
+		if err := writeHeader(&hdr, policy); err != nil {
 			f.Close()
 			return nil, err
 		}
-		size = cw.n
+		n, err := f.Write(hdr.Bytes())
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		size = int64(n)
 	}
 	return &file{f: f, size: size}, nil
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // rotate renames path to path.1, path.1 to path.2 ..., dropping what
