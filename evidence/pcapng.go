@@ -46,6 +46,8 @@ func writeHeader(w io.Writer, policy string) error {
 	return nw.Flush()
 }
 
+var zeros [3]byte // block padding
+
 // appendPacket appends an enhanced packet block on interface 0 holding data
 // (the first len(data) bytes of a packet of origLen) with a comment.
 func appendPacket(b []byte, t time.Time, data []byte, origLen int, comment string) []byte {
@@ -64,12 +66,12 @@ func appendPacket(b []byte, t time.Time, data []byte, origLen int, comment strin
 	b = le.AppendUint32(b, uint32(len(data)))
 	b = le.AppendUint32(b, uint32(origLen))
 	b = append(b, data...)
-	b = append(b, make([]byte, pad(len(data)))...)
+	b = append(b, zeros[:pad(len(data))]...)
 	if comment != "" {
 		b = le.AppendUint16(b, optComment)
 		b = le.AppendUint16(b, uint16(len(comment)))
 		b = append(b, comment...)
-		b = append(b, make([]byte, pad(len(comment)))...)
+		b = append(b, zeros[:pad(len(comment))]...)
 		b = le.AppendUint32(b, optEnd) // code and length 0
 	}
 	return le.AppendUint32(b, uint32(total))
