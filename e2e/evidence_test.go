@@ -157,7 +157,7 @@ func hostPort(s string) string {
 // with the connection it matched and rewrote, and the queues.
 func TestStatus(t *testing.T) {
 	l := newLab(t, lab.FaultNone)
-	pol := lab.FixPolicy(lab.FaultWScale, false, "enforce")
+	pol := lab.FixPolicy(lab.FaultWScale, false, normalize.Enforce)
 	pol.Evidence = true
 	d := startDaemon(t, l, pol)
 	if r, _, _ := transfer(t, l, lab.Transfer{Dst: lab.ServerAddr(false), Size: 64 << 10, Timeout: okTimeout}); !r.OK {
@@ -214,7 +214,7 @@ func TestStatus(t *testing.T) {
 // reloaded (SIGHUP) records the next connection; nothing before it.
 func TestEvidenceOnReload(t *testing.T) {
 	l := newLab(t, lab.FaultNone)
-	pol := lab.FixPolicy(lab.FaultWScale, false, "enforce")
+	pol := lab.FixPolicy(lab.FaultWScale, false, normalize.Enforce)
 	d := startDaemon(t, l, pol)
 	dst := lab.ServerAddr(false)
 	if r, _, _ := transfer(t, l, lab.Transfer{Dst: dst, Size: 64 << 10, Timeout: okTimeout}); !r.OK {

@@ -85,7 +85,7 @@ func (rec *Record) comments() (received, sent string) {
 	b.WriteString(" ")
 	b.WriteString(rec.Kind.String())
 	b.WriteString(" ")
-	b.WriteString(dirName(rec.Dir))
+	b.WriteString(rec.Dir.String())
 	b.WriteString(" ")
 	b.WriteString(netip.AddrPortFrom(rec.Flow.Client, rec.Flow.ClientPort).String())
 	b.WriteString(" > ")
@@ -104,14 +104,4 @@ func (rec *Record) comments() (received, sent string) {
 		return head + " received", head + " sent unchanged: " + why
 	}
 	return head + " received", head + " sent unchanged"
-}
-
-func dirName(d normalize.Direction) string {
-	switch d {
-	case normalize.Outbound:
-		return "outbound"
-	case normalize.Inbound:
-		return "inbound"
-	}
-	return "unknown"
 }

@@ -139,7 +139,7 @@ func (c *ConnLog) write(ev connEvent) {
 		"policy", r.Policy.Name,
 		"ticket", r.Policy.Ticket,
 		"kind", r.Kind.String(),
-		"dir", dirString(r.Dir),
+		"dir", r.Dir.String(),
 		"proto", "tcp",
 		"client", netip.AddrPortFrom(r.Flow.Client, r.Flow.ClientPort).String(),
 		"server", netip.AddrPortFrom(r.Flow.Server, r.Flow.ServerPort).String(),
@@ -156,14 +156,4 @@ func verdictString(r normalize.Result) string {
 		return "modify"
 	}
 	return r.Verdict.String()
-}
-
-func dirString(d normalize.Direction) string {
-	switch d {
-	case normalize.Outbound:
-		return "outbound"
-	case normalize.Inbound:
-		return "inbound"
-	}
-	return "unknown"
 }
