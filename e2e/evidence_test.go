@@ -8,7 +8,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/tcpnorm/tcpnorm/lab"
 	"github.com/tcpnorm/tcpnorm/normalize"
@@ -232,16 +231,8 @@ func TestEvidenceOnReload(t *testing.T) {
 	if err := d.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		lines, _ := d.LogLines(mark)
-		if strings.Contains(strings.Join(lines, "\n"), "msg=reloaded") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no msg=reloaded after SIGHUP:\n%s", d.Log())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if _, ok := waitReload(t, d, mark); !ok {
+		t.Fatalf("reload refused:\n%s", d.Log())
 	}
 	if r, _, _ := transfer(t, l, lab.Transfer{Dst: dst, Size: 64 << 10, Timeout: okTimeout}); !r.OK {
 		t.Fatalf("transfer: %s", r)
