@@ -3,8 +3,14 @@
 
 GO       ?= go
 BIN      ?= tcpnorm
-PKGS     := iptables iproute2 tcpdump conntrack util-linux ipset tshark systemd
-TOOLS    := iptables ip6tables iptables-restore ip6tables-restore iptables-save ip6tables-save ip tcpdump conntrack setpriv ipset tshark systemd-analyze
+# What the daemon and the lab need (make lab, make bench).
+PKGS     := iptables iproute2 tcpdump conntrack ipset
+TOOLS    := iptables ip6tables iptables-restore ip6tables-restore iptables-save ip6tables-save ip tcpdump conntrack ipset
+# What only the tests need on top: setpriv (the unprivileged daemon test),
+# tshark (reads evidence files back), systemd-analyze (verifies the example
+# unit).
+TEST_PKGS  := util-linux tshark systemd
+TEST_TOOLS := setpriv tshark systemd-analyze
 # Debian packages whose test and example captures diagnose's regression
 # corpus reads where they are installed (diagnose/testdata/corpus/MANIFEST.md).
 CORPUS_PKGS := pathspider python3-dpkt pcapfix pktanon ruby-pcaprub python3-libtrace
@@ -12,30 +18,37 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 LAB_ARGS ?=
 
-.PHONY: all build lab test soak vet fmt-check tidy-check unit bench deps clean
+.PHONY: all build lab test soak vet fmt-check tidy-check unit bench deps test-deps clean
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tcpnorm
 
-# Install the system tools the lab and the end-to-end tests use, only when
-# one of them is missing: iptables, iproute2, tcpdump, conntrack, tshark
-# (reads evidence files back), systemd (systemd-analyze verifies the example
-# unit) and promtool (checks the example alert rules).
+# Install the system tools the daemon and the lab use, only when one of
+# them is missing.
 deps:
 	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "missing:$$missing; installing $(PKGS)"; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(PKGS); \
 	fi
+
+# What the tests need on top of deps, each only when missing: TEST_PKGS,
+# the corpus packages, and promtool (checks the example alert rules).
+test-deps: deps
+	@missing=""; for t in $(TEST_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "missing:$$missing; installing $(TEST_PKGS)"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(TEST_PKGS); \
+	fi
 	@missing=""; for p in $(CORPUS_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "missing corpus packages:$$missing; installing them"; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
 	fi
-	@# promtool (the example alert rules' test) from Debian's prometheus
-	@# package, without installing and starting a Prometheus server.
+	@# promtool from Debian's prometheus package, without installing and
+	@# starting a Prometheus server.
 	@command -v promtool >/dev/null 2>&1 || { \
 		d=$$(mktemp -d /tmp/promtool.XXXXXX) && trap 'rm -rf "$$d"' EXIT && cd "$$d" && \
 		{ apt-get download prometheus 2>/dev/null || { apt-get update && apt-get download prometheus; }; } && \
@@ -60,7 +73,7 @@ tidy-check:
 
 # Unit and end-to-end tests; the end-to-end tests need root. Packages run one
 # at a time so timing-sensitive lab tests do not compete for the CPUs.
-test: deps fmt-check
+test: test-deps fmt-check
 	$(GO) mod download
 	@$(MAKE) --no-print-directory tidy-check
 	$(GO) vet ./...
@@ -75,7 +88,7 @@ test: deps fmt-check
 # running for LEAKTIME after a minute's warm-up).
 FUZZTIME ?= 30s
 LEAKTIME ?= 10m
-soak: deps
+soak: test-deps
 	$(GO) test -tags soak -p 1 -timeout 60m -count=1 -v -run '^TestSoak' ./e2e/ -args -leak $(LEAKTIME)
 	@set -e; for d in $$(grep -l '^func Fuzz' $$(find . -name '*_test.go' -not -path './.git/*') | xargs -n1 dirname | sort -u); do \
 		for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$d/*_test.go | sed 's/^func //'); do \
