@@ -22,7 +22,7 @@ const usage = `usage: tcpnorm COMMAND [ARGS]
 commands:
   run [-c FILE]            run the daemon (default config ` + "/etc/tcpnorm/tcpnorm.toml" + `)
   check [-c FILE]          validate config and policies, print the resolved policy table
-  rules [-c FILE]          print the iptables/ip6tables rules run installs
+  rules [-c FILE]          print the address sets and iptables/ip6tables rules run installs
   status [-c FILE]         ask the running daemon what each policy and queue is doing
   report [-c FILE] POLICY  a summary of one policy for the upstream ticket
   lab [FLAGS]              build a namespace lab showing a faulty path fixed (root)
