@@ -8,7 +8,8 @@ import (
 	"time"
 )
 
-func writeCheck(w io.Writer, st []PolicyStatus, now time.Time) {
+// WriteCheck prints the resolved policy table the way `tcpnorm check` does.
+func WriteCheck(w io.Writer, st []PolicyStatus, now time.Time) {
 	if len(st) == 0 {
 		fmt.Fprintln(w, "no policies")
 		return

@@ -25,7 +25,10 @@ const (
 	maxPortValue = 65535
 )
 
-func load(path string) (*Config, error) {
+// Load reads and validates the config at path and every policy file. On error
+// it returns an *Errors holding every problem found, each as
+// "FILE:LINE:COL: key: message".
+func Load(path string) (*Config, error) {
 	errs := &Errors{}
 	abs, err := filepath.Abs(path)
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tcpnorm/tcpnorm/normalize"
@@ -47,6 +49,39 @@ type polState struct {
 
 func (s *polState) needsDNS() bool { return s.pf.Domain != "" }
 
+// Manager keeps the compiled policy table current: it resolves every policy's
+// names (A, AAAA, MX, SPF) with TTL-aware refresh, recompiles on DNS changes
+// and at each policy's expiry, and swaps the table atomically.
+type Manager struct {
+	log          *slog.Logger
+	clock        clock
+	resolvConf   string
+	queryTimeout time.Duration // per query and server
+	queryTries   int
+	backoffBase  time.Duration
+
+	table     atomic.Pointer[Table]
+	ready     chan struct{}
+	readyOnce sync.Once
+	wake      chan struct{}
+	changed   chan struct{} // a new table was swapped in; capacity 1, coalescing
+
+	mu            sync.Mutex
+	cfg           *Config
+	res           *resolver
+	resErr        error // why there is no resolver
+	states        []*polState
+	expired       map[string]bool           // policy name -> expired at the last compile
+	conflicts     map[string]bool           // conflicts logged at the last compile
+	lost          map[string][]netip.Prefix // policy name -> prefixes another policy keeps
+	conflictNotes map[string][]string
+	started       bool
+}
+
+// NewManager prepares a manager for cfg. Nothing is resolved until Start.
+func NewManager(cfg *Config, log *slog.Logger) *Manager { return newManager(cfg, log, realClock{}) }
+
+// newManager is NewManager on the clock clk; tests pass a fake one.
 func newManager(cfg *Config, log *slog.Logger, clk clock) *Manager {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -90,7 +125,9 @@ func (m *Manager) newResolverLocked() {
 	m.res = newResolver(servers, m.queryTimeout, m.queryTries)
 }
 
-func (m *Manager) start(ctx context.Context) {
+// Start begins resolution and refresh; it returns at once. The manager stops
+// when ctx is done.
+func (m *Manager) Start(ctx context.Context) {
 	m.mu.Lock()
 	if m.started {
 		m.mu.Unlock()
@@ -122,6 +159,29 @@ func (m *Manager) start(ctx context.Context) {
 
 // markUnresolvableLocked finishes at once the first round of policies that
 // need no DNS (cidrs only, or already expired).
+
+// Ready is closed once the first resolution of every policy's names has
+// finished (answered or failed): policies are then in force.
+func (m *Manager) Ready() <-chan struct{} { return m.ready }
+
+// Table returns the table in force now. Never nil; safe from any goroutine;
+// does not allocate.
+func (m *Manager) Table() normalize.Table {
+	if t := m.table.Load(); t != nil {
+		return t
+	}
+	return emptyTable
+}
+
+// Prefixes lists every prefix of the table in force now (see
+// Table.Prefixes): the addresses whose handshakes must reach the queues.
+func (m *Manager) Prefixes() []netip.Prefix { return m.table.Load().Prefixes() }
+
+// Changed receives after each swap of the table (start, reload, a DNS
+// answer that changed addresses, an expiry). Swaps in quick succession
+// coalesce into one receive: read Prefixes after receiving.
+func (m *Manager) Changed() <-chan struct{} { return m.changed }
+
 func (m *Manager) markUnresolvableLocked(now time.Time) {
 	for _, s := range m.states {
 		if !s.needsDNS() || m.isExpired(s.pf, now) {
@@ -295,93 +355,10 @@ func (m *Manager) backoff(n int) time.Duration {
 	return min(d, limit)
 }
 
-// recompileLocked builds the table from every unexpired policy and swaps it
-// in. cidrs claim first, in file order, then resolved addresses in file
-// order: a resolved prefix another policy already claims at equal length
-// stays with the earlier claim, and the conflict is logged once.
-func (m *Manager) recompileLocked(now time.Time, logChanges bool) {
-	claims := map[netip.Prefix][]*normalize.Policy{}
-	// claimedBy is the policy already holding prefix c that p overlaps.
-	claimedBy := func(c netip.Prefix, p *normalize.Policy) (string, bool) {
-		for _, q := range claims[c] {
-			if q == p {
-				return "", true
-			}
-			if overlap(q, p) {
-				return q.Name, true
-			}
-		}
-		return "", false
-	}
-	var entries []TableEntry
-	expired := map[string]bool{}
-	conflicts := map[string]bool{}
-	lost := map[string][]netip.Prefix{}
-	notes := map[string][]string{}
-	for _, s := range m.states {
-		p := s.pf.Policy
-		if m.isExpired(s.pf, now) {
-			expired[p.Name] = true
-			continue
-		}
-		for _, c := range s.pf.CIDRs {
-			if by, ok := claimedBy(c, p); ok {
-				if by != "" {
-					msg := fmt.Sprintf("%s: claimed by %s and %s; %s keeps it", c, by, p.Name, by)
-					conflicts[msg] = true
-					notes[p.Name] = append(notes[p.Name], msg)
-					notes[by] = append(notes[by], msg)
-					lost[p.Name] = append(lost[p.Name], c)
-				}
-				continue
-			}
-			claims[c] = append(claims[c], p)
-			entries = append(entries, TableEntry{c, p})
-		}
-	}
-	for _, s := range m.states {
-		p := s.pf.Policy
-		if expired[p.Name] {
-			continue
-		}
-		for _, a := range s.addrs {
-			if by, ok := claimedBy(a, p); ok {
-				if by != "" {
-					msg := fmt.Sprintf("%s: resolved for %s but claimed by %s; %s keeps it", a, p.Name, by, by)
-					conflicts[msg] = true
-					notes[p.Name] = append(notes[p.Name], msg)
-					notes[by] = append(notes[by], msg)
-					lost[p.Name] = append(lost[p.Name], a)
-				}
-				continue
-			}
-			claims[a] = append(claims[a], p)
-			entries = append(entries, TableEntry{a, p})
-		}
-	}
-	m.table.Store(NewTable(entries))
-	select {
-	case m.changed <- struct{}{}:
-	default:
-	}
-	if logChanges {
-		for _, s := range m.states {
-			n := s.pf.Policy.Name
-			if expired[n] && !m.expired[n] {
-				m.log.Warn("policy expired", "policy", n, "file", s.pf.File,
-					"expired", s.pf.Policy.Expires.UTC().Format(time.RFC3339))
-			}
-		}
-	}
-	for c := range conflicts {
-		if !m.conflicts[c] {
-			m.log.Error("address claimed by two policies", "conflict", c)
-		}
-	}
-	m.expired, m.conflicts, m.lost, m.conflictNotes = expired, conflicts, lost, notes
-}
-
-func (m *Manager) reload(cfg *Config) error {
+// Reload applies a newly loaded config's policies and DNS settings. A change
+// to [queue] or [rules] is refused with an error saying a restart is needed;
+// on any error the old table stays in force.
+func (m *Manager) Reload(cfg *Config) error {
 	if cfg == nil {
 		return errors.New("reload: no config")
 	}
@@ -428,98 +405,4 @@ func (m *Manager) reload(cfg *Config) error {
 	m.log.Info("policies reloaded", "policies", len(states), "prefixes", m.table.Load().Len())
 	m.poke()
 	return nil
-}
-
-func (m *Manager) status() []PolicyStatus {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	now := m.clock.Now()
-	out := make([]PolicyStatus, 0, len(m.states))
-	for _, s := range m.states {
-		p := s.pf.Policy
-		addrs := append(slices.Clone(s.pf.CIDRs), s.addrs...)
-		addrs = uniqPrefixes(addrs)
-		if lost := m.lost[p.Name]; len(lost) > 0 {
-			addrs = slices.DeleteFunc(addrs, func(a netip.Prefix) bool { return slices.Contains(lost, a) })
-		}
-		var notes []string
-		notes = append(notes, s.notes...)
-		notes = append(notes, m.conflictNotes[p.Name]...)
-		notes = append(notes, actionNotes(p)...)
-		slices.Sort(notes)
-		dnsErr := s.lastErr
-		if s.needsDNS() && !s.done && dnsErr == "" && !m.isExpired(s.pf, now) {
-			dnsErr = "not resolved yet"
-		}
-		out = append(out, PolicyStatus{
-			Name:      p.Name,
-			File:      s.pf.File,
-			Domain:    s.pf.Domain,
-			Mode:      p.Mode.String(),
-			Direction: p.Direction.String(),
-			Ports:     slices.Clone(p.Ports),
-			Actions:   actionsString(p),
-			Addresses: addrs,
-			Expires:   p.Expires,
-			Expired:   m.isExpired(s.pf, now),
-			DNSError:  dnsErr,
-			MX:        s.pf.MX,
-			SPF:       s.pf.SPF,
-			Reason:    p.Reason,
-			Ticket:    p.Ticket,
-			Notes:     notes,
-			Evidence:  p.Evidence,
-			Loaded:    s.loaded,
-			Refreshed: s.answered,
-			Next:      s.next,
-		})
-	}
-	return out
-}
-
-// actionsString lists the options a policy changes, in policy-file syntax.
-func actionsString(p *normalize.Policy) string {
-	var a []string
-	switch p.WindowScale {
-	case normalize.WSKeep:
-	case normalize.WSClamp:
-		a = append(a, fmt.Sprintf("window_scale=clamp window_scale_max=%d", p.WindowScaleMax))
-	default:
-		a = append(a, "window_scale="+p.WindowScale.String())
-	}
-	if p.Timestamps != normalize.TSKeep {
-		a = append(a, "timestamps="+p.Timestamps.String())
-	}
-	if p.StripSACKOK {
-		a = append(a, "sack_permitted=strip")
-	}
-	if p.MSSMax != 0 {
-		a = append(a, fmt.Sprintf("mss_max=%d", p.MSSMax))
-	}
-	if p.StripUnknown {
-		a = append(a, "unknown=strip")
-	}
-	if p.DropMalformed {
-		a = append(a, "malformed=drop")
-	}
-	if p.ClearECN {
-		a = append(a, "ecn=clear")
-	}
-	if len(a) == 0 {
-		return "none"
-	}
-	return strings.Join(a, " ")
-}
-
-// actionNotes says what an operator must know about a policy's actions.
-func actionNotes(p *normalize.Policy) []string {
-	var n []string
-	if p.WindowScale == normalize.WSClamp {
-		n = append(n, fmt.Sprintf("window_scale clamp fixes a path that honours shifts only up to %d; "+
-			"a path that raises shifts needs strip", p.WindowScaleMax))
-	}
-	if p.Timestamps == normalize.TSRepair {
-		n = append(n, "timestamps repair fixes TSvals scrambled toward us only; scrambling toward the peer needs strip")
-	}
-	return n
 }
