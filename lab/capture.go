@@ -204,17 +204,6 @@ func Segments(frames []Frame) []Segment {
 	return out
 }
 
-// Handshakes returns the SYN and SYN-ACK segments among segs.
-func Handshakes(segs []Segment) []Segment {
-	var out []Segment
-	for _, s := range segs {
-		if s.SYN {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
 func (s Segment) String() string {
 	dir := "in "
 	if s.Outgoing {
