@@ -133,12 +133,11 @@ type half struct {
 	// IPv4 identification: Linux numbers the packets of a connection one
 	// by one, so a jump is packets this side sent that never reached the
 	// capture
-	lastIPID        uint16
-	ipidGaps        uint32
-	ipidLost        uint32
-	lastPktAt       int64 // when this side's latest packet was captured
-	closedAt        int64 // when this side sent its FIN or RST
-	stuckBeforePeer bool  // its stuck segment was first sent before the peer closed
+	lastIPID  uint16
+	ipidGaps  uint32
+	ipidLost  uint32
+	lastPktAt int64 // when this side's latest packet was captured
+	closedAt  int64 // when this side sent its FIN or RST
 
 	// acknowledgments and windows this side sent
 	ackSet      bool

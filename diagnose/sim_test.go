@@ -43,7 +43,6 @@ type wirePkt struct {
 	ttl      uint8
 	badsum   bool
 	partial  bool
-	srcPort  uint16
 }
 
 type sim struct {
@@ -400,11 +399,10 @@ const (
 )
 
 type writeOpts struct {
-	link   int
-	snap   int
-	dup    map[int]bool // packet indexes written twice
-	swap   map[int]bool // packet index i written after i+1
-	chksum bool
+	link int
+	snap int
+	dup  map[int]bool // packet indexes written twice
+	swap map[int]bool // packet index i written after i+1
 }
 
 // pcapBytes writes packets as a capture file.
