@@ -121,27 +121,6 @@ func TestManglersSurviveGarbage(t *testing.T) {
 	}
 }
 
-func TestParseCTStat(t *testing.T) {
-	const text = `entries  clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop icmp_error  expect_new expect_create expect_delete search_restart
-00000004  00000000 00000000 00000000 00000003 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000  00000000 00000000 00000000 00000000
-00000004  00000000 00000000 00000000 0000000a 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000  00000000 00000000 00000000 00000000
-`
-	got, err := parseCTStat(text, "invalid")
-	if err != nil || got != 13 {
-		t.Errorf("parseCTStat(invalid) = %d, %v; want 13, nil", got, err)
-	}
-	for _, tt := range []struct{ name, text, col string }{
-		{name: "empty", text: "", col: "invalid"},
-		{name: "no column", text: text, col: "nosuch"},
-		{name: "short line", text: "a invalid\n1\n", col: "invalid"},
-		{name: "not hex", text: "invalid\nzz\n", col: "invalid"},
-	} {
-		if _, err := parseCTStat(tt.text, tt.col); err == nil {
-			t.Errorf("%s: parseCTStat succeeded, want error", tt.name)
-		}
-	}
-}
-
 func TestParseFault(t *testing.T) {
 	for _, f := range append(append(Faults(), StatefulFaults()...), FaultNone) {
 		got, err := ParseFault(f.String())

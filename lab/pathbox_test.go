@@ -147,26 +147,3 @@ func TestScrambleBothWays(t *testing.T) {
 		t.Errorf("TSval moved into the future: got %x, want %x", pkt, want)
 	}
 }
-
-func TestParseSNMP(t *testing.T) {
-	const text = `Ip: Forwarding DefaultTTL InReceives
-Ip: 1 64 100
-Tcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens PassiveOpens AttemptFails EstabResets CurrEstab InSegs OutSegs RetransSegs InErrs OutRsts InCsumErrors
-Tcp: 1 200 120000 -1 5 3 0 0 1 900 800 2 0 1 7
-Udp: InDatagrams NoPorts
-Udp: 4 0
-`
-	if got, err := ParseSNMP(text, "Tcp", "InCsumErrors"); err != nil || got != 7 {
-		t.Errorf("ParseSNMP(Tcp InCsumErrors) = %d, %v; want 7, nil", got, err)
-	}
-	for _, tt := range []struct{ name, text, col string }{
-		{name: "no such column", text: text, col: "Nope"},
-		{name: "no values", text: "Tcp: InCsumErrors\n", col: "InCsumErrors"},
-		{name: "not a number", text: "Tcp: InCsumErrors\nTcp: x\n", col: "InCsumErrors"},
-		{name: "empty", text: "", col: "InCsumErrors"},
-	} {
-		if _, err := ParseSNMP(tt.text, "Tcp", tt.col); err == nil {
-			t.Errorf("%s: parseSNMP succeeded, want error", tt.name)
-		}
-	}
-}
