@@ -8,7 +8,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
 // buildTCP serializes an IPv4 or IPv6 TCP packet with gopacket, checksums
@@ -118,36 +117,6 @@ func TestManglersSurviveGarbage(t *testing.T) {
 	bad[20+20+1] = 0 // first option's length byte
 	if raiseWScale(bad, 14) {
 		t.Errorf("raiseWScale changed a packet with a malformed option list")
-	}
-}
-
-func TestParseFault(t *testing.T) {
-	for _, f := range append(append(Faults(), StatefulFaults()...), FaultNone) {
-		got, err := ParseFault(f.String())
-		if err != nil || got != f {
-			t.Errorf("ParseFault(%q) = %v, %v; want %v", f.String(), got, err, f)
-		}
-	}
-	if _, err := ParseFault("bogus"); err == nil {
-		t.Error("ParseFault(bogus) succeeded")
-	}
-}
-
-func TestFixPolicyText(t *testing.T) {
-	got := FixPolicy(FaultPMTU, true, normalize.LogOnly).Text()
-	want := `domain = "lab.test"
-mx = true
-ports = [25]
-direction = "outbound"
-mode = "log-only"
-reason = "lab: pmtu on the path to mx.lab.test"
-ticket = "LAB-1"
-
-[options]
-mss_max = 1220
-`
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("policy (-want +got):\n%s", diff)
 	}
 }
 
