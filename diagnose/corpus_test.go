@@ -15,7 +15,7 @@ import (
 
 // corpusPackages are the Debian packages whose test and example captures
 // the corpus reads where they are installed (their licences do not let
-// the files be copied here; `make deps` installs them).
+// the files be copied here; `make test-deps` installs them).
 var corpusPackages = []struct {
 	pkg, glob string
 }{
@@ -99,7 +99,7 @@ func corpusFiles(t *testing.T) []corpusFile {
 	for _, pk := range corpusPackages {
 		m, _ := filepath.Glob(pk.glob)
 		if len(m) == 0 {
-			t.Errorf("no %s: install Debian package %s (make deps does)", pk.glob, pk.pkg)
+			t.Errorf("no %s: install Debian package %s (make test-deps does)", pk.glob, pk.pkg)
 		}
 		for _, p := range m {
 			files = append(files, corpusFile{p, ""})

@@ -86,7 +86,7 @@ func TestEvidence(t *testing.T) {
 				}
 			}
 			if _, err := exec.LookPath("tshark"); err != nil {
-				t.Fatalf("tshark not installed (make deps installs it): %v", err)
+				t.Fatalf("tshark not installed (make test-deps installs it): %v", err)
 			}
 			out, err = exec.Command("tshark", "-r", file, "-T", "fields", "-e", "frame.comment").Output()
 			if err != nil {

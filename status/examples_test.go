@@ -119,9 +119,9 @@ func TestExampleMonitoring(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
 		if os.Geteuid() == 0 {
-			t.Fatalf("promtool not installed (make deps installs Debian's prometheus package, which has it): %v", err)
+			t.Fatalf("promtool not installed (make test-deps takes it from Debian's prometheus package): %v", err)
 		}
-		t.Skip("promtool not installed; make deps (as root) installs it")
+		t.Skip("promtool not installed; make test-deps (as root) installs it")
 	}
 	for _, args := range [][]string{{"check", "rules", rulesFile}, {"test", "rules", rulesTestFile}} {
 		if out, err := exec.Command(promtool, args...).CombinedOutput(); err != nil {

@@ -16,7 +16,7 @@ func TestServiceUnit(t *testing.T) {
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
 		if os.Geteuid() == 0 {
-			t.Fatalf("systemd-analyze not installed (make deps installs Debian's systemd package): %v", err)
+			t.Fatalf("systemd-analyze not installed (make test-deps installs Debian's systemd package): %v", err)
 		}
 		t.Skip("systemd-analyze not installed")
 	}
