@@ -18,7 +18,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 LAB_ARGS ?=
 
-.PHONY: all build lab test soak vet fmt-check tidy-check unit bench deps test-deps clean
+.PHONY: all build lab test soak vet fmt-check tidy-check selfcontained-check record unit bench deps test-deps clean
 
 all: build
 
@@ -31,7 +31,7 @@ deps:
 	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "missing:$$missing; installing $(PKGS)"; \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(PKGS); \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=600 $(PKGS); \
 	fi
 
 # What the tests need on top of deps, each only when missing: TEST_PKGS,
@@ -40,12 +40,12 @@ test-deps: deps
 	@missing=""; for t in $(TEST_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "missing:$$missing; installing $(TEST_PKGS)"; \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(TEST_PKGS); \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=600 $(TEST_PKGS); \
 	fi
 	@missing=""; for p in $(CORPUS_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "missing corpus packages:$$missing; installing them"; \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=600 $$missing; \
 	fi
 	@# promtool from Debian's prometheus package, without installing and
 	@# starting a Prometheus server.
@@ -71,9 +71,21 @@ vet:
 tidy-check:
 	@$(GO) mod tidy -diff >/dev/null 2>&1 || { echo "go.mod/go.sum not tidy: run go mod tidy"; $(GO) mod tidy -diff; exit 1; }
 
+# The repository is self-contained: no test, script or rule reads a path
+# beside it (data a test needs is in a testdata folder, with a MANIFEST).
+selfcontained-check:
+	@if git grep --untracked -I -nE '\.\./shared|\.\./\.\./\.\./|/work/' -- . ':!Makefile'; then \
+		echo "the lines above read a path outside the repository: copy the data into testdata"; exit 1; fi
+
+# Regenerate the recorded captures (root, a few minutes): diagnose's lab
+# fault captures and its regression corpus of real software (build tag
+# record; needs curl, iperf3, redis, swaks, python3-aiosmtpd).
+record: deps build
+	$(GO) test -tags record -count=1 -p 1 -timeout 20m -run 'TestLab$$|TestCorpusRecord' -v ./diagnose/
+
 # Unit and end-to-end tests; the end-to-end tests need root. Packages run one
 # at a time so timing-sensitive lab tests do not compete for the CPUs.
-test: test-deps fmt-check
+test: test-deps fmt-check selfcontained-check
 	$(GO) mod download
 	@$(MAKE) --no-print-directory tidy-check
 	$(GO) vet ./...
@@ -106,8 +118,8 @@ BENCH_MD   ?= BENCHMARKS.md
 BENCH_OUT  ?= /tmp/tcpnorm-bench-results.json
 BENCH_ARGS ?=
 bench: deps
-	@for t in iperf3 gcc; do command -v $$t >/dev/null 2>&1 || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y iperf3 gcc; break; }; done
-	@test -f /usr/include/libnetfilter_queue/libnetfilter_queue.h || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y libnetfilter-queue-dev; }
+	@for t in iperf3 gcc; do command -v $$t >/dev/null 2>&1 || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=600 iperf3 gcc; break; }; done
+	@test -f /usr/include/libnetfilter_queue/libnetfilter_queue.h || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=600 libnetfilter-queue-dev; }
 	@set -e; d=$$(mktemp -d /tmp/tnbench-bin.XXXXXX); trap 'rm -rf "$$d"' EXIT INT TERM; \
 	$(GO) build -o "$$d/tcpnorm" -ldflags "$(LDFLAGS)" ./cmd/tcpnorm; \
 	$(GO) build -o "$$d/tnbench" ./bench/cmd/tnbench; \

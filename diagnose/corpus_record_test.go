@@ -1,3 +1,5 @@
+//go:build record
+
 package diagnose
 
 import (
@@ -16,19 +18,16 @@ import (
 	"github.com/tcpnorm/tcpnorm/lab"
 )
 
-// corpusDir holds the regression corpus (see its MANIFEST).
-const corpusDir = "testdata/corpus"
-
 // TestCorpusRecord writes the corpus captures of real software (curl and
 // python3's http.server, iperf3, redis) and of the lab's window-limit
 // firewall in a namespace lab, and the variants the corpus needs of them:
 // a small snap length, one direction only, a start mid-connection, a fuzzed
 // IP length, offloaded (zero-length) IP headers, loopback. It is a
-// generator: it runs only as root with TCPNORM_CORPUS_RECORD=1; TestCorpus
-// checks what it wrote.
+// generator, built only with the tag record (`make record`, root);
+// TestCorpus checks what it wrote.
 func TestCorpusRecord(t *testing.T) {
-	if os.Getenv("TCPNORM_CORPUS_RECORD") != "1" || os.Geteuid() != 0 {
-		t.Skip("corpus generator: run as root with TCPNORM_CORPUS_RECORD=1")
+	if os.Geteuid() != 0 {
+		t.Fatal("the corpus generator needs root (network namespaces)")
 	}
 	for _, tool := range []string{"curl", "python3", "iperf3", "redis-server", "redis-cli", "swaks"} {
 		if _, err := exec.LookPath(tool); err != nil {

@@ -3,8 +3,6 @@ package diagnose
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +10,9 @@ import (
 	"strings"
 	"testing"
 )
+
+// corpusDir holds the regression corpus (see its MANIFEST).
+const corpusDir = "testdata/corpus"
 
 // corpusPackages are the Debian packages whose test and example captures
 // the corpus reads where they are installed (their licences do not let
@@ -36,7 +37,7 @@ type corpusFile struct {
 
 // corpusFiles lists the regression corpus: the committed captures of
 // testdata/corpus (MANIFEST.md says what each holds) and the lab's fault
-// captures, the shared real captures, the pcaps gopacket's module ships,
+// captures, the real captures of capturesDir, the pcaps gopacket's module ships,
 // and those of corpusPackages.
 func corpusFiles(t *testing.T) []corpusFile {
 	t.Helper()
@@ -75,11 +76,11 @@ func corpusFiles(t *testing.T) []corpusFile {
 	for _, tc := range labExtra {
 		files = append(files, corpusFile{filepath.Join("testdata", tc.file), string(tc.want)})
 	}
-	shared, _ := filepath.Glob(filepath.Join(capturesDir, "*.pcap"))
-	if len(shared) == 0 {
-		t.Errorf("no shared captures in %s", capturesDir)
+	real, _ := filepath.Glob(filepath.Join(capturesDir, "*.pcap"))
+	if len(real) == 0 {
+		t.Errorf("no captures in %s", capturesDir)
 	}
-	for _, p := range shared {
+	for _, p := range real {
 		files = append(files, corpusFile{p, ""})
 	}
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/google/gopacket").Output()
@@ -116,7 +117,7 @@ func TestCorpus(t *testing.T) {
 	files := corpusFiles(t)
 	var healthy, faults, falseAlarms, named, unreadable int
 	for _, cf := range files {
-		data, err := readCapture(cf.path)
+		data, err := os.ReadFile(cf.path)
 		if err != nil {
 			t.Errorf("%s: %v", cf.path, err)
 			continue
@@ -162,15 +163,3 @@ func TestCorpus(t *testing.T) {
 		len(files), healthy, falseAlarms, faults, named, unreadable)
 }
 
-// readCapture reads a capture file, gunzipping one that ends in .gz.
-func readCapture(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
-	if err != nil || !strings.HasSuffix(path, ".gz") {
-		return data, err
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(data))
-	if err != nil {
-		return nil, err
-	}
-	return io.ReadAll(zr)
-}

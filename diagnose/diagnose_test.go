@@ -2,7 +2,9 @@ package diagnose
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/klauspost/compress/zstd"
 	"github.com/tcpnorm/tcpnorm/config"
 )
 
@@ -462,6 +465,93 @@ func TestCorrupt(t *testing.T) {
 	if len(rep.Warnings) == 0 || !strings.Contains(rep.Warnings[0], "byte offset") {
 		t.Errorf("warnings = %q, want one about the cut record", rep.Warnings)
 	}
+}
+
+// TestCompressed reads a gzip- or zstd-compressed capture directly, as
+// tshark does: the same report as the plain file; a damaged or nested
+// stream is an error, not a panic.
+func TestCompressed(t *testing.T) {
+	plain, err := os.ReadFile(labFile("wscale"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := DiagnoseBytes(plain, Options{Now: testNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gz := func(b []byte) []byte {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		zw.Write(b)
+		zw.Close()
+		return buf.Bytes()
+	}
+	zst := func(b []byte) []byte {
+		zw, err := zstd.NewWriter(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer zw.Close()
+		return zw.EncodeAll(b, nil)
+	}
+	for _, tt := range []struct {
+		name, format string
+		data         []byte
+	}{
+		{name: "gzip", format: "pcap.gz", data: gz(plain)},
+		{name: "zstd", format: "pcap.zst", data: zst(plain)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := DiagnoseBytes(tt.data, Options{Now: testNow})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Format != tt.format {
+				t.Errorf("format %q, want %q", got.Format, tt.format)
+			}
+			got.Format = want.Format
+			if diff := cmp.Diff(reportJSON(t, want), reportJSON(t, got)); diff != "" {
+				t.Errorf("report differs from the plain file's (-want +got):\n%s", diff)
+			}
+		})
+	}
+	for _, tt := range []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{name: "gzip of gzip", data: gz(gz(plain)), want: "gzip inside gzip"},
+		{name: "gzip of text", data: gz([]byte("hello, world, this is text\n")), want: "not a pcap"},
+		{name: "gzip header only", data: gz(plain)[:10], want: "gzip"},
+		{name: "zstd garbage", data: append([]byte{0x28, 0xb5, 0x2f, 0xfd}, bytes.Repeat([]byte{0xff}, 40)...), want: "zstd"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := DiagnoseBytes(tt.data, Options{})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+	// A stream cut inside the compressed data: what was read is
+	// analysed, with a warning, as for a plain file cut short.
+	cut := gz(plain)
+	rep, err := DiagnoseBytes(cut[:len(cut)*2/3], Options{Now: testNow})
+	if err != nil {
+		t.Fatalf("cut gzip: %v", err)
+	}
+	if rep.Packets == 0 || rep.Packets >= want.Packets || len(rep.Warnings) == 0 {
+		t.Errorf("cut gzip: %d packets of %d, warnings %q", rep.Packets, want.Packets, rep.Warnings)
+	}
+}
+
+// reportJSON is a report's JSON form, for comparing two reports.
+func reportJSON(t *testing.T, r *Report) string {
+	t.Helper()
+	b, err := json.MarshalIndent(r, "", " ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // TestEviction bounds the table and counts the connections evicted.

@@ -45,7 +45,7 @@ var labCases = []struct {
 
 func intp(i int) *int { return &i }
 
-// labExtra are lab captures kept for a case TestLabRecord meets only by
+// labExtra are lab captures kept for a case TestLab meets only by
 // chance: in lab-ts-scramble-first.pcap the path scrambled the first data
 // segment, so the receiver took no data in order and its TS.Recent is the
 // SYN-ACK's TSval.
@@ -59,13 +59,13 @@ var labExtra = []struct {
 func labFile(name string) string { return filepath.Join("testdata", "lab-"+name+".pcap") }
 
 // TestLabCaptures diagnoses the real captures committed under testdata
-// (written by TestLabRecord).
+// (written by TestLab built with the tag record).
 func TestLabCaptures(t *testing.T) {
 	for _, tc := range labCases {
 		t.Run(tc.name, func(t *testing.T) {
 			data, err := os.ReadFile(labFile(tc.name))
 			if os.IsNotExist(err) {
-				t.Fatalf("%s not recorded (run TestLabRecord as root with TCPNORM_LAB_RECORD=1)", labFile(tc.name))
+				t.Fatalf("%s not recorded (run `make record` as root)", labFile(tc.name))
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -113,10 +113,11 @@ func checkLab(t *testing.T, data []byte, want Class, wantFix Fix, suspected bool
 	}
 }
 
-// TestLabRecord runs each fault in a namespace lab (root), over IPv4 and
-// IPv6, captures at the client, and diagnoses the capture. With TCPNORM_LAB_RECORD=1 it writes
-// the captures under testdata for TestLabCaptures.
-func TestLabRecord(t *testing.T) {
+// TestLab runs each fault in a namespace lab (root), over IPv4 and IPv6,
+// captures at the client, and diagnoses the capture. Built with the tag
+// record (`make record`), it writes the IPv4 captures under testdata for
+// TestLabCaptures.
+func TestLab(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (network namespaces)")
 	}
@@ -139,7 +140,7 @@ func TestLabRecord(t *testing.T) {
 
 // recordLab runs fault f over IPv4 or IPv6, captures at the client, and
 // checks what diagnose finds; IPv4 captures are written under testdata
-// with TCPNORM_LAB_RECORD=1.
+// when recording (the tag record).
 func recordLab(ctx context.Context, t *testing.T, l *lab.Lab, name string, f lab.Fault, opt lab.PathOptions, dir lab.Direction, want Class, wantFix Fix, suspected, v6 bool) {
 	sub := name
 	if v6 {
@@ -182,7 +183,7 @@ func recordLab(ctx context.Context, t *testing.T, l *lab.Lab, name string, f lab
 		if err := lab.WritePcap(&buf, frames); err != nil {
 			t.Fatal(err)
 		}
-		if os.Getenv("TCPNORM_LAB_RECORD") == "1" && !v6 {
+		if recording && !v6 {
 			if buf.Len() > 200<<10 {
 				t.Errorf("capture is %d bytes, over 200 KB: not written", buf.Len())
 			} else if err := os.WriteFile(labFile(name), buf.Bytes(), 0o644); err != nil {

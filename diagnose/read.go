@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"bufio"
+	"compress/gzip"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,7 +11,13 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
+	"github.com/klauspost/compress/zstd"
 )
+
+// zstdMaxWindow is the largest zstd window accepted, the zstd command's
+// own default limit for decompression (--memory=128MB): a frame asking
+// for more is refused rather than allowed to take the memory.
+const zstdMaxWindow = 128 << 20
 
 // maxSnap is the largest record accepted (tcpdump's MAXIMUM_SNAPLEN): a
 // record header claiming more is corrupt.
@@ -80,7 +87,42 @@ type capture struct {
 // openCapture detects the format by its magic number and reads the file
 // header. The bufio.Reader handed to pcapgo is used as is (it is already
 // large enough), so its Buffered count gives exact offsets.
+//
+// A capture compressed with gzip or zstd (tcpdump -w - | gzip, a rotated
+// .pcap.gz, .pcapng.zst) is read through the decompressor, as tshark
+// does; offsets are then those of the decompressed stream.
 func openCapture(r io.Reader) (*capture, error) {
+	c, err := openRaw(r)
+	var ce *compressedError
+	if !errors.As(err, &ce) {
+		return c, err
+	}
+	zr, err := ce.open()
+	if err != nil {
+		return nil, &CorruptError{Offset: 0, Err: fmt.Errorf("%s: %w", ce.format, err)}
+	}
+	c, err = openRaw(zr)
+	if errors.As(err, &ce) {
+		return nil, &CorruptError{Offset: 0, Err: fmt.Errorf("%s inside %s: not a capture", ce.format, ce.outer)}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s-compressed: %w", ce.outer, err)
+	}
+	c.format += "." + ce.ext
+	return c, nil
+}
+
+// compressedError is openRaw's answer for a compressed stream: open
+// returns the decompressed one.
+type compressedError struct {
+	format, outer, ext string
+	open               func() (io.Reader, error)
+}
+
+func (e *compressedError) Error() string { return e.format + "-compressed stream" }
+
+// openRaw is openCapture without decompression.
+func openRaw(r io.Reader) (*capture, error) {
 	c := &capture{cr: &countingReader{r: r}}
 	c.br = bufio.NewReaderSize(c.cr, 1<<16)
 	magic, err := c.br.Peek(4)
@@ -118,8 +160,19 @@ func openCapture(r io.Reader) (*capture, error) {
 		pr.SetSnaplen(maxSnap)
 		c.src = pr
 	default:
-		if magic[0] == 0x1f && magic[1] == 0x8b {
-			return nil, &CorruptError{Offset: 0, Err: errors.New("gzip-compressed file: gunzip it first")}
+		switch {
+		case magic[0] == 0x1f && magic[1] == 0x8b:
+			return nil, &compressedError{format: "gzip", outer: "gzip", ext: "gz", open: func() (io.Reader, error) {
+				return gzip.NewReader(c.br)
+			}}
+		case binary.LittleEndian.Uint32(magic) == 0xfd2fb528:
+			return nil, &compressedError{format: "zstd", outer: "zstd", ext: "zst", open: func() (io.Reader, error) {
+				zr, err := zstd.NewReader(c.br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(zstdMaxWindow))
+				if err != nil {
+					return nil, err
+				}
+				return zr.IOReadCloser(), nil
+			}}
 		}
 		return nil, &CorruptError{Offset: 0, Err: fmt.Errorf("not a pcap or pcapng file (magic %02x)", magic)}
 	}

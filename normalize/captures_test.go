@@ -2,7 +2,6 @@ package normalize
 
 import (
 	"bytes"
-	"errors"
 	"io"
 	"net/netip"
 	"os"
@@ -13,18 +12,15 @@ import (
 	"github.com/google/gopacket/pcapgo"
 )
 
-// capturesDir holds the project's shared real captures (not copied into the
-// repository; see its README).
-const capturesDir = "../../shared/captures"
+// capturesDir holds the real captures with unusual option lists
+// (MANIFEST.md there names their source and licence).
+const capturesDir = "../testdata/captures"
 
 // readCapture returns the IP packets of a pcap file, with the snapped length
 // of each against its original length.
 func readCapture(t *testing.T, name string) (pkts [][]byte, truncated []bool) {
 	t.Helper()
 	f, err := os.Open(filepath.Join(capturesDir, name))
-	if errors.Is(err, os.ErrNotExist) {
-		t.Skipf("%s not present (the shared captures live beside the repository)", name)
-	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +46,7 @@ func readCapture(t *testing.T, name string) (pkts [][]byte, truncated []bool) {
 	return pkts, truncated
 }
 
-// TestCaptures runs the first packets of every shared capture through a
+// TestCaptures runs the first packets of every real capture through a
 // policy that strips everything, and checks the outcome of each.
 func TestCaptures(t *testing.T) {
 	all := netip.MustParsePrefix("0.0.0.0/0")
@@ -90,6 +86,20 @@ func TestCaptures(t *testing.T) {
 		// The first packet's options run past the snapped copy: the
 		// header does not parse, and it passes untouched.
 		{file: "truncated-header.pcap", want: wants(ReasonNotTCP, "")},
+	}
+	// Every capture of the directory has its expectations here.
+	onDisk, _ := filepath.Glob(filepath.Join(capturesDir, "*.pcap"))
+	listed := map[string]bool{}
+	for _, tt := range tests {
+		listed[tt.file] = true
+	}
+	if len(onDisk) != len(listed) {
+		t.Errorf("%d captures in %s, %d with expectations here", len(onDisk), capturesDir, len(listed))
+	}
+	for _, p := range onDisk {
+		if !listed[filepath.Base(p)] {
+			t.Errorf("%s has no expectations in TestCaptures", p)
+		}
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
