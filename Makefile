@@ -8,22 +8,24 @@ PKGS     := iptables iproute2 tcpdump conntrack ipset
 TOOLS    := iptables ip6tables iptables-restore ip6tables-restore iptables-save ip6tables-save ip tcpdump conntrack ipset
 # What only the tests need on top: setpriv (the unprivileged daemon test),
 # tshark (reads evidence files back), systemd-analyze (verifies the example
-# unit).
-TEST_PKGS  := util-linux tshark systemd
-TEST_TOOLS := setpriv tshark systemd-analyze
+# unit), man (renders the manual pages of the package test).
+TEST_PKGS  := util-linux tshark systemd man-db
+TEST_TOOLS := setpriv tshark systemd-analyze man
 # Debian packages whose test and example captures diagnose's regression
 # corpus reads where they are installed (diagnose/testdata/corpus/MANIFEST.md).
 CORPUS_PKGS := pathspider python3-dpkt pcapfix pktanon ruby-pcaprub python3-libtrace
-VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -X main.version=$(VERSION)
+# The version comes from the build information the Go toolchain stamps
+# from git (tcpnorm version, go version -m); -buildvcs=auto overrides a
+# GOFLAGS=-buildvcs=false in the environment.
+BUILDFLAGS := -buildvcs=auto
 LAB_ARGS ?=
 
-.PHONY: all build lab test soak vet fmt-check tidy-check selfcontained-check record unit bench deps test-deps clean
+.PHONY: all build lab test soak vet fmt-check tidy-check selfcontained-check record man deb unit bench deps test-deps clean
 
 all: build
 
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tcpnorm
+	$(GO) build $(BUILDFLAGS) -o $(BIN) ./cmd/tcpnorm
 
 # Install the system tools the daemon and the lab use, only when one of
 # them is missing.
@@ -121,7 +123,7 @@ bench: deps
 	@for t in iperf3 gcc; do command -v $$t >/dev/null 2>&1 || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=600 iperf3 gcc; break; }; done
 	@test -f /usr/include/libnetfilter_queue/libnetfilter_queue.h || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=600 libnetfilter-queue-dev; }
 	@set -e; d=$$(mktemp -d /tmp/tnbench-bin.XXXXXX); trap 'rm -rf "$$d"' EXIT INT TERM; \
-	$(GO) build -o "$$d/tcpnorm" -ldflags "$(LDFLAGS)" ./cmd/tcpnorm; \
+	$(GO) build $(BUILDFLAGS) -o "$$d/tcpnorm" ./cmd/tcpnorm; \
 	$(GO) build -o "$$d/tnbench" ./bench/cmd/tnbench; \
 	$(GO) build -o "$$d/naiveq" ./bench/cmd/naiveq; \
 	$(GO) build -o "$$d/connload" ./bench/cmd/connload; \
@@ -130,5 +132,27 @@ bench: deps
 	BENCH_CMD="make bench$(if $(QUICK), QUICK=$(QUICK))$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" "$$d/tnbench" run $$args
 	$(GO) test -run XXX -bench . -benchmem -count 5 ./normalize/ ./config/ ./diagnose/
 
+# Manual pages, rendered from man/*.md (the one source README's references
+# are checked against) with go-md2man by internal/mangen.
+DEB_BUILD := build
+man:
+	$(GO) run ./internal/mangen -out $(DEB_BUILD)/man man/*.md
+
+# The Debian package tcpnorm_VERSION_ARCH.deb in $(DEB_BUILD)/, built by
+# nfpm (pinned in go.mod as a tool) from packaging/nfpm.yaml. VERSION is
+# the module version of the binary's build information, in Debian's
+# ordering: v0.0.0-20261207181110-caa1144cac31 becomes
+# 0.0.0~20261207181110.caa1144cac31, v1.2.0 becomes 1.2.0.
+deb: man
+	$(GO) build $(BUILDFLAGS) -trimpath -o $(DEB_BUILD)/tcpnorm ./cmd/tcpnorm
+	@set -e; \
+	mod=$$($(GO) version -m $(DEB_BUILD)/tcpnorm | awk '$$1 == "mod" { print $$3 }'); \
+	case "$$mod" in v[0-9]*) ;; *) mod=v0.0.0-dev ;; esac; \
+	version=$$(echo "$$mod" | sed -e 's/^v//' -e 's/-/~/' -e 's/-/./g'); \
+	rm -f $(DEB_BUILD)/tcpnorm_*.deb; \
+	VERSION=$$version ARCH=$$($(GO) env GOARCH) $(GO) tool nfpm package -f packaging/nfpm.yaml -p deb -t $(DEB_BUILD)/; \
+	ls $(DEB_BUILD)/tcpnorm_*.deb
+
 clean:
 	rm -f $(BIN)
+	rm -rf $(DEB_BUILD)

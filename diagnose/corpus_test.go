@@ -162,4 +162,3 @@ func TestCorpus(t *testing.T) {
 	t.Logf("corpus: %d captures: %d healthy with %d false alarms, %d lab faults with %d named first, %d unreadable (not captures)",
 		len(files), healthy, falseAlarms, faults, named, unreadable)
 }
-

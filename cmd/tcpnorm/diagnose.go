@@ -12,8 +12,8 @@ import (
 
 const diagnoseUsage = `usage: tcpnorm diagnose [--json] [--domain NAME] [--local ADDR[,ADDR...]] FILE
 
-Reads a pcap or pcapng capture (Ethernet, Linux cooked SLL/SLL2 or raw IP;
-IPv4 and IPv6), finds the TCP path fault in it (window-scale mismatch, PAWS
+Reads a pcap or pcapng capture, plain or compressed with gzip or zstd
+(Ethernet, Linux cooked SLL/SLL2 or raw IP; IPv4 and IPv6), finds the TCP path fault in it (window-scale mismatch, PAWS
 discards, SYN-option black hole, path-MTU black hole, broken SACK, bad
 checksums) with the evidence, and prints the policy file that works around it
 and a paragraph for the upstream ticket. FILE "-" reads standard input.

@@ -9,13 +9,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 
 	"github.com/tcpnorm/tcpnorm/config"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 const usage = `usage: tcpnorm COMMAND [ARGS]
 
@@ -32,11 +28,6 @@ commands:
 
 tcpnorm COMMAND --help prints the command's usage and every flag's meaning.
 Exit status: 0 success, 1 failure, 2 usage error.
-`
-
-const versionUsage = `usage: tcpnorm version
-
-Prints tcpnorm's version, the Go version it was built with and OS/arch.
 `
 
 func main() {
@@ -75,7 +66,7 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "tcpnorm version: unexpected argument %q\n\n%s", rest[0], versionUsage)
 			return 2
 		}
-		fmt.Fprintf(stdout, "tcpnorm %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		readBuild().write(stdout)
 		return 0
 	case "help", "-h", "-help", "--help":
 		if len(rest) == 1 && cmd == "help" && rest[0] != "help" {

@@ -120,7 +120,7 @@ func TestDispatch(t *testing.T) {
 	}{
 		{name: "no command", wantCode: 2, wantStderr: "usage: tcpnorm"},
 		{name: "unknown", args: []string{"frobnicate"}, wantCode: 2, wantStderr: `unknown command "frobnicate"`},
-		{name: "version", args: []string{"version"}, wantStdout: "tcpnorm dev go1."},
+		{name: "version", args: []string{"version"}, wantStdout: "tcpnorm (devel) go1."},
 		{name: "help", args: []string{"help"}, wantStdout: "rules [-c FILE]"},
 		{name: "rules extra arg", args: []string{"rules", "x"}, wantCode: 2, wantStderr: "usage: tcpnorm rules"},
 		{name: "rules missing config", args: []string{"rules", "-c", "/nonexistent/tcpnorm.toml"}, wantCode: 1, wantStderr: "/nonexistent/tcpnorm.toml"},
