@@ -100,8 +100,10 @@ func decodeMain(cfg *Config, top *table, dir string) {
 	cfg.Rules.Install = r.boolean("install", true)
 	cfg.Rules.Mode = r.enum("mode", "gateway", "gateway", "host")
 	cfg.Rules.Mark = uint32(r.integer("mark", 0xff000000, 1, math.MaxUint32))
-	if _, err := normalize.NewMarkBits(cfg.Rules.Mark); cfg.Rules.Mark != 0 && err != nil {
+	if mb, err := normalize.NewMarkBits(cfg.Rules.Mark); cfg.Rules.Mark != 0 && err != nil {
 		d.errf("rules.mark", "%#x: %v", cfg.Rules.Mark, err)
+	} else if mb.Used()&normalize.ProbeMark != 0 {
+		d.errf("rules.mark", "%#x: its lowest 8 bits (%#x) include %#x, the mark of tcpnorm probe's sockets", cfg.Rules.Mark, mb.Used(), normalize.ProbeMark)
 	}
 	r.unknown("install", "mode", "mark")
 

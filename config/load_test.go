@@ -227,6 +227,11 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{"rules.mark: 0xff0f0000: mark mask bits must be contiguous"},
 		},
 		{
+			name: "mark on the probe's bit",
+			main: "[rules]\nmark = 0x00ff0000\n",
+			want: []string{"rules.mark: 0xff0000: its lowest 8 bits (0xff0000) include 0x800000, the mark of tcpnorm probe's sockets"},
+		},
+		{
 			name: "mark too narrow",
 			main: "[rules]\nmark = 0x70000000\n",
 			want: []string{"rules.mark: 0x70000000: mark mask needs at least 8 contiguous bits"},
@@ -303,7 +308,7 @@ fail_open = false
 [rules]
 install = false
 mode = "host"
-mark = 0x00ff0000
+mark = 0x0000ff00
 [dns]
 servers = ["198.18.0.53", "[2001:2::53]:5353"]
 min_refresh = "10s"
@@ -354,7 +359,7 @@ ecn = "clear"
 		Path:      path,
 		PolicyDir: filepath.Join(dir, "policies.d"),
 		Queue:     Queue{First: 10, Count: 2, MaxLen: 1024, FailOpen: false},
-		Rules:     Rules{Install: false, Mode: "host", Mark: 0x00ff0000},
+		Rules:     Rules{Install: false, Mode: "host", Mark: 0x0000ff00},
 		DNS:       DNS{Servers: []string{"198.18.0.53:53", "[2001:2::53]:5353"}, MinRefresh: 10 * time.Second, MaxRefresh: 10 * time.Minute},
 		Metrics:   Metrics{Listen: ""},
 		Log:       Log{Level: "debug", Format: "json"},

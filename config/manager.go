@@ -18,6 +18,7 @@ import (
 const (
 	defaultQueryTimeout = 2 * time.Second
 	defaultQueryTries   = 2
+	defaultResolvConf   = "/etc/resolv.conf"
 	defaultBackoffBase  = time.Second
 	expiryWarnAhead     = 7 * 24 * time.Hour
 )
@@ -89,7 +90,7 @@ func newManager(cfg *Config, log *slog.Logger, clk clock) *Manager {
 	m := &Manager{
 		log:          log,
 		clock:        clk,
-		resolvConf:   "/etc/resolv.conf",
+		resolvConf:   defaultResolvConf,
 		queryTimeout: defaultQueryTimeout,
 		queryTries:   defaultQueryTries,
 		backoffBase:  defaultBackoffBase,

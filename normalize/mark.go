@@ -30,6 +30,19 @@ type MarkBits struct {
 	ok    bool
 }
 
+// ProbeMark is the mark bit of tcpnorm probe's own sockets (SO_MARK). The
+// daemon's rules leave connections carrying it to the probe, so the mark
+// bits a policy table uses ([rules] mark) must not include it.
+const ProbeMark uint32 = 0x00800000
+
+// Used is the mask of the mark bits b's fields occupy.
+func (b MarkBits) Used() uint32 {
+	if !b.ok {
+		return 0
+	}
+	return b.put(0xff)
+}
+
 // NewMarkBits checks a [rules] mark mask: its set bits must be contiguous
 // and at least MarkFieldBits wide.
 func NewMarkBits(mask uint32) (MarkBits, error) {

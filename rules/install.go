@@ -97,11 +97,13 @@ const maxDuplicates = 64
 // Remove deletes, for both families, every jump to tcpnorm's chains (every
 // copy) and then the chains. It touches no other rule. It keeps going after
 // an error and returns all of them.
-func Remove(ctx context.Context, r Runner) error {
+func Remove(ctx context.Context, r Runner) error { return daemon.remove(ctx, r) }
+
+func (own owner) remove(ctx context.Context, r Runner) error {
 	var errs []error
 	for _, f := range Families {
-		for _, table := range knownTables() {
-			if err := removeTable(ctx, r, f, table); err != nil {
+		for _, table := range own.knownTables() {
+			if err := own.removeTable(ctx, r, f, table); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -109,14 +111,14 @@ func Remove(ctx context.Context, r Runner) error {
 	return errors.Join(errs...)
 }
 
-func removeTable(ctx context.Context, r Runner, f Family, table string) error {
+func (own owner) removeTable(ctx context.Context, r Runner, f Family, table string) error {
 	save, err := r.Run(ctx, "", f.SaveTool(), "-t", table)
 	if err != nil {
 		return opErr(err, "list "+f.String()+" "+table)
 	}
-	present := parseSave(save)
+	present := parseSave(save, own.known)
 	var errs []error
-	for _, j := range Known {
+	for _, j := range own.known {
 		if j.Table != table {
 			continue
 		}
@@ -134,7 +136,7 @@ func removeTable(ctx context.Context, r Runner, f Family, table string) error {
 	// Flush every chain before deleting any: tcpnorm's chains jump to each
 	// other, and a chain still referenced cannot be deleted.
 	var flushed []string
-	for _, c := range knownChains(table) {
+	for _, c := range own.knownChains(table) {
 		if !present.chains[c] {
 			continue
 		}
@@ -169,7 +171,7 @@ type saved struct {
 // parseSave reads `iptables-save -t TABLE` output. Only exact copies of
 // tcpnorm's jump rules count: a rule an operator wrote that happens to jump
 // to a tcpnorm chain with extra matches is not tcpnorm's to delete.
-func parseSave(out string) saved {
+func parseSave(out string, known []Jump) saved {
 	s := saved{chains: map[string]bool{}, jumps: map[Jump]int{}}
 	table := ""
 	for _, line := range strings.Split(out, "\n") {
@@ -181,7 +183,7 @@ func parseSave(out string) saved {
 			name, _, _ := strings.Cut(line[1:], " ")
 			s.chains[name] = true
 		case strings.HasPrefix(line, "-A "):
-			for _, j := range Known {
+			for _, j := range known {
 				if j.Table == table && line == "-A "+j.From+" "+j.Rule() {
 					s.jumps[j]++
 				}

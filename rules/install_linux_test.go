@@ -269,7 +269,7 @@ func TestInstallRemove(t *testing.T) {
 	}
 
 	// Switching mode replaces the gateway rules with the host rules.
-	host, err := Build(Spec{Mode: ModeHost, First: 0, Count: 1, Mark: 0x00ff0000})
+	host, err := Build(Spec{Mode: ModeHost, First: 0, Count: 1, Mark: 0x0000ff00})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +285,9 @@ func TestInstallRemove(t *testing.T) {
 			" -A OUTPUT -j TCPNORM-SAVE",
 			" -A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN SYN -m set --match-set tcpnorm" + f.String()[3:] + "-q0 src -j NFQUEUE --queue-num 0 --queue-bypass",
 			" -A TCPNORM-OUT -p tcp -m tcp --tcp-flags SYN SYN -m set --match-set tcpnorm" + f.String()[3:] + "-q0 dst -j NFQUEUE --queue-num 0 --queue-bypass",
-			" -A TCPNORM-FLOW -m mark --mark 0x0/0x600000 -m mark ! --mark 0x0/0xf0000 -j NFQUEUE --queue-num 1 --queue-bypass",
+			" -A TCPNORM-FLOW -m mark --mark 0x0/0x6000 -m mark ! --mark 0x0/0xf00 -j NFQUEUE --queue-num 1 --queue-bypass",
+			" -A TCPNORM-OUT -m mark --mark 0x800000/0x800000 -j RETURN",
+			" -A TCPNORM-IN -m connmark --mark 0x800000/0x800000 -j RETURN",
 		} {
 			if !slices.Contains(wantHost, f.String()+l) {
 				t.Fatalf("ruleset lacks %s%s", f, l)
@@ -322,5 +324,105 @@ func TestInstallRemove(t *testing.T) {
 	// Removing twice is fine.
 	if err := Remove(ctx, r); err != nil {
 		t.Errorf("second Remove: %v", err)
+	}
+}
+
+// TestProbeRules: a probe's rules and the daemon's live side by side in
+// one namespace; removing either leaves the other's and the operator's
+// rules exactly as they were; the probe lock tells a running probe from
+// leftovers.
+func TestProbeRules(t *testing.T) {
+	r := newNetns(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	operatorRules(t, r)
+	before := saveAll(t, r)
+
+	host, err := Build(Spec{Mode: ModeHost, First: 0, Count: 2, Mark: 0xff000000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe, err := BuildProbe(65000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantProbe := saveLines(probe)
+	for _, f := range Families {
+		for _, l := range []string{
+			" -A OUTPUT -j TCPNORM-PROBE-OUT",
+			" -A INPUT -j TCPNORM-PROBE-IN",
+			" -A TCPNORM-PROBE-OUT -m mark ! --mark 0x800000/0x800000 -j RETURN",
+			" -A TCPNORM-PROBE-OUT -p tcp -m tcp --tcp-flags SYN SYN -j CONNMARK --save-mark --nfmask 0x800000 --ctmask 0x800000",
+			" -A TCPNORM-PROBE-OUT -p tcp -m tcp --tcp-flags SYN SYN -j NFQUEUE --queue-num 65000 --queue-bypass",
+			" -A TCPNORM-PROBE-IN -m connmark ! --mark 0x800000/0x800000 -j RETURN",
+			" -A TCPNORM-PROBE-IN -p tcp -m tcp --tcp-flags SYN SYN -j NFQUEUE --queue-num 65000 --queue-bypass",
+			" -A TCPNORM-PROBE-SAVE -p tcp -m tcp --tcp-flags SYN SYN -m mark --mark 0x800000/0x800000 -m mark ! --mark 0x0/0x1f8000 -j CONNMARK --save-mark --nfmask 0x1f8000 --ctmask 0x1f8000",
+		} {
+			if !slices.Contains(wantProbe, f.String()+l) {
+				t.Fatalf("probe ruleset lacks %s%s\n%s", f, l, strings.Join(wantProbe, "\n"))
+			}
+		}
+	}
+	if err := Install(ctx, r, host); err != nil {
+		t.Fatalf("Install: %v", err)
+	}
+	daemonOnly := tcpnormLines(t, r)
+	if err := InstallProbe(ctx, r, probe); err != nil {
+		t.Fatalf("InstallProbe: %v", err)
+	}
+	both := append(append([]string(nil), saveLines(host)...), wantProbe...)
+	slices.Sort(both)
+	if diff := cmp.Diff(both, tcpnormLines(t, r)); diff != "" {
+		t.Fatalf("daemon and probe rules (-want +got):\n%s", diff)
+	}
+	// A daemon (re)start removes its own rules only.
+	if err := Install(ctx, r, host); err != nil {
+		t.Fatalf("Install again: %v", err)
+	}
+	if diff := cmp.Diff(both, tcpnormLines(t, r)); diff != "" {
+		t.Fatalf("after the daemon's reinstall (-want +got):\n%s", diff)
+	}
+	if err := RemoveProbe(ctx, r); err != nil {
+		t.Fatalf("RemoveProbe: %v", err)
+	}
+	if diff := cmp.Diff(daemonOnly, tcpnormLines(t, r)); diff != "" {
+		t.Fatalf("after RemoveProbe, the daemon's rules (-want +got):\n%s", diff)
+	}
+	if err := InstallProbe(ctx, r, probe); err != nil {
+		t.Fatalf("InstallProbe: %v", err)
+	}
+	if err := Uninstall(ctx, r, host.Spec); err != nil {
+		t.Fatalf("Uninstall: %v", err)
+	}
+	if diff := cmp.Diff(wantProbe, tcpnormLines(t, r)); diff != "" {
+		t.Fatalf("after the daemon's Uninstall, the probe's rules (-want +got):\n%s", diff)
+	}
+
+	// The lock: held by a running probe, leftovers removed only when free.
+	ProbeLockDir = t.TempDir()
+	l, held, err := TryProbeLock()
+	if err != nil || held {
+		t.Fatalf("TryProbeLock: held %v, %v", held, err)
+	}
+	if _, held, err := TryProbeLock(); err != nil || !held {
+		t.Fatalf("second TryProbeLock: held %v, %v; want held", held, err)
+	}
+	// RemoveProbeLeftovers runs in this process's namespace, not r's: the
+	// lock is what is checked here.
+	if err := RemoveProbeLeftovers(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(wantProbe, tcpnormLines(t, r)); diff != "" {
+		t.Fatalf("leftovers removed while the probe lock was held (-want +got):\n%s", diff)
+	}
+	l.Unlock()
+	if err := RemoveProbeLeftovers(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if got := tcpnormLines(t, r); len(got) != 0 {
+		t.Fatalf("leftovers not removed: %q", got)
+	}
+	if after := saveAll(t, r); after != before {
+		t.Errorf("the operator's rules changed:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }

@@ -107,6 +107,17 @@ const (
 // innerChains lists, per table, tcpnorm's chains reached only from its own.
 var innerChains = map[string][]string{"mangle": {chainFlow}}
 
+// owner is one set of chains and jumps with its own life: the daemon's, or
+// a probe's (probe.go). Removing one never touches the other's.
+type owner struct {
+	known []Jump              // every jump it has ever installed
+	inner map[string][]string // per table, chains reached only from its own
+	flow  string              // mangle: restore the connmark, queue later segments
+	save  string              // filter: save the handshake verdict's mark
+}
+
+var daemon = owner{known: Known, inner: innerChains, flow: chainFlow, save: chainSave}
+
 // Build returns the rules for s or an error if s is invalid.
 func Build(s Spec) (*Ruleset, error) {
 	if s.Count < 1 {
@@ -128,13 +139,17 @@ func Build(s Spec) (*Ruleset, error) {
 	mangle := Table{Name: "mangle", Jumps: jumps}
 	for _, j := range jumps {
 		mangle.Chains = append(mangle.Chains, j.To)
+		// A probe's connections are the probe's alone (probe.go).
+		if skip, ok := probeSkip[j.To]; ok {
+			mangle.Rules = append(mangle.Rules, "-A "+j.To+" "+skip+" -j RETURN")
+		}
 		for _, dir := range remoteMatch[j.To] {
 			mangle.Rules = append(mangle.Rules, handshakeRule(j.To, dir, s))
 		}
 	}
 	rs := &Ruleset{Spec: s, Tables: []Table{mangle}}
 	if mb, err := normalize.NewMarkBits(s.Mark); err == nil {
-		stateful(rs, mb)
+		stateful(rs, mb, daemon, "")
 	}
 	return rs, nil
 }
@@ -182,30 +197,36 @@ func queueTarget(first uint16, count int) string {
 //     host's PAWS state (see normalize.Selector.Bypass).
 //
 // The fields live in the connmark, so clamping survives a restart.
-func stateful(rs *Ruleset, mb normalize.MarkBits) {
+//
+// own names the chains; saveMatch, if not "", narrows the save rule to the
+// owner's packets.
+func stateful(rs *Ruleset, mb normalize.MarkBits, own owner, saveMatch string) {
 	s := rs.Spec
 	saved, orig := hex(mb.Saved()), hex(mb.Original())
 	mangle := &rs.Tables[0]
 	for _, j := range mangle.Jumps {
-		mangle.Rules = append(mangle.Rules, "-A "+j.To+" -p tcp -m tcp --tcp-flags SYN NONE -m connmark ! --mark 0x0/"+saved+" -j "+chainFlow)
+		mangle.Rules = append(mangle.Rules, "-A "+j.To+" -p tcp -m tcp --tcp-flags SYN NONE -m connmark ! --mark 0x0/"+saved+" -j "+own.flow)
 	}
-	mangle.Chains = append(mangle.Chains, chainFlow)
+	mangle.Chains = append(mangle.Chains, own.flow)
 	mangle.Rules = append(mangle.Rules,
-		"-A "+chainFlow+" -j CONNMARK --restore-mark --nfmask "+saved+" --ctmask "+saved,
-		"-A "+chainFlow+" -m conntrack --ctdir ORIGINAL -j MARK --set-xmark "+orig+"/"+orig)
+		"-A "+own.flow+" -j CONNMARK --restore-mark --nfmask "+saved+" --ctmask "+saved,
+		"-A "+own.flow+" -m conntrack --ctdir ORIGINAL -j MARK --set-xmark "+orig+"/"+orig)
 	for _, sel := range mb.Selectors() {
 		bypass := ""
 		if sel.Bypass {
 			bypass = " --queue-bypass"
 		}
-		mangle.Rules = append(mangle.Rules, "-A "+chainFlow+" -m mark --mark "+hex(sel.Value)+"/"+hex(sel.Mask)+
+		mangle.Rules = append(mangle.Rules, "-A "+own.flow+" -m mark --mark "+hex(sel.Value)+"/"+hex(sel.Mask)+
 			" -m mark ! --mark 0x0/"+hex(sel.NonZero)+" -j NFQUEUE "+queueTarget(s.StatefulFirst(), s.Count)+bypass)
 	}
-	filter := Table{Name: "filter", Chains: []string{chainSave},
-		Rules: []string{"-A " + chainSave + " -p tcp -m tcp --tcp-flags SYN SYN -m mark ! --mark 0x0/" + saved +
+	if saveMatch != "" {
+		saveMatch = " " + saveMatch
+	}
+	filter := Table{Name: "filter", Chains: []string{own.save},
+		Rules: []string{"-A " + own.save + " -p tcp -m tcp --tcp-flags SYN SYN" + saveMatch + " -m mark ! --mark 0x0/" + saved +
 			" -j CONNMARK --save-mark --nfmask " + saved + " --ctmask " + saved}}
 	for _, j := range mangle.Jumps {
-		filter.Jumps = append(filter.Jumps, Jump{Table: "filter", From: j.From, To: chainSave})
+		filter.Jumps = append(filter.Jumps, Jump{Table: "filter", From: j.From, To: own.save})
 	}
 	rs.Tables = append(rs.Tables, filter)
 }
@@ -247,8 +268,8 @@ func (rs *Ruleset) String() string {
 	return b.String()
 }
 
-// knownChains lists every chain of tcpnorm's in table that Remove deletes.
-func knownChains(table string) []string {
+// knownChains lists every chain of the owner's in table that Remove deletes.
+func (own owner) knownChains(table string) []string {
 	var cs []string
 	add := func(c string) {
 		for _, x := range cs {
@@ -258,20 +279,20 @@ func knownChains(table string) []string {
 		}
 		cs = append(cs, c)
 	}
-	for _, j := range Known {
+	for _, j := range own.known {
 		if j.Table == table {
 			add(j.To)
 		}
 	}
-	for _, c := range innerChains[table] {
+	for _, c := range own.inner[table] {
 		add(c)
 	}
 	return cs
 }
 
-func knownTables() []string {
+func (own owner) knownTables() []string {
 	var ts []string
-	for _, j := range Known {
+	for _, j := range own.known {
 		found := false
 		for _, t := range ts {
 			found = found || t == j.Table

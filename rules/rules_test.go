@@ -68,7 +68,9 @@ create tcpnorm6-q7 hash:net family inet6 maxelem 1048576 -exist
 *mangle
 :TCPNORM-OUT - [0:0]
 :TCPNORM-IN - [0:0]
+-A TCPNORM-OUT -m mark --mark 0x800000/0x800000 -j RETURN
 -A TCPNORM-OUT -p tcp -m tcp --tcp-flags SYN SYN -m set --match-set tcpnorm4-q7 dst -j NFQUEUE --queue-num 7 --queue-bypass
+-A TCPNORM-IN -m connmark --mark 0x800000/0x800000 -j RETURN
 -A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN SYN -m set --match-set tcpnorm4-q7 src -j NFQUEUE --queue-num 7 --queue-bypass
 -I OUTPUT 1 -j TCPNORM-OUT
 -I INPUT 1 -j TCPNORM-IN
@@ -77,7 +79,9 @@ COMMIT
 *mangle
 :TCPNORM-OUT - [0:0]
 :TCPNORM-IN - [0:0]
+-A TCPNORM-OUT -m mark --mark 0x800000/0x800000 -j RETURN
 -A TCPNORM-OUT -p tcp -m tcp --tcp-flags SYN SYN -m set --match-set tcpnorm6-q7 dst -j NFQUEUE --queue-num 7 --queue-bypass
+-A TCPNORM-IN -m connmark --mark 0x800000/0x800000 -j RETURN
 -A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN SYN -m set --match-set tcpnorm6-q7 src -j NFQUEUE --queue-num 7 --queue-bypass
 -I OUTPUT 1 -j TCPNORM-OUT
 -I INPUT 1 -j TCPNORM-IN
@@ -95,7 +99,9 @@ create tcpnorm6-q0 hash:net family inet6 maxelem 1048576 -exist
 :TCPNORM-OUT - [0:0]
 :TCPNORM-IN - [0:0]
 :TCPNORM-FLOW - [0:0]
+-A TCPNORM-OUT -m mark --mark 0x800000/0x800000 -j RETURN
 -A TCPNORM-OUT -p tcp -m tcp --tcp-flags SYN SYN -m set --match-set tcpnorm4-q0 dst -j NFQUEUE --queue-balance 0:1 --queue-bypass
+-A TCPNORM-IN -m connmark --mark 0x800000/0x800000 -j RETURN
 -A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN SYN -m set --match-set tcpnorm4-q0 src -j NFQUEUE --queue-balance 0:1 --queue-bypass
 -A TCPNORM-OUT -p tcp -m tcp --tcp-flags SYN NONE -m connmark ! --mark 0x0/0x3f000000 -j TCPNORM-FLOW
 -A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN NONE -m connmark ! --mark 0x0/0x3f000000 -j TCPNORM-FLOW
@@ -121,7 +127,9 @@ COMMIT
 :TCPNORM-OUT - [0:0]
 :TCPNORM-IN - [0:0]
 :TCPNORM-FLOW - [0:0]
+-A TCPNORM-OUT -m mark --mark 0x800000/0x800000 -j RETURN
 -A TCPNORM-OUT -p tcp -m tcp --tcp-flags SYN SYN -m set --match-set tcpnorm6-q0 dst -j NFQUEUE --queue-balance 0:1 --queue-bypass
+-A TCPNORM-IN -m connmark --mark 0x800000/0x800000 -j RETURN
 -A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN SYN -m set --match-set tcpnorm6-q0 src -j NFQUEUE --queue-balance 0:1 --queue-bypass
 -A TCPNORM-OUT -p tcp -m tcp --tcp-flags SYN NONE -m connmark ! --mark 0x0/0x3f000000 -j TCPNORM-FLOW
 -A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN NONE -m connmark ! --mark 0x0/0x3f000000 -j TCPNORM-FLOW
@@ -196,7 +204,7 @@ COMMIT
 -A INPUT -j TCPNORM-IN
 COMMIT
 `
-	got := parseSave(save)
+	got := parseSave(save, Known)
 	want := saved{
 		chains: map[string]bool{"PREROUTING": true, "FORWARD": true, "TCPNORM-FWD": true, "TCPNORM-IN": true},
 		jumps:  map[Jump]int{Known[0]: 2, Known[1]: 1},

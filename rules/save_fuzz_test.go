@@ -22,7 +22,7 @@ func FuzzParseSave(f *testing.F) {
 	f.Add("*mangle\n:FORWARD ACCEPT [1:2]\n-A FORWARD -j TCPNORM-FWD\n-A FORWARD -j TCPNORM-FWD\n-A FORWARD -m mark --mark 1 -j TCPNORM-FWD\nCOMMIT\n", uint8(3))
 	f.Add("*filter\n-A INPUT -j TCPNORM-SAVE\n*\n:\n: x\n-A\n", uint8(5))
 	f.Fuzz(func(t *testing.T, save string, pick uint8) {
-		s := parseSave(save)
+		s := parseSave(save, Known)
 		total := 0
 		for j, n := range s.jumps {
 			if n < 0 || !strings.Contains(save, "-A "+j.From+" "+j.Rule()) {
@@ -34,7 +34,7 @@ func FuzzParseSave(f *testing.F) {
 			t.Fatalf("%d jumps counted in %d lines", total, strings.Count(save, "\n")+1)
 		}
 		j := Known[int(pick)%len(Known)]
-		more := parseSave(save + "\n*" + j.Table + "\n-A " + j.From + " " + j.Rule() + "\n")
+		more := parseSave(save+"\n*"+j.Table+"\n-A "+j.From+" "+j.Rule()+"\n", Known)
 		if more.jumps[j] != s.jumps[j]+1 {
 			t.Fatalf("one more %+v: counted %d, want %d", j, more.jumps[j], s.jumps[j]+1)
 		}

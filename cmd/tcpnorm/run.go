@@ -216,6 +216,12 @@ func (d *daemon) run() error {
 		// the queues before the workers go away.
 		defer d.removeRules(spec)
 		log.Info("rules installed", "mode", cfg.Rules.Mode, "queues", queueRange(cfg))
+		// A killed probe's rules (a running probe holds its lock).
+		rctx, rcancel = context.WithTimeout(ctx, rulesTimeout)
+		if err := rules.RemoveProbeLeftovers(rctx, d.rules); err != nil {
+			log.Warn("removing a killed probe's rules failed", "err", err)
+		}
+		rcancel()
 	} else {
 		// The operator installs the printed rules, which match the sets:
 		// they are still tcpnorm's to fill, and stay in place on exit
