@@ -35,7 +35,7 @@ type tcpInfo struct {
 	sndWscale   uint8  // the peer's shift, applied to its windows
 	rcvWscale   uint8  // our shift, applied to the windows we send
 	sndMSS      uint32
-	sndWnd      uint32 // 0 before Linux 6.2
+	sndWnd      uint32 // 0 before Linux 5.4
 	rtt         time.Duration
 	rwndLimited time.Duration
 }

@@ -179,7 +179,7 @@ type Trial struct {
 	Timestamps    bool   // negotiated (tcpi_options)
 	SACK          bool   // negotiated (tcpi_options)
 	SndMSS        uint32
-	SndWnd        uint32        // tcpi_snd_wnd: the peer's last window, scaled; 0 before Linux 6.2
+	SndWnd        uint32        // tcpi_snd_wnd: the peer's last window, scaled; 0 before Linux 5.4
 	RTT           time.Duration // tcpi_rtt, smoothed
 	RwndLimited   time.Duration // tcpi_rwnd_limited: time the receive window held the sender back
 	AckedAtStall  uint64        // tcpi_bytes_acked when the stall was called; 0 without a stall
@@ -198,13 +198,19 @@ func Run(ctx context.Context, addr netip.Addr, w Workload) (t Trial) {
 		t.Duration = time.Since(t.Started)
 	}()
 	addr = addr.Unmap()
-	t.Remote = netip.AddrPortFrom(addr, w.Port)
 	w, err := w.WithDefaults()
+	t.Remote = netip.AddrPortFrom(addr, w.Port)
+	switch {
+	case err != nil:
+	case !addr.IsValid():
+		err = errors.New("probe: no address to test")
+	case w.Local.IsValid() && w.Local.Unmap().Is4() != addr.Is4():
+		err = fmt.Errorf("probe: source address %v is not of the family of %v", w.Local, addr)
+	}
 	if err != nil {
 		t.Outcome, t.Detail = Failed, err.Error()
 		return t
 	}
-	t.Remote = netip.AddrPortFrom(addr, w.Port)
 
 	ctx, cancel := context.WithTimeoutCause(ctx, w.Timeout, errTrialTimeout)
 	defer cancel()
@@ -258,11 +264,7 @@ func dial(ctx context.Context, addr netip.Addr, w Workload) (*net.TCPConn, error
 	}
 	d := net.Dialer{Timeout: ConnectTimeout, KeepAlive: -1}
 	if w.Local.IsValid() {
-		local := w.Local.Unmap()
-		if local.Is4() != addr.Is4() {
-			return nil, fmt.Errorf("source address %v is not of the family of %v", local, addr)
-		}
-		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(local, 0))
+		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(w.Local.Unmap(), 0))
 	}
 	if w.Mark != 0 {
 		d.Control = func(_, _ string, c syscall.RawConn) error {
@@ -345,6 +347,10 @@ func (c countingConn) Write(b []byte) (int, error) {
 	c.sent.Add(int64(n))
 	return n, err
 }
+
+// Close does nothing: the trial closes the socket itself, after reading
+// TCP_INFO, and go-smtp's client closes it on a refused banner.
+func (c countingConn) Close() error { return nil }
 
 // ending is why the watcher ended a trial.
 type ending uint8

@@ -105,7 +105,7 @@ func TestRunTCPCompleted(t *testing.T) {
 		t.Run(lo.name, func(t *testing.T) {
 			l := listen(t, lo.addr, 0)
 			serve(t, l, sink)
-			w := Workload{Proto: TCP, Port: port(l), Bytes: 4 << 20, Stall: 2 * time.Second}
+			w := Workload{Proto: TCP, Port: port(l), Bytes: 4 << 20, Stall: 5 * time.Second, Local: lo.addr}
 			tr := Run(context.Background(), lo.addr, w)
 			t.Logf("%+v", tr)
 			if tr.Outcome != Completed {
@@ -326,10 +326,26 @@ func TestWorkloadWithDefaults(t *testing.T) {
 	}
 }
 
-func TestRunBadWorkload(t *testing.T) {
-	tr := Run(context.Background(), netip.MustParseAddr("127.0.0.1"), Workload{Proto: TCP, Bytes: MaxBytes + 1})
-	if tr.Outcome != Failed || !strings.Contains(tr.Detail, "outside") {
-		t.Errorf("Outcome = %v (%s), want failed, outside the bound", tr.Outcome, tr.Detail)
+func TestRunFailed(t *testing.T) {
+	lo := netip.MustParseAddr("127.0.0.1")
+	tests := []struct {
+		name   string
+		addr   netip.Addr
+		w      Workload
+		detail string
+	}{
+		{"body over the bound", lo, Workload{Proto: TCP, Bytes: MaxBytes + 1}, "probe: body of 67108865 bytes is outside 1..67108864 (64 MiB)"},
+		{"no address", netip.Addr{}, Workload{Proto: TCP}, "probe: no address to test"},
+		{"source of the other family", lo, Workload{Proto: TCP, Local: netip.MustParseAddr("::1")},
+			"probe: source address ::1 is not of the family of 127.0.0.1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := Run(context.Background(), tt.addr, tt.w)
+			if tr.Outcome != Failed || tr.Detail != tt.detail {
+				t.Errorf("Outcome = %v (%s), want failed (%s)", tr.Outcome, tr.Detail, tt.detail)
+			}
+		})
 	}
 }
 
