@@ -18,6 +18,9 @@ import (
 // bound, and a refusal stops the body at once.
 const bdatChunk = 1 << 20
 
+// quitTimeout bounds the QUIT after a refusal: a courtesy, not a result.
+const quitTimeout = 2 * time.Second
+
 // smtpError is a refusal: the command and the server's reply.
 type smtpError struct {
 	cmd  string
@@ -68,10 +71,12 @@ func (r *run) mail(ctx context.Context, t *Trial) {
 	// The null reverse path: nothing can bounce (RFC 5321 section 4.5.5).
 	if err := c.Mail("", &smtp.MailOptions{Size: r.w.Bytes}); err != nil {
 		r.fail(t, "MAIL FROM", refusal("MAIL FROM", err))
+		quitRefused(c, err)
 		return
 	}
 	if err := c.Rcpt(r.w.RcptTo, nil); err != nil {
 		r.fail(t, "RCPT TO", refusal("RCPT TO", err))
+		quitRefused(c, err)
 		return
 	}
 	m := newMessage(r.w, t.Started)
@@ -82,6 +87,16 @@ func (r *run) mail(ctx context.Context, t *Trial) {
 	}
 	t.BodyVia = "DATA"
 	r.data(t, c, m)
+}
+
+// quitRefused ends with QUIT a session whose MAIL or RCPT the server
+// refused, as a well-behaved client does; other errors leave nothing to say.
+func quitRefused(c *smtp.Client, err error) {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		c.CommandTimeout = quitTimeout
+		c.Quit()
+	}
 }
 
 // bdat sends the body as BDAT chunks, none of them LAST, then RSET and
