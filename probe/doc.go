@@ -24,4 +24,7 @@
 // The outcome rests on tcpi_bytes_acked, not on writes returning: a write
 // returns once the data is in the send buffer, so a body is Completed only
 // when the peer's TCP has acknowledged every byte handed to the socket.
+// A peer that stops reading and a path that drops the data look the same
+// from one trial (no ACK progress: Stalled); the comparison between the
+// variants' trials tells them apart, not a trial alone.
 package probe

@@ -54,10 +54,12 @@ func refusal(cmd string, err error) error {
 // BDAT when the server offers CHUNKING, else by DATA.
 func (r *run) mail(ctx context.Context, t *Trial) {
 	c := smtp.NewClient(r.cc)
-	// The client sets and clears a deadline around each command; the
-	// watcher, which closes the socket, is the real bound.
+	// The client sets and clears a deadline around each command. The
+	// watcher, which closes the socket at the trial's deadline, is the
+	// bound; the client's, a second later, only a backstop, so that a
+	// timeout is always the watcher's and reads "timed out after ...".
 	if dl, ok := ctx.Deadline(); ok {
-		c.CommandTimeout = time.Until(dl)
+		c.CommandTimeout = time.Until(dl) + time.Second
 	}
 	if err := c.Hello(r.w.Helo); err != nil {
 		// The client reads the banner before it sends EHLO.

@@ -115,7 +115,14 @@ func smtpServer(t *testing.T, l net.Listener, be *backend) {
 	}()
 	t.Cleanup(func() {
 		if be.hold != nil {
+			// Let the held session end by itself first: go-smtp's
+			// Server.Close races with a BDAT blocked on the backend.
 			close(be.hold)
+			select {
+			case <-be.out:
+			case <-time.After(5 * time.Second):
+				t.Error("the held session did not end")
+			}
 		}
 		s.Close()
 		<-done

@@ -187,8 +187,8 @@ type Trial struct {
 }
 
 // Run runs one trial against addr. It never panics and always closes its
-// socket. Cancelling ctx ends the trial within about pollInterval: Failed,
-// "cancelled".
+// socket. Cancelling ctx ends the trial at once: Failed, "cancelled during
+// ...", with the kernel's view at that moment.
 func Run(ctx context.Context, addr netip.Addr, w Workload) (t Trial) {
 	t.Started = time.Now()
 	defer func() {

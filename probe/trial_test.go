@@ -161,12 +161,14 @@ func TestRunTCPStalled(t *testing.T) {
 	}
 }
 
-// TestRunEnds covers the ends the caller or the bounds impose, on a peer
-// that accepts and never reads.
+// TestRunEnds covers the ends the caller or the bounds impose, on peers
+// that accept and then neither read nor write.
 func TestRunEnds(t *testing.T) {
 	lo := netip.MustParseAddr("127.0.0.1")
-	l := listen(t, lo, 4096)
-	serve(t, l, hold)
+	deaf := listen(t, lo, 4096) // never reads the body
+	serve(t, deaf, hold)
+	silent := listen(t, lo, 0) // never sends a banner
+	serve(t, silent, hold)
 	tests := []struct {
 		name    string
 		w       Workload
@@ -177,14 +179,20 @@ func TestRunEnds(t *testing.T) {
 	}{
 		{
 			name:   "cancelled in the body",
-			w:      Workload{Proto: TCP, Port: port(l), Bytes: 8 << 20, Stall: time.Minute},
+			w:      Workload{Proto: TCP, Port: port(deaf), Bytes: 8 << 20, Stall: time.Minute},
 			cancel: 300 * time.Millisecond, want: Failed, detail: "cancelled during the body",
 			maxTime: 300*time.Millisecond + time.Second,
 		},
 		{
 			name: "timed out in the body",
-			w:    Workload{Proto: TCP, Port: port(l), Bytes: 8 << 20, Stall: time.Minute, Timeout: 700 * time.Millisecond},
-			want: Stalled, detail: "timed out after 700ms with ",
+			w:    Workload{Proto: TCP, Port: port(deaf), Bytes: 8 << 20, Stall: time.Minute, Timeout: 700 * time.Millisecond},
+			want: Stalled, detail: "timed out after 700ms with 4 KiB of 8192 KiB of the body acknowledged",
+			maxTime: 700*time.Millisecond + time.Second,
+		},
+		{
+			name: "timed out waiting for the banner",
+			w:    Workload{Port: port(silent), Timeout: 700 * time.Millisecond, Helo: "probe.test", RcptTo: "postmaster@mx.test"},
+			want: Inconclusive, detail: "timed out after 700ms during banner",
 			maxTime: 700*time.Millisecond + time.Second,
 		},
 	}
@@ -199,8 +207,8 @@ func TestRunEnds(t *testing.T) {
 			tr := Run(ctx, lo, tt.w)
 			took := time.Since(start)
 			t.Logf("%+v", tr)
-			if tr.Outcome != tt.want || !strings.HasPrefix(tr.Detail, tt.detail) {
-				t.Errorf("Outcome = %v (%s), want %v (%s...)", tr.Outcome, tr.Detail, tt.want, tt.detail)
+			if tr.Outcome != tt.want || tr.Detail != tt.detail {
+				t.Errorf("Outcome = %v (%s), want %v (%s)", tr.Outcome, tr.Detail, tt.want, tt.detail)
 			}
 			if took > tt.maxTime {
 				t.Errorf("Run took %v, want at most %v", took, tt.maxTime)
