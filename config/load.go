@@ -512,6 +512,10 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	return p, nil
 }
 
+// CheckDomain validates a policy's domain name (at least two labels) and
+// returns it lower-cased without a trailing dot.
+func CheckDomain(s string) (string, error) { return checkDomain(s, 2) }
+
 // checkDomain validates a host or domain name of at least minLabels labels
 // and returns it lower-cased without a trailing dot.
 func checkDomain(s string, minLabels int) (string, error) {

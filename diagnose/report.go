@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tcpnorm/tcpnorm/config"
+	"github.com/tcpnorm/tcpnorm/internal/textfmt"
 	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
@@ -522,7 +523,7 @@ func (r *Report) WriteText(w io.Writer, name string) error {
 		for _, w := range f.VantageWhy {
 			fmt.Fprintf(&b, "              - %s\n", w)
 		}
-		b.WriteString(wrap("  what:       ", "              ", f.Summary, 100))
+		b.WriteString(textfmt.Wrap("  what:       ", "              ", f.Summary, 100))
 		if len(f.Evidence) > 0 {
 			b.WriteString("  evidence (packet numbers as in Wireshark, absolute sequence numbers as tcpdump -S prints them):\n")
 			for _, e := range f.Evidence {
@@ -551,20 +552,20 @@ func (r *Report) WriteText(w io.Writer, name string) error {
 		}
 		b.WriteString("\nfor the upstream ticket:\n\n")
 		for _, para := range strings.Split(p.Explanation, "\n\n") {
-			b.WriteString(wrap("    ", "    ", para, 78))
+			b.WriteString(textfmt.Wrap("    ", "    ", para, 78))
 			b.WriteString("\n")
 		}
 	}
 	if len(r.Notes) > 0 {
 		b.WriteString("\nnotes:\n")
 		for _, n := range r.Notes {
-			b.WriteString(wrap("  - ", "    ", n, 100))
+			b.WriteString(textfmt.Wrap("  - ", "    ", n, 100))
 		}
 	}
 	if len(r.Warnings) > 0 {
 		b.WriteString("\nwarnings:\n")
 		for _, n := range r.Warnings {
-			b.WriteString(wrap("  - ", "    ", n, 100))
+			b.WriteString(textfmt.Wrap("  - ", "    ", n, 100))
 		}
 	}
 	_, err := io.WriteString(w, b.String())
@@ -587,26 +588,6 @@ func vantageLine(f *Finding) string {
 		s += " (assumed)"
 	}
 	return s
-}
-
-// wrap fills text to width, the first line after first, the rest after rest.
-func wrap(first, rest, text string, width int) string {
-	var b strings.Builder
-	line := first
-	n := 0
-	for _, w := range strings.Fields(text) {
-		if n > 0 && len(line)+1+len(w) > width {
-			b.WriteString(line + "\n")
-			line, n = rest, 0
-		}
-		if n > 0 {
-			line += " "
-		}
-		line += w
-		n++
-	}
-	b.WriteString(line + "\n")
-	return b.String()
 }
 
 func roundDur(ns int64) time.Duration {

@@ -24,7 +24,7 @@ const (
 	MaxBytes       = 64 << 20
 	DefaultStall   = 10 * time.Second
 	MaxTimeout     = 5 * time.Minute
-	ConnectTimeout = 10 * time.Second // no answer to the SYN for this long: Unreachable
+	ConnectTimeout = 10 * time.Second // no answer to the SYN for this long: Unreachable (at most; see connectTimeout)
 
 	// dialogueTime is allowed for the SMTP commands around the body: a
 	// server may pause its banner for a while on purpose (greet pause).
@@ -146,9 +146,27 @@ const (
 	Unreachable          // no answer to the SYN, ICMP unreachable, no route
 	Inconclusive         // the SMTP session never reached the body, or the server ended it early
 	Failed               // local error (socket, permission, cancellation, bad workload)
+	Degraded             // the whole body acknowledged, but DegradedRetrans or more of its segments retransmitted
 )
 
-var outcomeNames = [...]string{"none", "completed", "stalled", "refused", "unreachable", "inconclusive", "failed"}
+var outcomeNames = [...]string{"none", "completed", "stalled", "refused", "unreachable", "inconclusive", "failed", "degraded"}
+
+// DegradedRetrans is the share of retransmitted segments from which a
+// delivered body counts as Degraded: the path throws away data a working
+// connection does not lose (a window-limit firewall dropping everything
+// beyond the window it computes), many times plain loss (a path losing 2%
+// retransmits about as much).
+const DegradedRetrans = 0.10
+
+// retransShare is the retransmitted segments over the segments the
+// acknowledged bytes took.
+func (t Trial) retransShare() float64 {
+	if t.SndMSS == 0 || t.BytesAcked == 0 {
+		return 0
+	}
+	segs := float64(t.BytesAcked) / float64(t.SndMSS)
+	return float64(t.Retrans) / max(segs, 1)
+}
 
 func (o Outcome) String() string {
 	if int(o) < len(outcomeNames) {
@@ -224,7 +242,7 @@ func Run(ctx context.Context, addr netip.Addr, w Workload) (t Trial) {
 	t.Local = netip.AddrPortFrom(t.Local.Addr().Unmap(), t.Local.Port())
 
 	r := &run{w: w, conn: conn, ended: make(chan struct{})}
-	r.cc = countingConn{conn, &r.sent}
+	r.cc = countingConn{conn, &r.sent, &r.writing}
 	if r.raw, err = conn.SyscallConn(); err == nil {
 		var ti tcpInfo
 		ti, err = readTCPInfo(r.raw)
@@ -256,13 +274,21 @@ func Run(ctx context.Context, addr netip.Addr, w Workload) (t Trial) {
 // errTrialTimeout is the cause of the trial's context when Timeout ran out.
 var errTrialTimeout = errors.New("trial timed out")
 
+// connectTimeout is how long a trial waits for a SYN-ACK: twice the stall
+// bound, at least 3 s (the SYN and two retransmissions, RFC 6298's 1 s
+// initial timeout doubling), at most ConnectTimeout. A SYN the path drops
+// for its options costs every variant's trial this long.
+func connectTimeout(w Workload) time.Duration {
+	return min(max(2*w.Stall, 3*time.Second), ConnectTimeout)
+}
+
 // dial connects to addr with the workload's mark and source address.
 func dial(ctx context.Context, addr netip.Addr, w Workload) (*net.TCPConn, error) {
 	network := "tcp4"
 	if addr.Is6() {
 		network = "tcp6"
 	}
-	d := net.Dialer{Timeout: ConnectTimeout, KeepAlive: -1}
+	d := net.Dialer{Timeout: connectTimeout(w), KeepAlive: -1}
 	if w.Local.IsValid() {
 		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(w.Local.Unmap(), 0))
 	}
@@ -317,7 +343,7 @@ func dialFailure(ctx context.Context, err error) (Outcome, string) {
 	case errors.Is(err, unix.ECONNREFUSED):
 		return Refused, "connection refused (RST to SYN)"
 	case errors.Is(err, unix.ETIMEDOUT), errors.As(err, &ne) && ne.Timeout():
-		return Unreachable, fmt.Sprintf("no answer to SYN within %v", ConnectTimeout)
+		return Unreachable, "no answer to SYN within the connect timeout"
 	case errors.Is(err, unix.EHOSTUNREACH), errors.Is(err, unix.ENETUNREACH),
 		errors.Is(err, unix.EHOSTDOWN), errors.Is(err, unix.ENETDOWN):
 		return Unreachable, fmt.Sprintf("connect: %v", errnoOf(err))
@@ -339,11 +365,14 @@ func errnoOf(err error) error {
 // can compare them with tcpi_bytes_acked.
 type countingConn struct {
 	*net.TCPConn
-	sent *atomic.Int64
+	sent    *atomic.Int64
+	writing *atomic.Bool // a Write is blocked on a full send buffer: data is outstanding
 }
 
 func (c countingConn) Write(b []byte) (int, error) {
+	c.writing.Store(true)
 	n, err := c.TCPConn.Write(b)
+	c.writing.Store(false)
 	c.sent.Add(int64(n))
 	return n, err
 }
@@ -370,7 +399,8 @@ type run struct {
 	cc   countingConn // conn, counted
 	raw  syscall.RawConn
 	base uint64       // tcpi_bytes_acked after the handshake
-	sent atomic.Int64 // bytes handed to the socket: commands and body
+	sent    atomic.Int64 // bytes handed to the socket: commands and body
+	writing atomic.Bool  // a Write is in progress (sent does not count it yet)
 
 	bodyFrom int64 // sent when the body began: the commands before it
 	body     int64 // body bytes handed to the socket
@@ -408,7 +438,9 @@ func (r *run) watch(ctx context.Context, stop <-chan struct{}) {
 				continue // closed: the trial is finishing
 			}
 			acked := r.acked(ti)
-			if acked != last || r.sent.Load() <= acked {
+			// Outstanding: written and not acknowledged, or a Write
+			// blocked on a send buffer that never drains.
+			if acked != last || (r.sent.Load() <= acked && !r.writing.Load()) {
 				last, since = acked, now
 				continue
 			}
@@ -487,6 +519,10 @@ func (r *run) complete(t *Trial) bool {
 			t.Outcome = Completed
 			t.Detail = fmt.Sprintf("%s of the body acknowledged in %v", kib(r.body),
 				time.Since(t.Started).Round(time.Millisecond))
+			if share := t.retransShare(); share >= DegradedRetrans {
+				t.Outcome = Degraded
+				t.Detail += fmt.Sprintf(", %.0f%% of the segments retransmitted", 100*share)
+			}
 			return true
 		}
 		select {

@@ -270,8 +270,8 @@ func TestDialFailure(t *testing.T) {
 		detail string
 	}{
 		{"RST", connect(unix.ECONNREFUSED), Refused, "connection refused (RST to SYN)"},
-		{"SYN retries exhausted", connect(unix.ETIMEDOUT), Unreachable, "no answer to SYN within 10s"},
-		{"dialer timeout", &net.OpError{Op: "dial", Err: os.ErrDeadlineExceeded}, Unreachable, "no answer to SYN within 10s"},
+		{"SYN retries exhausted", connect(unix.ETIMEDOUT), Unreachable, "no answer to SYN within the connect timeout"},
+		{"dialer timeout", &net.OpError{Op: "dial", Err: os.ErrDeadlineExceeded}, Unreachable, "no answer to SYN within the connect timeout"},
 		{"ICMP host unreachable", connect(unix.EHOSTUNREACH), Unreachable, "connect: no route to host"},
 		{"no route", connect(unix.ENETUNREACH), Unreachable, "connect: network is unreachable"},
 		{"mark not permitted", &net.OpError{Op: "dial", Err: &markError{0x10, unix.EPERM}}, Failed,

@@ -23,6 +23,7 @@ commands:
   report [-c FILE] POLICY  a summary of one policy for the upstream ticket
   lab [FLAGS]              build a namespace lab showing a faulty path fixed (root)
   diagnose [FLAGS] FILE    find the failure class in a capture, print the fixing policy
+  probe [FLAGS] TARGET...  test the path to a domain's mail hosts, print the fixing policy (root)
   version                  print the version
   help [COMMAND]           this text, or a command's usage and flags
 
@@ -57,6 +58,8 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return cmdLab(rest)
 	case "diagnose":
 		return cmdDiagnose(rest)
+	case "probe":
+		return cmdProbe(rest, stdout, stderr)
 	case "version", "-version", "--version":
 		switch {
 		case len(rest) == 1 && isHelp(rest[0]):

@@ -1,0 +1,214 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcpnorm/tcpnorm/config"
+	"github.com/tcpnorm/tcpnorm/lab"
+)
+
+// probeResult is the part of `tcpnorm probe --json` the tests read.
+type probeResult struct {
+	Verdict   string                 `json:"verdict"`
+	Class     string                 `json:"class"`
+	Fix       *struct{ Name string } `json:"fix"`
+	Policy    string                 `json:"policy"`
+	Addresses []struct {
+		Verdict  string `json:"verdict"`
+		Why      string `json:"why"`
+		Variants []struct {
+			Variant struct{ Name string } `json:"variant"`
+			Trials  []struct {
+				Outcome string
+				Detail  string
+			} `json:"trials"`
+		} `json:"variants"`
+	} `json:"addresses"`
+}
+
+// sink accepts TCP connections on the lab server's port and reads them to
+// the end, for `probe --proto tcp`.
+func sink(t *testing.T, l *lab.Lab, port int) {
+	t.Helper()
+	var lns []net.Listener
+	for _, v6 := range []bool{false, true} {
+		err := lab.InNetns(l.Server, func() error {
+			ln, err := net.Listen("tcp", netip.AddrPortFrom(lab.ServerAddr(v6), uint16(port)).String())
+			lns = append(lns, ln)
+			return err
+		})
+		if err != nil {
+			t.Fatalf("sink: %v", err)
+		}
+	}
+	for _, ln := range lns {
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					io.Copy(io.Discard, c)
+				}()
+			}
+		}()
+		t.Cleanup(func() { ln.Close() })
+	}
+}
+
+// runProbe runs tcpnorm probe on the lab's client and returns its JSON
+// result, exit status and standard error.
+func runProbe(t *testing.T, l *lab.Lab, args ...string) (probeResult, int, string) {
+	t.Helper()
+	if buildErr != nil {
+		t.Fatalf("no tcpnorm binary: %v", buildErr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", l.Client, tcpnormBin, "probe", "--json", "--force"}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("tcpnorm probe: %v", err)
+	}
+	var res probeResult
+	if stdout.Len() > 0 {
+		if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+			t.Fatalf("probe --json: %v\n%s", err, stdout.String())
+		}
+	}
+	// Its rules go with it, whatever the outcome.
+	for _, tool := range []string{"iptables-save", "ip6tables-save"} {
+		out, err := lab.Run(ctx, l.Client, tool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(out, "TCPNORM-PROBE") {
+			t.Errorf("%s after the probe:\n%s", tool, out)
+		}
+	}
+	return res, code, stderr.String()
+}
+
+// TestProbeFaults: probe names each lab fault a SYN option causes with the
+// least invasive variant that fixes it, over IPv4 and IPv6; a clean and a
+// lossy path are healthy; an address nobody answers is unreachable. The
+// policy it proposes loads.
+func TestProbeFaults(t *testing.T) {
+	l := newLab(t, lab.FaultNone)
+	ctx := context.Background()
+	tests := []struct {
+		name     string
+		fault    lab.Fault
+		opt      lab.PathOptions
+		loss     bool
+		dst      func(v6 bool) netip.Addr
+		wantCode int
+		verdict  string
+		class    string
+		fix      string
+		policy   string
+	}{
+		{name: "clean", fault: lab.FaultNone, verdict: "healthy"},
+		{name: "lossy", fault: lab.FaultNone, loss: true, verdict: "healthy"},
+		{name: "wscale", fault: lab.FaultWScale, wantCode: 3, verdict: "option-fault", class: "window-scale-mismatch", fix: "wscale-strip", policy: `window_scale = "strip"`},
+		{name: "wscale-cap-4", fault: lab.FaultWScaleCap, opt: lab.PathOptions{WScaleCap: 4}, wantCode: 3, verdict: "option-fault", class: "window-limit-firewall", fix: "wscale-clamp-4", policy: "window_scale_max = 4"},
+		{name: "syn-ts", fault: lab.FaultSYNTS, wantCode: 3, verdict: "option-fault", class: "syn-option-black-hole", fix: "ts-strip", policy: `timestamps = "strip"`},
+		{name: "pmtu", fault: lab.FaultPMTU, wantCode: 3, verdict: "option-fault", class: "path-mtu-black-hole", fix: "mss-1200", policy: "mss_max = 1200"},
+		{name: "unreachable", fault: lab.FaultNone, dst: func(v6 bool) netip.Addr {
+			if v6 {
+				return netip.MustParseAddr("2001:2:0:3::99")
+			}
+			return netip.MustParseAddr("198.18.3.99")
+		}, wantCode: 5, verdict: "unreachable"},
+	}
+	for _, tt := range tests {
+		for _, v6 := range []bool{false, true} {
+			name := tt.name + "/IPv4"
+			if v6 {
+				name = tt.name + "/IPv6"
+			}
+			t.Run(name, func(t *testing.T) {
+				if err := l.SetPath(ctx, tt.fault, tt.opt); err != nil {
+					t.Fatal(err)
+				}
+				if tt.loss {
+					setLoss(t, l, "0.02")
+				}
+				// Listening after SetPath: the server's buffers are the
+				// fault's (a listener's sockets keep the sizes it had).
+				sink(t, l, 2525)
+				dst := lab.ServerAddr(v6)
+				if tt.dst != nil {
+					dst = tt.dst(v6)
+				}
+				res, code, stderr := runProbe(t, l, "--proto", "tcp", "--port", "2525", "--bytes", "4194304", "--stall", "2s", dst.String())
+				if code != tt.wantCode || res.Verdict != tt.verdict || res.Class != tt.class {
+					t.Fatalf("exit %d verdict %q class %q, want %d %q %q\n%+v\n%s", code, res.Verdict, res.Class, tt.wantCode, tt.verdict, tt.class, res, stderr)
+				}
+				if tt.fix == "" {
+					if res.Fix != nil || res.Policy != "" {
+						t.Errorf("fix %+v and a policy for a %s path:\n%s", res.Fix, tt.verdict, res.Policy)
+					}
+					return
+				}
+				if res.Fix == nil || res.Fix.Name != tt.fix || !strings.Contains(res.Policy, tt.policy) {
+					t.Fatalf("fix %+v, want %s; policy:\n%s", res.Fix, tt.fix, res.Policy)
+				}
+				checkProposedPolicy(t, res.Policy)
+			})
+		}
+	}
+}
+
+// setLoss drops a share of the packets the path forwards, both ways, until
+// the test ends.
+func setLoss(t *testing.T, l *lab.Lab, p string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		rule := []string{"FORWARD", "-p", "tcp", "-m", "statistic", "--mode", "random", "--probability", p, "-j", "DROP"}
+		if _, err := lab.Run(ctx, l.Path, append([]string{tool, "-w", "-I"}, rule...)...); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { lab.Run(ctx, l.Path, append([]string{tool, "-w", "-D"}, rule...)...) })
+	}
+}
+
+// checkProposedPolicy loads a proposed policy as the daemon would.
+func checkProposedPolicy(t *testing.T, text string) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "policies.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "policies.d", "proposed.toml"), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := filepath.Join(dir, "tcpnorm.toml")
+	if err := os.WriteFile(cfgFile, []byte("[metrics]\nlisten = \"\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Load(cfgFile); err != nil {
+		t.Errorf("the proposed policy does not load: %v\n%s", err, text)
+	}
+}
