@@ -27,6 +27,7 @@ commands:
   report [-c FILE] POLICY  a summary of one policy for the upstream ticket
   lab [FLAGS]              build a namespace lab showing a faulty path fixed (root)
   diagnose [FLAGS] FILE    find the failure class in a capture, print the fixing policy
+  suspects [FLAGS] FILE... list the destinations and peers whose bodies stalled, from mail logs
   version                  print the version
   help [COMMAND]           this text, or a command's usage and flags
 
@@ -66,6 +67,8 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return cmdLab(rest)
 	case "diagnose":
 		return cmdDiagnose(rest)
+	case "suspects":
+		return cmdSuspects(rest)
 	case "version", "-version", "--version":
 		switch {
 		case len(rest) == 1 && isHelp(rest[0]):
