@@ -26,8 +26,8 @@ type Options struct {
 	// Now is the reading's time: the year of classic syslog stamps and
 	// the end of the Since window. Default: time.Now().
 	Now time.Time
-	// Since keeps only lines newer than Now-Since; 0 keeps all. Lines
-	// without a time are kept and counted.
+	// Since keeps only lines newer than Now-Since; 0 keeps all. (A line
+	// without a time stamp it can read is not understood, and counted.)
 	Since time.Duration
 	// Location is the zone of Exim mainlog stamps written without one.
 	// Default: time.Local.
@@ -82,7 +82,6 @@ type Counts struct {
 	MailLines     int            `json:"mail_lines"`
 	NotUnderstood int            `json:"not_understood"` // Lines - MailLines
 	OtherPrograms int            `json:"other_programs"` // well-formed lines of programs that are no MTA
-	Undated       int            `json:"undated"`        // mail lines without a time: kept
 	BeforeSince   int            `json:"before_since"`   // mail lines older than --since: skipped
 	ByMTA         map[string]int `json:"by_mta"`
 	Stalls        int            `json:"stalls"`           // outbound stalled delivery attempts
@@ -99,10 +98,11 @@ type hostKey struct {
 
 // message is what the log said so far about one queue ID.
 type message struct {
-	size     int64 // -1: unknown
-	peer     netip.Addr
-	peerName string
-	received bool // counted as received from peer
+	size      int64 // -1: unknown
+	peer      netip.Addr
+	peerName  string
+	received  bool // counted as received from peer
+	inStalled bool // its client's session died in the body: not received, whatever the size line says
 	// bodyPhase: Sendmail logged a body-phase timeout for this ID; the
 	// next deferral is a stall.
 	bodyPhase    bool
@@ -188,24 +188,26 @@ func (a *Analyzer) Line(raw string) {
 	}
 	a.counts.MailLines++
 	a.counts.ByMTA[e.MTA.String()]++
-	if e.Time.IsZero() {
-		a.counts.Undated++
-	} else {
-		if !a.cutoff.IsZero() && e.Time.Before(a.cutoff) {
-			a.counts.BeforeSince++
-			return
-		}
-		if a.first.IsZero() || e.Time.Before(a.first) {
-			a.first = e.Time
-		}
-		if e.Time.After(a.last) {
-			a.last = e.Time
-		}
+	// Every mail line has a time: one without is not understood.
+	if !a.cutoff.IsZero() && e.Time.Before(a.cutoff) {
+		a.counts.BeforeSince++
+		return
+	}
+	if a.first.IsZero() || e.Time.Before(a.first) {
+		a.first = e.Time
+	}
+	if e.Time.After(a.last) {
+		a.last = e.Time
 	}
 	a.add(e, raw)
 }
 
 func (a *Analyzer) add(e Entry, raw string) {
+	if e.Rcpt != "" && e.ID != "" {
+		if m, ok := a.msgs[e.ID]; ok {
+			a.resolvePending(m, e.Domain())
+		}
+	}
 	switch e.Kind {
 	case Size:
 		m := a.msg(e.ID)
@@ -213,7 +215,7 @@ func (a *Analyzer) add(e Entry, raw string) {
 		if e.Addr.IsValid() {
 			a.setPeer(m, e.Host, e.Addr)
 		}
-		if m.peer.IsValid() && !m.received {
+		if m.peer.IsValid() && !m.received && !m.inStalled {
 			m.received = true
 			a.received(m)
 		}
@@ -226,7 +228,6 @@ func (a *Analyzer) add(e Entry, raw string) {
 		}
 	case Delivered:
 		m := a.msg(e.ID)
-		a.resolvePending(m, e.Domain())
 		if m.ok.same(e.Host, e.Addr, e.Time) {
 			return
 		}
@@ -257,6 +258,7 @@ func (a *Analyzer) add(e Entry, raw string) {
 			return
 		}
 		m := a.msg(e.ID)
+		m.inStalled = true
 		if !e.Addr.IsValid() && m.peer.IsValid() {
 			e.Addr = m.peer
 		}

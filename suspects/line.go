@@ -449,7 +449,7 @@ func trimHost(s string) string {
 // digits, as Postfix's short and long IDs and Sendmail's are).
 func queueID(msg string) (id, rest string, ok bool) {
 	colon := strings.Index(msg, ": ")
-	if colon < 5 || colon > 24 {
+	if colon < 5 || colon > 24 || msg[:colon] == "NOQUEUE" {
 		return "", msg, false
 	}
 	for i := 0; i < colon; i++ {

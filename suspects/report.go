@@ -312,9 +312,6 @@ func (r *Report) WriteText(w io.Writer) error {
 	if r.Since != nil {
 		fmt.Fprintf(&b, "  since       %s: %d older mail lines skipped\n", stamp(*r.Since), c.BeforeSince)
 	}
-	if c.Undated > 0 {
-		fmt.Fprintf(&b, "  undated     %d mail lines without a time (kept)\n", c.Undated)
-	}
 	if c.LongLines > 0 {
 		fmt.Fprintf(&b, "  long lines  %d longer than %d bytes (not understood)\n", c.LongLines, MaxLine)
 	}

@@ -35,7 +35,7 @@ func cmdSuspects(args []string) int {
 
 func runSuspects(args []string, stdin io.Reader, stdout, stderr io.Writer, now time.Time) int {
 	fs := flag.NewFlagSet("suspects", flag.ContinueOnError)
-	since := fs.Duration("since", 0, "read only lines newer than `DURATION` ago, e.g. 72h (lines without a time are kept)")
+	since := fs.Duration("since", 0, "read only lines newer than `DURATION` ago, e.g. 72h")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	maxMsgs := fs.Int("max-messages", suspects.DefaultMaxMessages, "messages whose state is kept at once (memory bound)")
 	fs.Usage = func() {
