@@ -10,7 +10,7 @@ import (
 	"github.com/tcpnorm/tcpnorm/suspects"
 )
 
-const suspectsUsage = `usage: tcpnorm suspects [--since DURATION] [--json] FILE...|-
+const suspectsUsage = `usage: tcpnorm suspects [--since DURATION] [--json] [--max-messages N] FILE...|-
 
 Reads Postfix, Exim and Sendmail logs (plain or gzip-compressed, whatever
 the name; "-" reads standard input, e.g. journalctl -u postfix -o short-iso |
