@@ -140,6 +140,7 @@ func (p *Prober) SetWorkload(w Workload) {
 type VariantResult struct {
 	Variant Variant `json:"variant"`
 	Trials  []Trial `json:"trials"`
+	rank    int     // its place in Options.Variants: lower is less invasive
 }
 
 // Agreed is the outcome every trial had, or false if they differ.
@@ -161,24 +162,45 @@ func (v VariantResult) Agreed() (Outcome, bool) {
 // first whose trials all deliver the body (with All: every variant, every
 // trial). A variant's trials stop at its first failure: it can no longer
 // be the fix, and each failure costs a stall.
+//
+// A SYN as sent that is never answered costs every variant a connect
+// timeout: the barest SYN (SYNMinimal) goes first, and if it is not
+// answered either, the address is unreachable and nothing else is tried.
 func (p *Prober) Address(ctx context.Context, addr netip.Addr) AddressResult {
 	res := AddressResult{Addr: addr}
-	for i, v := range p.opt.Variants {
+	order := make([]int, len(p.opt.Variants))
+	for i := range order {
+		order[i] = i
+	}
+	for k := 0; k < len(order); k++ {
+		i := order[k]
+		v := p.opt.Variants[i]
 		if ctx.Err() != nil {
 			break
 		}
-		if i > 0 && !p.opt.All {
+		if k > 0 && !p.opt.All {
 			if !res.Variants[0].allFailed() {
 				break
 			}
-			if o, ok := res.Variants[i-1].Agreed(); i > 1 && ok && o == Completed {
+			// The first variant that works, in order, is the fix; the
+			// barest SYN tried out of order does not end the search.
+			if o, ok := res.Variants[k-1].Agreed(); k > 1 && ok && o == Completed && !(k == 2 && order[1] != 1) {
+				break
+			}
+			if k == 1 && unanswered(res.Variants[0]) {
+				if m := p.variantIndex(SYNMinimal); m > 0 {
+					order = append(append([]int{0, m}, order[1:m]...), order[m+1:]...)
+					i, v = m, p.opt.Variants[m]
+				}
+			}
+			if k == 2 && order[1] != 1 && unanswered(res.Variants[1]) {
 				break
 			}
 		}
-		vr := VariantResult{Variant: v}
+		vr := VariantResult{Variant: v, rank: i}
 		p.tab.p.Store(&p.opt.Variants[i].Policy)
 		for n := 0; n < p.opt.Trials && ctx.Err() == nil; n++ {
-			if n > 0 && i > 0 && !p.opt.All && vr.Trials[n-1].Outcome != Completed {
+			if n > 0 && k > 0 && !p.opt.All && vr.Trials[n-1].Outcome != Completed {
 				break
 			}
 			t := Run(ctx, addr, p.opt.Workload)
@@ -197,6 +219,25 @@ func (p *Prober) Address(ctx context.Context, addr netip.Addr) AddressResult {
 	p.tab.p.Store(nil)
 	res.judge()
 	return res
+}
+
+func (p *Prober) variantIndex(name string) int {
+	for i, v := range p.opt.Variants {
+		if v.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// unanswered reports whether no trial of v got a SYN-ACK.
+func unanswered(v VariantResult) bool {
+	for _, t := range v.Trials {
+		if t.Outcome != Unreachable {
+			return false
+		}
+	}
+	return len(v.Trials) > 0
 }
 
 // notApplied checks, from what the kernel negotiated, that the variant's

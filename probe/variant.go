@@ -53,9 +53,19 @@ func Variants() []Variant {
 		Variant{Name: "wscale-ts-strip", Class: diagnose.ClassWindowScale, Policy: pol(func(p *normalize.Policy) {
 			p.WindowScale, p.Timestamps = normalize.WSStrip, normalize.TSStrip
 		})},
+		// The barest SYN: tried first when the SYN as sent is never
+		// answered, to tell a SYN-option black hole from a dead address
+		// at the cost of one trial.
+		Variant{Name: SYNMinimal, Class: diagnose.ClassSYNOption, Policy: pol(func(p *normalize.Policy) {
+			p.WindowScale, p.Timestamps, p.StripSACKOK = normalize.WSStrip, normalize.TSStrip, true
+		})},
 	)
 	return vs
 }
+
+// SYNMinimal is the variant without window scale, timestamps and
+// SACK-permitted.
+const SYNMinimal = "syn-minimal"
 
 // table is the probe's policy table: every outbound handshake it sees (its
 // own sockets' only) gets the variant of the trial in progress.

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/tcpnorm/tcpnorm/diagnose"
+	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
 // Verdict is what the probe concludes about one address or domain.
@@ -68,6 +69,20 @@ type AddressResult struct {
 	Why   string         `json:"why"`
 }
 
+// maxShift is the largest window-scale shift (RFC 7323 section 2.3).
+const maxShift = 14
+
+// peerShift is the peer's window-scale shift its SYN-ACKs showed in v's
+// trials (-1: none with window scaling).
+func peerShift(v VariantResult) int {
+	for _, t := range v.Trials {
+		if t.WindowScaling {
+			return int(t.SndWscale)
+		}
+	}
+	return -1
+}
+
 // allFailed reports whether every trial of v failed.
 func (v VariantResult) allFailed() bool {
 	for _, t := range v.Trials {
@@ -114,6 +129,7 @@ func (r *AddressResult) judge() {
 	}
 	// The SYN as sent stalled or was never answered, in every trial.
 	anyConnected := false
+	fixRank := -1
 	for _, v := range r.Variants[1:] {
 		vo, ok := v.Agreed()
 		for _, t := range v.Trials {
@@ -121,17 +137,22 @@ func (r *AddressResult) judge() {
 		}
 		if ok && vo == Completed {
 			r.Working = append(r.Working, v.Variant.Name)
-			if r.Fix == nil {
+			if r.Fix == nil || v.rank < fixRank {
 				fx := v.Variant
-				r.Fix = &fx
+				r.Fix, fixRank = &fx, v.rank
 			}
 		}
 	}
 	switch {
 	case r.Fix != nil:
 		r.Verdict, r.Class = VerdictOptionFault, r.Fix.Class
-		if o == Unreachable {
+		switch {
+		case o == Unreachable:
 			r.Class = diagnose.ClassSYNOption
+		case r.Fix.Policy.WindowScale != normalize.WSKeep && peerShift(asSent) == maxShift:
+			// A shift of 14 needs a 1 GiB window: no mail server offers
+			// one, a box rewriting the option does.
+			r.Class = diagnose.ClassWindowScale
 		}
 		r.Why = fmt.Sprintf("the SYN as sent %s in every trial; %s delivered the body in every trial", outcomeVerb(o), strings.Join(r.Working, ", "))
 	case o == Unreachable && !anyConnected:

@@ -41,6 +41,7 @@ func TestHelp(t *testing.T) {
 		{cmd: "report", flags: []string{"c"}},
 		{cmd: "lab", flags: []string{"fault", "ipv6", "keep", "size", "timeout"}},
 		{cmd: "diagnose", flags: []string{"domain", "json", "local", "max-conns"}},
+		{cmd: "suspects", flags: []string{"json", "max-messages", "since"}},
 		{cmd: "version"},
 	}
 	for _, tt := range tests {

@@ -24,6 +24,7 @@ commands:
   lab [FLAGS]              build a namespace lab showing a faulty path fixed (root)
   diagnose [FLAGS] FILE    find the failure class in a capture, print the fixing policy
   probe [FLAGS] TARGET...  test the path to a domain's mail hosts, print the fixing policy (root)
+  suspects [FLAGS] FILE... list the destinations and peers whose bodies stalled, from mail logs
   version                  print the version
   help [COMMAND]           this text, or a command's usage and flags
 
@@ -60,6 +61,8 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return cmdDiagnose(rest)
 	case "probe":
 		return cmdProbe(rest, stdout, stderr)
+	case "suspects":
+		return cmdSuspects(rest)
 	case "version", "-version", "--version":
 		switch {
 		case len(rest) == 1 && isHelp(rest[0]):
