@@ -3,7 +3,7 @@ _tcpnorm() {
 	local cur prev cmd
 	cur=${COMP_WORDS[COMP_CWORD]}
 	prev=${COMP_WORDS[COMP_CWORD-1]}
-	local commands="run check rules status report lab diagnose version help"
+	local commands="run check rules status report lab diagnose probe suspects version help"
 	if [ "$COMP_CWORD" -eq 1 ]; then
 		COMPREPLY=($(compgen -W "$commands" -- "$cur"))
 		return
@@ -18,7 +18,11 @@ _tcpnorm() {
 		COMPREPLY=($(compgen -W "wscale syn-ts ts-scramble pmtu wscale-cap ts-scramble2" -- "$cur"))
 		return
 		;;
-	--domain | --local | --max-conns | --size | --timeout)
+	--proto)
+		COMPREPLY=($(compgen -W "smtp tcp" -- "$cur"))
+		return
+		;;
+	--domain | --local | --max-conns | --size | --timeout | --port | --bytes | --stall | --trials | --rcpt | --helo | --queue | --since | --max-messages)
 		return
 		;;
 	esac
@@ -29,6 +33,8 @@ _tcpnorm() {
 	report) flags="-c --help" ;;
 	lab) flags="--fault --ipv6 --size --timeout --keep --help" ;;
 	diagnose) flags="--json --domain --local --max-conns --help" ;;
+	probe) flags="-c --proto --port --bytes --stall --trials --rcpt --helo --force --all --json --timeout --queue --help" ;;
+	suspects) flags="--since --json --max-messages --help" ;;
 	help) flags="$commands" ;;
 	esac
 	if [ "$cmd" = report ] && [[ $cur != -* ]]; then
@@ -37,7 +43,7 @@ _tcpnorm() {
 		COMPREPLY=($(for p in /etc/tcpnorm/policies.d/*.toml; do [ -e "$p" ] && basename "$p" .toml; done | grep -- "^$cur"))
 		return
 	fi
-	if [ "$cmd" = diagnose ] && [[ $cur != -* ]]; then
+	if { [ "$cmd" = diagnose ] || [ "$cmd" = suspects ]; } && [[ $cur != -* ]]; then
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return
 	fi

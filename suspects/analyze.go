@@ -16,7 +16,7 @@ const (
 // sameAttempt is how far apart two lines of one queue ID about one host
 // may be and still tell of one delivery attempt: Postfix and Exim log one
 // line per recipient of an attempt, Sendmail one per recipient list.
-const sameAttempt = time.Minute
+const sameAttempt = 5 * time.Second
 
 // evidenceLines is how many log lines each suspect quotes.
 const evidenceLines = 3

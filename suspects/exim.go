@@ -22,7 +22,8 @@ import (
 //
 // (Exim before 4.80 wrote "SMTP timeout while connected to NAME [ADDR]
 // after sending data block (N bytes written)"). "SMTP error from remote
-// mail server after end of data: 4xx ..." is an answer, not a stall.
+// mail server after end of data: 4xx ..." is an answer, not a stall,
+// unless it is a 421 about a timeout (see eximBodyStall).
 //
 // receive.c handle_lost_connection() and smtp_in.c smtp_data_timeout_exit():
 //
@@ -105,7 +106,15 @@ func parseExim(msg string, e *Entry) {
 }
 
 // eximBodyStall returns the words of a deferral that say the body stalled.
+// A 421 reply to the final dot that speaks of a timeout is the server's
+// own data timeout: it never got the whole body (Postfix's smtpd answers
+// "421 4.4.2 HOST Error: timeout exceeded"; seen in testdata/mta).
 func eximBodyStall(s string) string {
+	for _, after := range []string{"after pipelined end of data: 421", "after end of data: 421"} {
+		if i := strings.Index(s, after); i >= 0 && strings.Contains(strings.ToLower(s[i:]), "timeout") {
+			return "the server timed out waiting for the body (421 after end of data)"
+		}
+	}
 	for _, phase := range []string{"sending data block", "end of data"} {
 		i := strings.Index(s, phase)
 		if i < 0 {

@@ -94,6 +94,14 @@ func parseSendmail(msg string, e *Entry) {
 				e.Kind, e.Why = InStalled, p+" during message collect"
 				return
 			}
+			// 8.17 as Debian 12 logs it (testdata/mta/sendmail-inbound.log):
+			// "collect: relay=NAME, from=<...>, info=read timeout"; the
+			// address comes with the from= line that follows.
+			if h, ok := strings.CutPrefix(c, "relay="); ok && strings.HasSuffix(c, "info="+p) {
+				e.Host, e.Addr = sendmailRelay(upTo(h, ","))
+				e.Kind, e.Why = InStalled, p+" during message collect"
+				return
+			}
 		}
 	default:
 		if h, ok := strings.CutPrefix(rest, "timeout waiting for input from "); ok {
