@@ -394,11 +394,11 @@ const (
 // run is the state of one trial. The trial's goroutine does the I/O; the
 // watcher only reads TCP_INFO and, to end the trial, closes the socket.
 type run struct {
-	w    Workload
-	conn *net.TCPConn
-	cc   countingConn // conn, counted
-	raw  syscall.RawConn
-	base uint64       // tcpi_bytes_acked after the handshake
+	w       Workload
+	conn    *net.TCPConn
+	cc      countingConn // conn, counted
+	raw     syscall.RawConn
+	base    uint64       // tcpi_bytes_acked after the handshake
 	sent    atomic.Int64 // bytes handed to the socket: commands and body
 	writing atomic.Bool  // a Write is in progress (sent does not count it yet)
 
