@@ -173,7 +173,9 @@ create tcpnorm6-q4 hash:net family inet6 maxelem 1048576 -exist
 :TCPNORM-OUT - [0:0]
 :TCPNORM-IN - [0:0]
 :TCPNORM-FLOW - [0:0]
+-A TCPNORM-OUT -m mark --mark 0x800000/0x800000 -j RETURN
 -A TCPNORM-OUT -p tcp -m tcp --tcp-flags SYN SYN -m set --match-set tcpnorm4-q4 dst -j NFQUEUE --queue-num 4 --queue-bypass
+-A TCPNORM-IN -m connmark --mark 0x800000/0x800000 -j RETURN
 -A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN SYN -m set --match-set tcpnorm4-q4 src -j NFQUEUE --queue-num 4 --queue-bypass
 -A TCPNORM-OUT -p tcp -m tcp --tcp-flags SYN NONE -m connmark ! --mark 0x0/0x3f000000 -j TCPNORM-FLOW
 -A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN NONE -m connmark ! --mark 0x0/0x3f000000 -j TCPNORM-FLOW
@@ -199,7 +201,9 @@ COMMIT
 :TCPNORM-OUT - [0:0]
 :TCPNORM-IN - [0:0]
 :TCPNORM-FLOW - [0:0]
+-A TCPNORM-OUT -m mark --mark 0x800000/0x800000 -j RETURN
 -A TCPNORM-OUT -p tcp -m tcp --tcp-flags SYN SYN -m set --match-set tcpnorm6-q4 dst -j NFQUEUE --queue-num 4 --queue-bypass
+-A TCPNORM-IN -m connmark --mark 0x800000/0x800000 -j RETURN
 -A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN SYN -m set --match-set tcpnorm6-q4 src -j NFQUEUE --queue-num 4 --queue-bypass
 -A TCPNORM-OUT -p tcp -m tcp --tcp-flags SYN NONE -m connmark ! --mark 0x0/0x3f000000 -j TCPNORM-FLOW
 -A TCPNORM-IN -p tcp -m tcp --tcp-flags SYN NONE -m connmark ! --mark 0x0/0x3f000000 -j TCPNORM-FLOW
