@@ -230,3 +230,66 @@ func checkProposedPolicy(t *testing.T, text string) {
 		t.Errorf("the proposed policy does not load: %v\n%s", err, text)
 	}
 }
+
+// TestProbeInterrupted: a probe stopped by SIGINT removes its rules; one
+// killed by SIGKILL leaves them, and the next probe removes them before
+// it starts and takes its own with it.
+func TestProbeInterrupted(t *testing.T) {
+	l := newLab(t, lab.FaultNone)
+	ctx := context.Background()
+	// Every SYN dropped: the probe waits in its first trials.
+	pathRule(t, l, "FORWARD", "-p", "tcp", "--syn", "-j", "DROP")
+	probeRules := func() string {
+		t.Helper()
+		out, err := lab.Run(ctx, l.Client, "iptables-save")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rs []string
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(line, "TCPNORM-PROBE") {
+				rs = append(rs, line)
+			}
+		}
+		return strings.Join(rs, "\n")
+	}
+	start := func() *exec.Cmd {
+		t.Helper()
+		cmd := exec.Command("ip", "netns", "exec", l.Client, tcpnormBin, "probe", "--force", "--proto", "tcp", "--port", "2525", "--stall", "2s", lab.ServerAddr(false).String())
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for probeRules() == "" {
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatal("the probe's rules never appeared")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return cmd
+	}
+	for _, sig := range []os.Signal{os.Interrupt, os.Kill} {
+		cmd := start()
+		time.Sleep(500 * time.Millisecond)
+		// ip netns exec runs the probe in its place (exec): the signal
+		// reaches it.
+		if err := cmd.Process.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Wait()
+		left := probeRules()
+		switch {
+		case sig == os.Interrupt && left != "":
+			t.Errorf("rules left after SIGINT:\n%s", left)
+		case sig == os.Kill && left == "":
+			t.Errorf("no rules left after SIGKILL: the test did not kill the probe mid-run")
+		}
+	}
+	// The next probe finds the killed one's rules and replaces them.
+	res, code, stderr := runProbe(t, l, "--proto", "tcp", "--port", "2525", "--stall", "2s", lab.ServerAddr(false).String())
+	if code != 5 || res.Verdict != "unreachable" {
+		t.Errorf("probe after a killed one: exit %d, verdict %q\n%s", code, res.Verdict, stderr)
+	}
+}
