@@ -37,7 +37,8 @@ deps:
 	fi
 
 # What the tests need on top of deps, each only when missing: TEST_PKGS,
-# the corpus packages, and promtool (checks the example alert rules).
+# the corpus packages, Postfix and promtool (checks the example alert
+# rules).
 test-deps: deps
 	@missing=""; for t in $(TEST_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
@@ -49,6 +50,12 @@ test-deps: deps
 		echo "missing corpus packages:$$missing; installing them"; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=600 $$missing; \
 	fi
+	@# Postfix for the probe's MTA test, installed as "No configuration":
+	@# no main.cf, so no host MTA is configured or started (the tests run
+	@# their own instances with their state in temporary directories).
+	@dpkg -s postfix >/dev/null 2>&1 || { \
+		echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && \
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=600 postfix; }; }
 	@# promtool from Debian's prometheus package, without installing and
 	@# starting a Prometheus server.
 	@command -v promtool >/dev/null 2>&1 || { \

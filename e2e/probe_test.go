@@ -32,8 +32,10 @@ type probeResult struct {
 		Variants []struct {
 			Variant struct{ Name string } `json:"variant"`
 			Trials  []struct {
-				Outcome string
-				Detail  string
+				Outcome  string
+				Detail   string
+				BodyVia  string
+				Duration time.Duration
 			} `json:"trials"`
 		} `json:"variants"`
 	} `json:"addresses"`
@@ -291,5 +293,71 @@ func TestProbeInterrupted(t *testing.T) {
 	res, code, stderr := runProbe(t, l, "--proto", "tcp", "--port", "2525", "--stall", "2s", lab.ServerAddr(false).String())
 	if code != 5 || res.Verdict != "unreachable" {
 		t.Errorf("probe after a killed one: exit %d, verdict %q\n%s", code, res.Verdict, stderr)
+	}
+}
+
+// TestProbeSMTP: against Debian's Postfix as the lab domain's MX, found
+// through the lab's DNS: a clean path is healthy, a path-MTU black hole is
+// named with the policy for the domain's MX hosts; the probe's sessions
+// deliver nothing.
+func TestProbeSMTP(t *testing.T) {
+	l := newLab(t, lab.FaultNone)
+	ctx := context.Background()
+	pf, err := lab.StartPostfix(ctx, l.Server, t.TempDir(), lab.PostfixOptions{
+		Hostname: lab.MXHost, Domains: []string{lab.Domain},
+		Listen: []netip.Addr{lab.ServerAddr(false), lab.ServerAddr(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := pf.Stop(); err != nil {
+			t.Errorf("postfix stop: %v", err)
+		}
+	})
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "policies.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "tcpnorm.toml")
+	if err := os.WriteFile(cfg, []byte("[dns]\nservers = [\""+lab.DNSServer()+"\"]\n[metrics]\nlisten = \"\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"-c", cfg, "--bytes", "1048576", "--stall", "2s", lab.Domain}
+
+	res, code, stderr := runProbe(t, l, args...)
+	if code != 0 || res.Verdict != "healthy" || len(res.Addresses) != 2 {
+		t.Fatalf("clean path: exit %d verdict %q, %d addresses\n%+v\n%s", code, res.Verdict, len(res.Addresses), res, stderr)
+	}
+	for _, a := range res.Addresses {
+		for _, tr := range a.Variants[0].Trials {
+			if tr.Outcome != "completed" || tr.BodyVia != "BDAT" {
+				t.Errorf("trial %+v, want completed by BDAT (Postfix offers CHUNKING)", tr)
+			}
+		}
+	}
+
+	if err := l.SetFault(ctx, lab.FaultPMTU); err != nil {
+		t.Fatal(err)
+	}
+	res, code, stderr = runProbe(t, l, args...)
+	if code != 3 || res.Verdict != "option-fault" || res.Class != "path-mtu-black-hole" {
+		t.Fatalf("pmtu: exit %d verdict %q class %q\n%+v\n%s", code, res.Verdict, res.Class, res, stderr)
+	}
+	for _, want := range []string{`domain = "lab.test"`, "mx = true", "mss_max = 1200", "ports = [25]"} {
+		if !strings.Contains(res.Policy, want) {
+			t.Errorf("policy lacks %q:\n%s", want, res.Policy)
+		}
+	}
+	checkProposedPolicy(t, res.Policy)
+
+	// Nothing was delivered; Postfix saw each session end without a message.
+	time.Sleep(time.Second)
+	if n := pf.Delivered(); n != 0 {
+		t.Errorf("%d messages delivered to the MX's mailboxes, want none", n)
+	}
+	log := pf.Log()
+	if strings.Contains(log, "status=sent") || !strings.Contains(log, "bdat=") || !strings.Contains(log, "rset=") {
+		t.Errorf("postfix log, want sessions with BDAT and RSET and no delivery:\n%s", log)
 	}
 }

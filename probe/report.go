@@ -141,6 +141,9 @@ func (r *Result) WriteText(w io.Writer) error {
 			fmt.Fprintf(&b, " (%s)", a.Class)
 		}
 		fmt.Fprintf(&b, "\n  %s\n", a.Why)
+		if len(a.Variants) == 0 {
+			continue
+		}
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "  variant\ttrial\toutcome\tbody\tacked\tretrans\tshifts\tts\tsack\tmss\trtt\trwnd-limited\ttime\t")
 		for _, v := range a.Variants {

@@ -381,12 +381,23 @@ func (c countingConn) Write(b []byte) (int, error) {
 // TCP_INFO, and go-smtp's client closes it on a refused banner.
 func (c countingConn) Close() error { return nil }
 
+// A trickle is a stall too: a path that lets through a segment now and
+// then (a black hole for large segments, a window clamped to nothing) acks
+// too little to ever deliver the body, and would otherwise hold the trial
+// until its timeout. Less than one initial window's worth in 5 × Stall is
+// 1.3 KiB/s at the default Stall: no working path is that slow.
+const (
+	trickleBytes  = 64 << 10
+	trickleStalls = 5
+)
+
 // ending is why the watcher ended a trial.
 type ending uint8
 
 const (
 	running   ending = iota
 	stalled          // nothing acknowledged for Stall
+	trickled         // less than trickleBytes acknowledged in trickleStalls × Stall
 	timedOut         // Timeout ran out
 	cancelled        // the caller cancelled
 )
@@ -421,6 +432,11 @@ func (r *run) watch(ctx context.Context, stop <-chan struct{}) {
 	defer tick.Stop()
 	var last int64
 	since := time.Now()
+	type sample struct {
+		t     time.Time
+		acked int64
+	}
+	var window []sample // the acked counts of the last trickleStalls × Stall
 	for {
 		select {
 		case <-stop:
@@ -440,7 +456,21 @@ func (r *run) watch(ctx context.Context, stop <-chan struct{}) {
 			acked := r.acked(ti)
 			// Outstanding: written and not acknowledged, or a Write
 			// blocked on a send buffer that never drains.
-			if acked != last || (r.sent.Load() <= acked && !r.writing.Load()) {
+			outstanding := r.sent.Load() > acked || r.writing.Load()
+			if !outstanding {
+				window = window[:0]
+			} else {
+				window = append(window, sample{now, acked})
+				span := trickleStalls * r.w.Stall
+				for len(window) > 1 && now.Sub(window[1].t) >= span {
+					window = window[1:]
+				}
+				if now.Sub(window[0].t) >= span && acked-window[0].acked < trickleBytes {
+					r.end(trickled)
+					return
+				}
+			}
+			if acked != last || !outstanding {
 				last, since = acked, now
 				continue
 			}
@@ -553,6 +583,10 @@ func (r *run) fail(t *Trial, step string, err error) {
 	bodyAcked := max(0, r.acked(ti)-r.bodyFrom)
 	var smtpErr *smtpError
 	switch {
+	case why == trickled:
+		t.Outcome = Stalled
+		t.AckedAtStall = ti.bytesAcked
+		t.Detail = fmt.Sprintf("less than %s acknowledged in %v, after %s of the body", kib(trickleBytes), trickleStalls*r.w.Stall, kib(bodyAcked))
 	case why == stalled:
 		t.Outcome = Stalled
 		t.AckedAtStall = ti.bytesAcked

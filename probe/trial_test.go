@@ -161,6 +161,34 @@ func TestRunTCPStalled(t *testing.T) {
 	}
 }
 
+// TestRunTCPTrickle: a peer that reads a little now and then keeps ACKs
+// coming but will never take the body: a stall after trickleStalls ×
+// Stall, not a wait for the trial's timeout.
+func TestRunTCPTrickle(t *testing.T) {
+	const stall = 500 * time.Millisecond
+	lo := netip.MustParseAddr("127.0.0.1")
+	l := listen(t, lo, 4096)
+	serve(t, l, func(c net.Conn) {
+		// 20 KiB/s: an ACK every read, 50 KiB in 2.5 s.
+		buf := make([]byte, 2048)
+		for {
+			time.Sleep(100 * time.Millisecond)
+			if _, err := c.Read(buf); err != nil {
+				return
+			}
+		}
+	})
+	w := Workload{Proto: TCP, Port: port(l), Bytes: 8 << 20, Stall: stall}
+	tr := Run(context.Background(), lo, w)
+	t.Logf("%+v", tr)
+	if tr.Outcome != Stalled || !strings.HasPrefix(tr.Detail, "less than 64 KiB acknowledged in 2.5s") {
+		t.Fatalf("Outcome = %v (%s), want stalled, less than 64 KiB acknowledged in 2.5s", tr.Outcome, tr.Detail)
+	}
+	if tr.Duration > trickleStalls*stall+2*time.Second {
+		t.Errorf("Duration = %v, want about %v", tr.Duration, trickleStalls*stall)
+	}
+}
+
 // TestRunEnds covers the ends the caller or the bounds impose, on peers
 // that accept and then neither read nor write.
 func TestRunEnds(t *testing.T) {

@@ -33,10 +33,12 @@ const (
 	// VerdictInconclusive: the SMTP session never reached the body (refused
 	// recipient, 554 banner): the path was not tested.
 	VerdictInconclusive
+	// VerdictSkipped: probed less than 10 minutes ago; not probed again.
+	VerdictSkipped
 	numVerdicts
 )
 
-var verdictNames = [numVerdicts]string{"healthy", "option-fault", "not-fixable", "transient", "unreachable", "refused", "inconclusive"}
+var verdictNames = [numVerdicts]string{"healthy", "option-fault", "not-fixable", "transient", "unreachable", "refused", "inconclusive", "skipped"}
 
 func (v Verdict) String() string {
 	if v < numVerdicts {
@@ -52,7 +54,7 @@ func (v Verdict) MarshalText() ([]byte, error) { return []byte(v.String()), nil 
 func Worse(a, b Verdict) bool { return severity[a] > severity[b] }
 
 // severity orders verdicts, the one that needs attention most last.
-var severity = [numVerdicts]int{VerdictHealthy: 0, VerdictTransient: 1, VerdictInconclusive: 2, VerdictRefused: 3, VerdictUnreachable: 4, VerdictNotFixable: 5, VerdictOptionFault: 6}
+var severity = [numVerdicts]int{VerdictHealthy: 0, VerdictSkipped: 1, VerdictTransient: 2, VerdictInconclusive: 3, VerdictRefused: 4, VerdictUnreachable: 5, VerdictNotFixable: 6, VerdictOptionFault: 7}
 
 // AddressResult is the probe of one address.
 type AddressResult struct {

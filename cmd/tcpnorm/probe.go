@@ -40,7 +40,8 @@ in 10 minutes unless --force.
 
 Exit status: 0 healthy, 3 option fault (policy printed), 4 trouble no option
 policy fixes or trials that disagree, 5 not tested (unreachable, refused, the
-SMTP session never reached the body), 1 error, 2 usage error.
+SMTP session never reached the body, probed less than 10 minutes ago), 1
+error, 2 usage error.
 `
 
 // Exit statuses of probe beyond 0, 1 and 2.
@@ -172,8 +173,7 @@ func cmdProbe(args []string, stdout, stderr io.Writer) int {
 		for i := range r.Addrs {
 			a := r.Addrs[i].Addr
 			if last, ok := hist[a.String()]; ok && !*force && time.Since(last) < probeEvery {
-				r.Notes = append(r.Notes, fmt.Sprintf("%s: probed %v ago; skipped (--force probes it again)", a, time.Since(last).Round(time.Second)))
-				r.Addrs[i].Verdict, r.Addrs[i].Why = probe.VerdictTransient, "skipped: probed less than 10 minutes ago"
+				r.Addrs[i].Verdict, r.Addrs[i].Why = probe.VerdictSkipped, "probed less than 10 minutes ago (--force probes it again)"
 				continue
 			}
 			if w.Proto == probe.SMTP {

@@ -1,0 +1,162 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Postfix is an instance of Debian's Postfix run in a lab namespace with
+// all its state (configuration, queue, log, mailboxes) in a directory of
+// its own: nothing of the host's Postfix configuration is read or changed.
+// It needs the postfix package installed (make test-deps installs it
+// without configuring or starting a host MTA).
+type Postfix struct {
+	NS  string
+	Dir string
+}
+
+// PostfixOptions describe an instance: an MX for Domains, delivering to
+// maildirs under Dir/mail, on Listen.
+type PostfixOptions struct {
+	Hostname string
+	Listen   []netip.Addr
+	Domains  []string
+}
+
+// StartPostfix configures and starts an instance in ns under dir. Stop
+// stops it; the caller removes dir.
+func StartPostfix(ctx context.Context, ns, dir string, opt PostfixOptions) (*Postfix, error) {
+	if _, err := exec.LookPath("postfix"); err != nil {
+		return nil, fmt.Errorf("postfix not installed (make test-deps installs it): %w", err)
+	}
+	master, err := os.ReadFile("/etc/postfix/master.cf")
+	if err != nil {
+		return nil, fmt.Errorf("postfix's master.cf (from the package): %w", err)
+	}
+	p := &Postfix{NS: ns, Dir: dir}
+	for _, d := range []string{"etc", "queue", "data", "log", "mail"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	// No chroot: the instance's queue is not under /var/spool/postfix.
+	chroot := regexp.MustCompile(`(?m)^(\S+\s+\S+\s+\S+\s+\S+\s+)y `)
+	if err := os.WriteFile(filepath.Join(dir, "etc", "master.cf"), chroot.ReplaceAll(master, []byte("${1}n ")), 0o644); err != nil {
+		return nil, err
+	}
+	var listen []string
+	protos := map[string]bool{}
+	for _, a := range opt.Listen {
+		listen = append(listen, a.String())
+		if a.Is4() {
+			protos["ipv4"] = true
+		} else {
+			protos["ipv6"] = true
+		}
+	}
+	var inet []string
+	for _, f := range []string{"ipv4", "ipv6"} {
+		if protos[f] {
+			inet = append(inet, f)
+		}
+	}
+	main := fmt.Sprintf(`compatibility_level = 3.6
+queue_directory = %[1]s/queue
+data_directory = %[1]s/data
+maillog_file = %[1]s/log/maillog
+maillog_file_prefixes = %[1]s
+myhostname = %[2]s
+mydestination =
+local_recipient_maps =
+alias_maps =
+alias_database =
+inet_interfaces = %[3]s
+inet_protocols = %[4]s
+mynetworks = 127.0.0.0/8
+smtp_dns_support_level = disabled
+smtpd_banner = $myhostname ESMTP Postfix (Debian/GNU)
+message_size_limit = 104857600
+biff = no
+smtpd_tls_security_level = none
+smtp_tls_security_level = none
+virtual_mailbox_domains = %[5]s
+virtual_mailbox_base = %[1]s/mail
+virtual_mailbox_maps = static:inbox/
+virtual_uid_maps = static:65534
+virtual_gid_maps = static:65534
+virtual_mailbox_limit = 0
+`, dir, opt.Hostname, strings.Join(listen, ", "), strings.Join(inet, ", "), strings.Join(opt.Domains, " "))
+	if err := os.WriteFile(filepath.Join(dir, "etc", "main.cf"), []byte(main), 0o644); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{"data", "mail"} {
+		if out, err := exec.CommandContext(ctx, "chown", "-R", "postfix", filepath.Join(dir, d)).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("chown: %v: %s", err, out)
+		}
+	}
+	if out, err := exec.CommandContext(ctx, "chown", "65534", filepath.Join(dir, "mail")).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("chown: %v: %s", err, out)
+	}
+	// The directories up to dir must be searchable by the postfix user.
+	for d := dir; d != "/" && d != "."; d = filepath.Dir(d) {
+		if st, err := os.Stat(d); err == nil && st.Mode().Perm()&0o001 == 0 {
+			os.Chmod(d, st.Mode().Perm()|0o011)
+		}
+	}
+	exec.CommandContext(ctx, "postfix", "-c", filepath.Join(dir, "etc"), "set-permissions").Run()
+	if out, err := Run(ctx, ns, "postfix", "-c", filepath.Join(dir, "etc"), "start"); err != nil {
+		return nil, fmt.Errorf("postfix start: %v: %s\n%s", err, out, p.Log())
+	}
+	// Ready when smtpd's listener answers: master binds before it forks.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if strings.Contains(p.Log(), "daemon started") {
+			return p, nil
+		}
+		if time.Now().After(deadline) {
+			p.Stop()
+			return nil, fmt.Errorf("postfix did not start:\n%s", p.Log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Stop stops the instance and waits for its processes to end.
+func (p *Postfix) Stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := Run(ctx, p.NS, "postfix", "-c", filepath.Join(p.Dir, "etc"), "stop")
+	// postfix stop signals the master; status fails once it is gone.
+	for ctx.Err() == nil {
+		if _, serr := Run(ctx, p.NS, "postfix", "-c", filepath.Join(p.Dir, "etc"), "status"); serr != nil {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("postfix in %s did not stop: %w", p.NS, ctx.Err())
+}
+
+// Log is the instance's log so far.
+func (p *Postfix) Log() string {
+	b, _ := os.ReadFile(filepath.Join(p.Dir, "log", "maillog"))
+	return string(b)
+}
+
+// Delivered counts the messages in the instance's mailboxes.
+func (p *Postfix) Delivered() int {
+	n := 0
+	filepath.Walk(filepath.Join(p.Dir, "mail"), func(path string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() && filepath.Base(filepath.Dir(path)) == "new" {
+			n++
+		}
+		return nil
+	})
+	return n
+}
