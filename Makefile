@@ -137,7 +137,7 @@ bench: deps
 	gcc -O2 -Wall -o "$$d/cq" bench/cq/cq.c -lnetfilter_queue -lnfnetlink -lpthread; \
 	args="-bin $$d -out $(BENCH_OUT) -md $(BENCH_MD) -allocbench $(if $(QUICK),-quick) $(BENCH_ARGS)"; \
 	BENCH_CMD="make bench$(if $(QUICK), QUICK=$(QUICK))$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" "$$d/tnbench" run $$args
-	$(GO) test -run XXX -bench . -benchmem -count 5 ./normalize/ ./config/ ./diagnose/
+	$(GO) test -run XXX -bench . -benchmem -count 5 ./normalize/ ./config/ ./diagnose/ ./suspects/
 
 # Manual pages, rendered from man/*.md (the one source README's references
 # are checked against) with go-md2man by internal/mangen.

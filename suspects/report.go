@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/tcpnorm/tcpnorm/internal/textfmt"
 )
 
 // Caveat is said once in every report: why it names no fault and no policy.
@@ -328,7 +330,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		_, err := io.WriteString(w, b.String())
 		return err
 	}
-	fmt.Fprintf(&b, "\n%s\n", wrap(Caveat, 78))
+	fmt.Fprintf(&b, "\n%s", textfmt.Wrap("", "", Caveat, 78))
 	if len(r.Outbound) == 0 {
 		b.WriteString("\nOutbound: no suspects.\n")
 	} else {
@@ -413,15 +415,10 @@ func stamp(t time.Time) string { return t.Format(time.RFC3339) }
 
 // bytesText writes a byte count for a person; "unknown" for -1.
 func bytesText(n int64) string {
-	switch {
-	case n < 0:
+	if n < 0 {
 		return "unknown"
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
-	return fmt.Sprintf("%d bytes", n)
+	return textfmt.Bytes(n)
 }
 
 func plural(n int, what string) string {
@@ -429,24 +426,4 @@ func plural(n int, what string) string {
 		return "1 " + what
 	}
 	return fmt.Sprintf("%d %ss", n, what)
-}
-
-// wrap breaks text into lines of at most width columns, at spaces.
-func wrap(text string, width int) string {
-	var b strings.Builder
-	col := 0
-	for i, w := range strings.Fields(text) {
-		if i > 0 {
-			if col+1+len(w) > width {
-				b.WriteByte('\n')
-				col = 0
-			} else {
-				b.WriteByte(' ')
-				col++
-			}
-		}
-		b.WriteString(w)
-		col += len(w)
-	}
-	return b.String()
 }
