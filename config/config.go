@@ -41,6 +41,7 @@ type DNS struct {
 	Servers    []string // host:port; empty: from /etc/resolv.conf
 	MinRefresh time.Duration
 	MaxRefresh time.Duration
+	MaxStale   time.Duration // how long a failing lookup's last answer stands in
 }
 
 type Metrics struct{ Listen string }

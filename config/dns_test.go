@@ -62,6 +62,18 @@ func (z *testZone) setRcode(name string, rcode int) {
 	}
 }
 
+// setRcodeType makes the zone answer rcode to questions for name of type
+// typ only (one record type mishandled by a server).
+func (z *testZone) setRcodeType(name, typ string, rcode int) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if rcode == dns.RcodeSuccess {
+		delete(z.rcode, dns.Fqdn(name)+"/"+typ)
+	} else {
+		z.rcode[dns.Fqdn(name)+"/"+typ] = rcode
+	}
+}
+
 func (z *testZone) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	z.queries.Add(1)
 	m := new(dns.Msg)
@@ -78,6 +90,11 @@ func (z *testZone) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	defer z.mu.Unlock()
 	for hop := 0; hop < 8; hop++ {
 		if rc, ok := z.rcode[name]; ok {
+			m.Rcode = rc
+			w.WriteMsg(m)
+			return
+		}
+		if rc, ok := z.rcode[name+"/"+dns.TypeToString[q.Qtype]]; ok {
 			m.Rcode = rc
 			w.WriteMsg(m)
 			return
@@ -704,5 +721,50 @@ policy lab (%[1]s/lab.toml)
 `, filepath.Join(filepath.Dir(e.path), "policies.d"))
 	if diff := cmp.Diff(want, b.String()); diff != "" {
 		t.Errorf("WriteCheck (-want +got):\n%s", diff)
+	}
+}
+
+// TestManagerOneLookupFails: a server refuses one record type of the
+// domain while the MX host moves. The failing lookup keeps its own last
+// answer, and only for max_stale; the MX host's new address replaces the
+// old one at once.
+func TestManagerOneLookupFails(t *testing.T) {
+	e := newManagerEnv(t, map[string]string{"rmx.toml": "domain = \"rmx.test\"\nmx = true\n"})
+	e.zone.set(
+		"rmx.test. 30 IN MX 10 mx.rmx.test.",
+		"rmx.test. 30 IN AAAA 2001:2:0:30::1",
+		"mx.rmx.test. 30 IN A 198.19.30.3",
+	)
+	e.m.cfg.DNS.MaxStale = 5 * time.Minute
+	e.start()
+	for _, a := range []string{"198.19.30.3", "2001:2:0:30::1"} {
+		if got := e.lookup(a); got != "rmx" {
+			t.Fatalf("lookup(%s) = %q, want rmx", a, got)
+		}
+	}
+	e.zone.setRcodeType("rmx.test", "AAAA", dns.RcodeRefused)
+	e.zone.replace("mx.rmx.test", "A", "mx.rmx.test. 30 IN A 198.19.30.2")
+	e.clock.Advance(31 * time.Second)
+	e.eventually("the MX host's new address alone", func() bool {
+		return e.lookup("198.19.30.2") == "rmx" && e.lookup("198.19.30.3") == ""
+	})
+	if got := e.lookup("2001:2:0:30::1"); got != "rmx" {
+		t.Errorf("the refused AAAA's last answer: lookup = %q, want rmx", got)
+	}
+	st := e.status("rmx")
+	if !strings.Contains(st.DNSError, "rmx.test. AAAA: REFUSED (failing since ") || !strings.Contains(st.DNSError, "using its answer of") {
+		t.Errorf("DNS error %q, want the failing lookup, since when, and the answer used", st.DNSError)
+	}
+	// Past max_stale the stand-in goes, with its reason.
+	for i := 0; i < 12 && e.lookup("2001:2:0:30::1") != ""; i++ {
+		e.clock.Advance(time.Minute)
+		time.Sleep(50 * time.Millisecond)
+	}
+	e.eventually("the stale AAAA answer dropped", func() bool { return e.lookup("2001:2:0:30::1") == "" })
+	if got := e.lookup("198.19.30.2"); got != "rmx" {
+		t.Errorf("lookup(198.19.30.2) = %q after the stale answer went, want rmx", got)
+	}
+	if !strings.Contains(e.logs.String(), "older than max_stale") {
+		t.Errorf("no warning about the dropped answer in the logs:\n%s", e.logs.String())
 	}
 }

@@ -129,7 +129,8 @@ func decodeMain(cfg *Config, top *table, dir string) {
 	if cfg.DNS.MinRefresh > cfg.DNS.MaxRefresh {
 		d.errf("dns.min_refresh", "%v is more than max_refresh %v", cfg.DNS.MinRefresh, cfg.DNS.MaxRefresh)
 	}
-	n.unknown("servers", "min_refresh", "max_refresh")
+	cfg.DNS.MaxStale = n.duration("max_stale", DefaultMaxStale)
+	n.unknown("servers", "min_refresh", "max_refresh", "max_stale")
 
 	m := top.sub("metrics")
 	cfg.Metrics.Listen = m.str("listen", "127.0.0.1:9464")

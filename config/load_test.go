@@ -313,6 +313,7 @@ mark = 0x0000ff00
 servers = ["198.18.0.53", "[2001:2::53]:5353"]
 min_refresh = "10s"
 max_refresh = "10m"
+max_stale = "2h"
 [metrics]
 listen = ""
 [log]
@@ -360,7 +361,7 @@ ecn = "clear"
 		PolicyDir: filepath.Join(dir, "policies.d"),
 		Queue:     Queue{First: 10, Count: 2, MaxLen: 1024, FailOpen: false},
 		Rules:     Rules{Install: false, Mode: "host", Mark: 0x0000ff00},
-		DNS:       DNS{Servers: []string{"198.18.0.53:53", "[2001:2::53]:5353"}, MinRefresh: 10 * time.Second, MaxRefresh: 10 * time.Minute},
+		DNS:       DNS{Servers: []string{"198.18.0.53:53", "[2001:2::53]:5353"}, MinRefresh: 10 * time.Second, MaxRefresh: 10 * time.Minute, MaxStale: 2 * time.Hour},
 		Metrics:   Metrics{Listen: ""},
 		Log:       Log{Level: "debug", Format: "json"},
 		Flows:     Flows{Max: 1000, IdleTimeout: 90 * time.Second, TSRateMax: 2000},
@@ -408,7 +409,7 @@ func TestLoadDefaults(t *testing.T) {
 		PolicyDir: filepath.Join(filepath.Dir(path), "policies.d"),
 		Queue:     Queue{First: 0, Count: min(runtime.NumCPU(), 64), MaxLen: 4096, FailOpen: true},
 		Rules:     Rules{Install: true, Mode: "gateway", Mark: 0xff000000},
-		DNS:       DNS{MinRefresh: 30 * time.Second, MaxRefresh: time.Hour},
+		DNS:       DNS{MinRefresh: 30 * time.Second, MaxRefresh: time.Hour, MaxStale: DefaultMaxStale},
 		Metrics:   Metrics{Listen: "127.0.0.1:9464"},
 		Log:       Log{Level: "info", Format: "text"},
 		Flows:     Flows{Max: 262144, IdleTimeout: 5 * time.Minute, TSRateMax: 1000000},

@@ -75,6 +75,7 @@ type Manager struct {
 	expired       map[string]bool           // policy name -> expired at the last compile
 	conflicts     map[string]bool           // conflicts logged at the last compile
 	lost          map[string][]netip.Prefix // policy name -> prefixes another policy keeps
+	known         *lastKnown                // every lookup's last answer, kept across reloads
 	conflictNotes map[string][]string
 	started       bool
 }
@@ -98,6 +99,7 @@ func newManager(cfg *Config, log *slog.Logger, clk clock) *Manager {
 		wake:         make(chan struct{}, 1),
 		changed:      make(chan struct{}, 1),
 		expired:      map[string]bool{},
+		known:        newLastKnown(DefaultMaxStale, clk.Now),
 		conflicts:    map[string]bool{},
 	}
 	if cfg == nil {
@@ -124,6 +126,8 @@ func (m *Manager) newResolverLocked() {
 		}
 	}
 	m.res = newResolver(servers, m.queryTimeout, m.queryTries)
+	m.known.setMaxStale(m.cfg.DNS.MaxStale)
+	m.res.known = m.known
 }
 
 // Start begins resolution and refresh; it returns at once. The manager stops
@@ -298,15 +302,19 @@ func (m *Manager) applyLocked(ctx context.Context, s *polState, res resolution) 
 		s.next = now.Add(m.refreshAfter(res.ttl))
 		s.answered = now
 	} else {
-		s.addrs = uniqPrefixes(append(slices.Clone(s.addrs), res.prefixes...))
+		// The failing lookups' last answers are in res already (lastKnown):
+		// the addresses are what every lookup last said, no more.
+		s.addrs = res.prefixes
 		s.failures++
 		s.next = now.Add(m.backoff(s.failures))
 	}
 	quiet := ctx.Err() != nil // shutting down, or check's deadline
 	if !quiet {
 		switch {
-		case errStr != "" && (s.lastErr == "" || !s.done):
-			m.log.Warn("DNS resolution failed; keeping last known addresses",
+		case errStr != "" && (errStr != s.lastErr || !s.done):
+			// Logged when what fails changes: a lookup starts or stops
+			// failing, or its last answer grows older than max_stale.
+			m.log.Warn("DNS resolution failed; keeping the failing lookups' last answers",
 				"policy", p.Name, "domain", s.pf.Domain, "err", errStr, "addresses", len(s.addrs))
 		case errStr == "" && s.lastErr != "":
 			m.log.Info("DNS resolution recovered", "policy", p.Name, "domain", s.pf.Domain, "addresses", len(s.addrs))

@@ -24,6 +24,7 @@ const (
 
 // resolver asks recursive servers; it never recurses itself.
 type resolver struct {
+	known   *lastKnown // nil: a failed lookup has no stand-in
 	servers []string
 	timeout time.Duration // per query and server
 	tries   int
@@ -259,9 +260,8 @@ func (r *resolver) hostAddrs(ctx context.Context, c *collector, name string, b4,
 	var wg sync.WaitGroup
 	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
 		wg.Go(func() {
-			ans, err := r.lookup(ctx, name, qt)
-			if err != nil {
-				c.fail(err)
+			ans, ok := r.lookupKeep(ctx, c, name, qt)
+			if !ok {
 				return
 			}
 			c.ttl(ans.ttl)
@@ -294,9 +294,8 @@ func (r *resolver) hostAddrs(ctx context.Context, c *collector, name string, b4,
 // mxAddrs returns the addresses of name's MX hosts (at most limit hosts, 0:
 // all). A null MX (RFC 7505, exchange ".") means none.
 func (r *resolver) mxAddrs(ctx context.Context, c *collector, name string, limit, b4, b6 int) []netip.Prefix {
-	ans, err := r.lookup(ctx, name, dns.TypeMX)
-	if err != nil {
-		c.fail(err)
+	ans, ok := r.lookupKeep(ctx, c, name, dns.TypeMX)
+	if !ok {
 		return nil
 	}
 	c.ttl(ans.ttl)
@@ -353,9 +352,8 @@ func (e *spfEval) count(domain, term string) bool {
 
 func (e *spfEval) eval(ctx context.Context, domain string, depth int) {
 	domain = strings.TrimSuffix(strings.ToLower(domain), ".")
-	ans, err := e.r.lookup(ctx, domain, dns.TypeTXT)
-	if err != nil {
-		e.c.fail(err)
+	ans, ok := e.r.lookupKeep(ctx, e.c, domain, dns.TypeTXT)
+	if !ok {
 		return
 	}
 	e.c.ttl(ans.ttl)
