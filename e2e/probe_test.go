@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -42,8 +43,8 @@ type probeResult struct {
 }
 
 // sink accepts TCP connections on the lab server's port and reads them to
-// the end, for `probe --proto tcp`.
-func sink(t *testing.T, l *lab.Lab, port int) {
+// the end, for `probe --proto tcp`, until stop or the test's end.
+func sink(t *testing.T, l *lab.Lab, port int) (stop func()) {
 	t.Helper()
 	var lns []net.Listener
 	for _, v6 := range []bool{false, true} {
@@ -75,16 +76,21 @@ func sink(t *testing.T, l *lab.Lab, port int) {
 			}
 		}()
 	}
-	t.Cleanup(func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			for _, ln := range lns {
+				ln.Close()
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, c := range conns {
+				c.Close()
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 // runProbe runs tcpnorm probe on the lab's client and returns its JSON
@@ -359,5 +365,86 @@ func TestProbeSMTP(t *testing.T) {
 	log := pf.Log()
 	if strings.Contains(log, "status=sent") || !strings.Contains(log, "bdat=") || !strings.Contains(log, "rset=") {
 		t.Errorf("postfix log, want sessions with BDAT and RSET and no delivery:\n%s", log)
+	}
+}
+
+// TestProbeBesideDaemon: with tcpnorm in host mode on the client, under a
+// policy that clamps the server's connections, the probe's connections
+// are its own: the daemon leaves them alone (the SYN as sent still meets
+// the window-limit firewall), counts none of them, and goes on clamping
+// its own connections during and after the probe, its rules intact.
+func TestProbeBesideDaemon(t *testing.T) {
+	const k = 4
+	l := newPathLab(t, lab.FaultWScaleCap, lab.PathOptions{WScaleCap: k})
+	if buildErr != nil {
+		t.Fatalf("no tcpnorm binary: %v", buildErr)
+	}
+	ctx := context.Background()
+	d, err := l.StartHostDaemon(ctx, tcpnormBin, t.TempDir(), []lab.Policy{labPolicy(lab.ClampOptions(k))}, readyTimeout)
+	if err != nil {
+		t.Fatalf("StartHostDaemon: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := d.Stop(); err != nil {
+			t.Errorf("daemon exit after SIGTERM: %v\nlog:\n%s", err, d.Log())
+		}
+	})
+	rulesBefore, err := l.TcpnormRulesIn(ctx, l.Client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	synsBefore := metricValue(metrics(t, d), "tcpnorm_policy_connections_total")
+	// Port 25: the one the daemon's policy covers.
+	stopSink := sink(t, l, 25)
+
+	// Whichever starts last has its jumps first. The probe installs its
+	// rules after the daemon here; once they are in, the daemon's jumps
+	// are moved back in front, as if it had started after the probe.
+	// Only its chains' first rule keeps the probe's connections out.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			out, _ := lab.Run(ctx, l.Client, "iptables-save", "-t", "mangle")
+			if strings.Contains(out, "-A OUTPUT -j TCPNORM-PROBE-OUT") {
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		for _, tool := range []string{"iptables", "ip6tables"} {
+			for _, j := range [][2]string{{"OUTPUT", "TCPNORM-OUT"}, {"INPUT", "TCPNORM-IN"}} {
+				lab.Run(ctx, l.Client, tool, "-w", "-t", "mangle", "-D", j[0], "-j", j[1])
+				lab.Run(ctx, l.Client, tool, "-w", "-t", "mangle", "-I", j[0], "1", "-j", j[1])
+			}
+		}
+	}()
+	res, code, stderr := runProbe(t, l, "--proto", "tcp", "--port", "25", "--bytes", "4194304", "--stall", "2s", lab.ServerAddr(false).String())
+	<-done
+	stopSink()
+	if out, _ := lab.Run(ctx, l.Client, "iptables-save", "-t", "mangle"); !strings.Contains(out, "-A OUTPUT -j TCPNORM-OUT") {
+		t.Fatalf("the daemon's jump is gone:\n%s", out)
+	}
+	if code != 3 || res.Fix == nil || res.Fix.Name != "wscale-clamp-4" {
+		t.Fatalf("probe beside the daemon: exit %d, fix %+v, want 3 and wscale-clamp-4 (the daemon must not clamp the probe's SYN)\n%+v\n%s", code, res.Fix, res, stderr)
+	}
+	if n := metricValue(metrics(t, d), "tcpnorm_policy_connections_total"); n != synsBefore {
+		t.Errorf("the daemon matched %v SYNs during the probe, want none (%v before)", n-synsBefore, synsBefore)
+	}
+	rulesAfter, err := l.TcpnormRulesIn(ctx, l.Client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(rulesBefore)
+	slices.Sort(rulesAfter)
+	if strings.Join(rulesAfter, "\n") != strings.Join(rulesBefore, "\n") {
+		t.Errorf("the daemon's rules changed:\nbefore:\n%s\nafter:\n%s", strings.Join(rulesBefore, "\n"), strings.Join(rulesAfter, "\n"))
+	}
+	r, _, _ := transfer(t, l, lab.Transfer{Dst: lab.ServerAddr(false), Size: 4 << 20, Dir: lab.Upload, Timeout: 15 * time.Second})
+	if !r.OK {
+		t.Errorf("the daemon's own upload after the probe: %s", r)
+	}
+	if n := metricValue(metrics(t, d), "tcpnorm_policy_connections_total"); n <= synsBefore {
+		t.Errorf("the daemon matched no SYN of its own upload")
 	}
 }
