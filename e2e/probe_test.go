@@ -93,8 +93,9 @@ func sink(t *testing.T, l *lab.Lab, port int) (stop func()) {
 	return stop
 }
 
-// runProbe runs tcpnorm probe on the lab's client and returns its JSON
-// result, exit status and standard error.
+// runProbe runs tcpnorm probe --force on the lab's client (without
+// --force when args start with "-no-force") and returns its JSON result,
+// exit status and standard error.
 func runProbe(t *testing.T, l *lab.Lab, args ...string) (probeResult, int, string) {
 	t.Helper()
 	if buildErr != nil {
@@ -102,7 +103,11 @@ func runProbe(t *testing.T, l *lab.Lab, args ...string) (probeResult, int, strin
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", l.Client, tcpnormBin, "probe", "--json", "--force"}, args...)...)
+	base := []string{"netns", "exec", l.Client, tcpnormBin, "probe", "--json", "--force"}
+	if len(args) > 0 && args[0] == "-no-force" {
+		base, args = base[:len(base)-1], args[1:]
+	}
+	cmd := exec.CommandContext(ctx, "ip", append(base, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -356,6 +361,13 @@ func TestProbeSMTP(t *testing.T) {
 		}
 	}
 	checkProposedPolicy(t, res.Policy)
+
+	// Within 10 minutes of the last probe, an address is not probed again
+	// without --force.
+	res, code, _ = runProbe(t, l, append([]string{"-no-force"}, args...)...)
+	if code != 5 || res.Verdict != "skipped" || len(res.Addresses) != 2 || len(res.Addresses[0].Variants) != 0 {
+		t.Errorf("a second probe without --force: exit %d, verdict %q, %+v; want 5, skipped, no trial", code, res.Verdict, res.Addresses)
+	}
 
 	// Nothing was delivered; Postfix saw each session end without a message.
 	time.Sleep(time.Second)
