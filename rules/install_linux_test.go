@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -421,6 +422,10 @@ func TestProbeRules(t *testing.T) {
 	}
 	if got := tcpnormLines(t, r); len(got) != 0 {
 		t.Fatalf("leftovers not removed: %q", got)
+	}
+	// Nobody holds the lock: its file is gone.
+	if left, _ := filepath.Glob(filepath.Join(ProbeLockDir, "*")); len(left) != 0 {
+		t.Errorf("lock files left: %v", left)
 	}
 	if after := saveAll(t, r); after != before {
 		t.Errorf("the operator's rules changed:\nbefore:\n%s\nafter:\n%s", before, after)

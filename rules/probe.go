@@ -107,7 +107,10 @@ func RemoveProbe(ctx context.Context, r Runner) error { return prober.remove(ctx
 // ProbeLock is held by a running probe, one per network namespace: a
 // probe or daemon that finds it free may remove a probe's leftover rules
 // (a killed probe's), and one that finds it held must not.
-type ProbeLock struct{ f *os.File }
+type ProbeLock struct {
+	f    *os.File
+	path string
+}
 
 // ProbeLockDir holds the lock files.
 var ProbeLockDir = "/run/tcpnorm"
@@ -132,22 +135,37 @@ func TryProbeLock() (l *ProbeLock, held bool, err error) {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return nil, false, err
 	}
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, false, err
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, true, nil
+	// The holder removes the file when it unlocks (so namespaces that
+	// come and go leave none behind): a lock taken on a file that was
+	// removed meanwhile is taken again on the new one.
+	for try := 0; ; try++ {
+		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, false, err
 		}
-		return nil, false, fmt.Errorf("lock %s: %w", p, err)
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, true, nil
+			}
+			return nil, false, fmt.Errorf("lock %s: %w", p, err)
+		}
+		var held, onDisk unix.Stat_t
+		if unix.Fstat(int(f.Fd()), &held) == nil && unix.Stat(p, &onDisk) == nil && held.Ino == onDisk.Ino && held.Dev == onDisk.Dev {
+			return &ProbeLock{f: f, path: p}, false, nil
+		}
+		f.Close()
+		if try == 10 {
+			return nil, false, fmt.Errorf("lock %s: the file keeps being replaced", p)
+		}
 	}
-	return &ProbeLock{f: f}, false, nil
 }
 
-// Unlock releases the lock; the file stays for the next one.
-func (l *ProbeLock) Unlock() error { return l.f.Close() }
+// Unlock removes the lock file and releases the lock.
+func (l *ProbeLock) Unlock() error {
+	err := os.Remove(l.path)
+	return errors.Join(err, l.f.Close())
+}
 
 // RemoveProbeLeftovers removes a killed probe's rules if no probe holds the
 // lock of this namespace: the daemon calls it at start.
