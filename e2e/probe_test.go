@@ -23,10 +23,17 @@ import (
 
 // probeResult is the part of `tcpnorm probe --json` the tests read.
 type probeResult struct {
-	Verdict   string                 `json:"verdict"`
-	Class     string                 `json:"class"`
-	Fix       *struct{ Name string } `json:"fix"`
-	Policy    string                 `json:"policy"`
+	Verdict string                 `json:"verdict"`
+	Class   string                 `json:"class"`
+	Fix     *struct{ Name string } `json:"fix"`
+	Policy  string                 `json:"policy"`
+	Capture *struct {
+		File     string
+		Recorded struct{ Packets, Dropped uint64 }
+		Verdict  string `json:"diagnose_verdict"`
+		Agrees   bool
+		Lines    []string
+	} `json:"capture"`
 	Addresses []struct {
 		Verdict  string `json:"verdict"`
 		Why      string `json:"why"`
@@ -186,10 +193,12 @@ func TestProbeFaults(t *testing.T) {
 					pathRule(t, l, "FORWARD", "-p", "tcp", "--syn", "-j", "DROP")
 				}
 				dst := lab.ServerAddr(v6)
-				res, code, stderr := runProbe(t, l, "--proto", "tcp", "--port", "2525", "--bytes", "4194304", "--stall", "2s", dst.String())
+				pcap := filepath.Join(t.TempDir(), "probe.pcapng")
+				res, code, stderr := runProbe(t, l, "--proto", "tcp", "--port", "2525", "--bytes", "4194304", "--stall", "2s", "--pcap", pcap, dst.String())
 				if code != tt.wantCode || res.Verdict != tt.verdict || res.Class != tt.class {
 					t.Fatalf("exit %d verdict %q class %q, want %d %q %q\n%+v\n%s", code, res.Verdict, res.Class, tt.wantCode, tt.verdict, tt.class, res, stderr)
 				}
+				checkProbeCapture(t, res, pcap)
 				if tt.verdict != "option-fault" {
 					if res.Fix != nil || res.Policy != "" {
 						t.Errorf("fix %+v and a policy for a %s path:\n%s", res.Fix, tt.verdict, res.Policy)
@@ -202,6 +211,24 @@ func TestProbeFaults(t *testing.T) {
 				checkProposedPolicy(t, res.Policy)
 			})
 		}
+	}
+}
+
+// checkProbeCapture: the probe's capture holds its packets, none lost,
+// tshark reads it, and diagnose's reading of it agrees with the probe's.
+func checkProbeCapture(t *testing.T, res probeResult, pcap string) {
+	t.Helper()
+	c := res.Capture
+	if c == nil || c.File != pcap {
+		t.Fatalf("capture %+v, want a check of %s", c, pcap)
+	}
+	t.Logf("capture: %d packets, %d dropped; diagnose %s; %s", c.Recorded.Packets, c.Recorded.Dropped, c.Verdict, strings.Join(c.Lines, "; "))
+	if c.Recorded.Packets == 0 || c.Recorded.Dropped != 0 || !c.Agrees || len(c.Lines) != len(res.Addresses) {
+		t.Errorf("capture %+v: want packets, none dropped, diagnose agreeing, a line per address", c)
+	}
+	out, err := exec.Command("tshark", "-n", "-r", pcap, "-Y", "tcp.flags.syn == 1").CombinedOutput()
+	if err != nil {
+		t.Errorf("tshark -r %s: %v\n%s", pcap, err, out)
 	}
 }
 

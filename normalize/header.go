@@ -69,11 +69,11 @@ func (b IPv6) Src() netip.Addr         { return netip.AddrFrom16([16]byte(b[ipv6
 func (b IPv6) Dst() netip.Addr         { return netip.AddrFrom16([16]byte(b[ipv6Dst : ipv6Dst+16])) }
 func (b IPv6) pseudoHeaderSum() uint32 { return sum16(b[ipv6Src:ipv6Dst+16], 0) }
 
-// transport walks the extension headers after the fixed header and returns
+// Transport walks the extension headers after the fixed header and returns
 // the offset of the upper-layer header and its protocol. frag reports a
 // fragment header (RFC 8200 section 4.5): such a packet is never rewritten.
 // ok is false when the chain runs past the buffer or is too long.
-func (b IPv6) transport() (off int, proto uint8, frag, ok bool) {
+func (b IPv6) Transport() (off int, proto uint8, frag, ok bool) {
 	off, proto = IPv6MinimumSize, b.NextHeader()
 	for i := 0; i < maxIPv6ExtHdrs; i++ {
 		switch proto {

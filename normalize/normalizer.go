@@ -131,7 +131,7 @@ func parse(pkt []byte, s *segment) Reason {
 		if !ip.IsValid() || ip.PayloadLength() == 0 {
 			return ReasonNotTCP
 		}
-		off, proto, frag, ok := ip.transport()
+		off, proto, frag, ok := ip.Transport()
 		if !ok {
 			return ReasonNotTCP
 		}

@@ -22,7 +22,7 @@ _tcpnorm() {
 		COMPREPLY=($(compgen -W "smtp tcp" -- "$cur"))
 		return
 		;;
-	--domain | --local | --max-conns | --size | --timeout | --port | --bytes | --stall | --trials | --rcpt | --helo | --queue | --since | --max-messages)
+	--domain | --local | --max-conns | --size | --timeout | --port | --bytes | --stall | --trials | --rcpt | --helo | --queue | --pcap | --since | --max-messages)
 		return
 		;;
 	esac
@@ -33,7 +33,7 @@ _tcpnorm() {
 	report) flags="-c --help" ;;
 	lab) flags="--fault --ipv6 --size --timeout --keep --help" ;;
 	diagnose) flags="--json --domain --local --max-conns --help" ;;
-	probe) flags="-c --proto --port --bytes --stall --trials --rcpt --helo --force --all --json --timeout --queue --help" ;;
+	probe) flags="-c --proto --port --bytes --stall --trials --rcpt --helo --force --all --json --timeout --queue --pcap --help" ;;
 	suspects) flags="--since --json --max-messages --help" ;;
 	help) flags="$commands" ;;
 	esac

@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net/netip"
 	"time"
@@ -28,6 +29,8 @@ type Prober struct {
 	lock  *rules.ProbeLock
 	r     rules.Runner
 	m     *metrics.Metrics
+	rec   *Recorder
+	recSt RecordStats
 }
 
 // Options are the probe's settings.
@@ -43,6 +46,8 @@ type Options struct {
 	Runner rules.Runner
 	// Progress, if set, is told of every trial as it ends.
 	Progress func(addr netip.Addr, v Variant, n int, t Trial)
+	// Capture, if set, receives the probe's own packets as pcapng (Record).
+	Capture io.Writer
 }
 
 // ErrBusy is returned by Start while another probe runs in this network
@@ -102,6 +107,12 @@ func Start(ctx context.Context, opt Options) (*Prober, error) {
 		p.Close()
 		return nil, err
 	}
+	if opt.Capture != nil {
+		if p.rec, err = Record(opt.Capture); err != nil {
+			p.Close()
+			return nil, err
+		}
+	}
 	if err := rules.InstallProbe(ctx, p.r, rs); err != nil {
 		p.Close()
 		return nil, err
@@ -126,8 +137,17 @@ func (p *Prober) Close() error {
 		err = errors.Join(err, p.lock.Unlock())
 		p.lock = nil
 	}
+	if p.rec != nil {
+		var rerr error
+		p.recSt, rerr = p.rec.Close()
+		err = errors.Join(err, rerr)
+		p.rec = nil
+	}
 	return err
 }
+
+// Recorded is what the capture holds, once Close has returned.
+func (p *Prober) Recorded() RecordStats { return p.recSt }
 
 // SetWorkload changes the workload of the trials to come (the recipient
 // differs per domain).
@@ -168,6 +188,11 @@ func (v VariantResult) Agreed() (Outcome, bool) {
 // answered either, the address is unreachable and nothing else is tried.
 func (p *Prober) Address(ctx context.Context, addr netip.Addr) AddressResult {
 	res := AddressResult{Addr: addr}
+	if p.rec != nil {
+		if err := p.rec.Watch(addr); err != nil {
+			p.opt.Log.Warn("probe: the capture misses this address", "addr", addr, "err", err)
+		}
+	}
 	order := make([]int, len(p.opt.Variants))
 	for i := range order {
 		order[i] = i

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -30,6 +31,85 @@ type Result struct {
 	Policy     string         `json:"policy,omitempty"`
 	Ticket     string         `json:"ticket,omitempty"`
 	Notes      []string       `json:"notes,omitempty"` // DNS notes and failures
+	// Capture is diagnose's reading of the probe's own capture (--pcap).
+	Capture *CaptureCheck `json:"capture,omitempty"`
+}
+
+// CaptureCheck compares the probe's verdicts with what diagnose finds in
+// the capture of the same connections: two readings of one event, one
+// from the kernel's counters, one from the packets.
+type CaptureCheck struct {
+	File     string      `json:"file"`
+	Recorded RecordStats `json:"recorded"`
+	Verdict  string      `json:"diagnose_verdict"`
+	// Agrees is false if diagnose contradicts the probe on any address
+	// (addresses without an option verdict are not compared).
+	Agrees bool     `json:"agrees"`
+	Lines  []string `json:"lines"` // one per address
+}
+
+// CheckCapture sets r.Capture from diagnose's report on the capture file.
+func (r *Result) CheckCapture(file string, st RecordStats, rep *diagnose.Report) {
+	c := &CaptureCheck{File: file, Recorded: st, Verdict: rep.Verdict, Agrees: true}
+	for _, a := range r.Addrs {
+		var fixable, other []string
+		for _, f := range rep.Findings {
+			if findingPeer(f.Peer) != a.Addr {
+				continue
+			}
+			if f.Fixable {
+				fixable = append(fixable, string(f.Class))
+			} else {
+				other = append(other, string(f.Class))
+			}
+		}
+		found := "no finding"
+		if all := append(fixable, other...); len(all) > 0 {
+			found = strings.Join(all, ", ")
+		}
+		also := ""
+		if len(other) > 0 {
+			also = "; diagnose also sees " + strings.Join(other, ", ")
+		}
+		var line string
+		switch a.Verdict {
+		case VerdictOptionFault:
+			switch {
+			case slices.Contains(fixable, string(a.Class)):
+				line = "agrees: " + found
+			case len(fixable) > 0:
+				line = "disagrees: both find an option fault, the probe " + string(a.Class) + ", diagnose " + found
+			default:
+				line = "disagrees: the probe found an option fault (" + string(a.Class) + "), diagnose " + found
+			}
+		case VerdictHealthy:
+			if len(fixable) == 0 {
+				line = "agrees: no option fault" + also
+			} else {
+				line = "disagrees: the probe found the path healthy, diagnose an option fault (" + found + ")"
+			}
+		case VerdictNotFixable:
+			if len(fixable) == 0 {
+				line = "agrees: no option fault" + also
+			} else {
+				line = "disagrees: the probe found no option that helps, diagnose an option fault (" + found + ")"
+			}
+		default:
+			line = "not compared (" + a.Verdict.String() + "); diagnose: " + found
+		}
+		c.Agrees = c.Agrees && !strings.HasPrefix(line, "disagrees")
+		c.Lines = append(c.Lines, a.Addr.String()+": "+line)
+	}
+	r.Capture = c
+}
+
+// findingPeer is the address of a finding's peer ("addr" or "addr:port").
+func findingPeer(s string) netip.Addr {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap()
+	}
+	a, _ := netip.ParseAddr(s)
+	return a.Unmap()
 }
 
 // Summarize sets the target's verdict, fix and policy from its addresses'.
@@ -167,6 +247,19 @@ func (r *Result) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, " (%s): %s fixes it", r.Class, r.Fix.Name)
 	}
 	b.WriteString("\n")
+	if c := r.Capture; c != nil {
+		fmt.Fprintf(&b, "\ncapture %s: %d packets", c.File, c.Recorded.Packets)
+		if c.Recorded.Dropped > 0 {
+			fmt.Fprintf(&b, " (%d more lost by the packet socket)", c.Recorded.Dropped)
+		}
+		fmt.Fprintf(&b, "; tcpnorm diagnose on it: %s\n", c.Verdict)
+		for _, l := range c.Lines {
+			fmt.Fprintf(&b, "  %s\n", l)
+		}
+		if !c.Agrees {
+			b.WriteString("  The probe and diagnose disagree: read the capture before acting on either.\n")
+		}
+	}
 	if r.Policy != "" {
 		fmt.Fprintf(&b, "\npolicy file %s:\n\n%s\nfor the upstream ticket:\n\n%s", r.PolicyFile, r.Policy, textfmt.Wrap("", "", r.Ticket, 78))
 	}

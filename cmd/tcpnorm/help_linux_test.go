@@ -41,7 +41,7 @@ func TestHelp(t *testing.T) {
 		{cmd: "report", flags: []string{"c"}},
 		{cmd: "lab", flags: []string{"fault", "ipv6", "keep", "size", "timeout"}},
 		{cmd: "diagnose", flags: []string{"domain", "json", "local", "max-conns"}},
-		{cmd: "probe", flags: []string{"all", "bytes", "c", "force", "helo", "json", "port", "proto", "queue", "rcpt", "stall", "timeout", "trials"}},
+		{cmd: "probe", flags: []string{"all", "bytes", "c", "force", "helo", "json", "pcap", "port", "proto", "queue", "rcpt", "stall", "timeout", "trials"}},
 		{cmd: "suspects", flags: []string{"json", "max-messages", "since"}},
 		{cmd: "version"},
 	}

@@ -16,11 +16,12 @@ import (
 	"time"
 
 	"github.com/tcpnorm/tcpnorm/config"
+	"github.com/tcpnorm/tcpnorm/diagnose"
 	"github.com/tcpnorm/tcpnorm/probe"
 	"github.com/tcpnorm/tcpnorm/rules"
 )
 
-const probeUsage = `usage: tcpnorm probe [-c FILE] [--proto smtp|tcp] [--port N] [--bytes N] [--stall DUR] [--force] [--json] DOMAIN|ADDRESS...
+const probeUsage = `usage: tcpnorm probe [-c FILE] [--proto smtp|tcp] [--port N] [--bytes N] [--stall DUR] [--force] [--json] [--pcap FILE] DOMAIN|ADDRESS...
 
 An active A/B test of the path to a mail server (root). For each address
 (a domain's MX hosts, or its A/AAAA without MX; the config's [dns] servers
@@ -36,7 +37,9 @@ variant delivers in every trial, it prints the policy file with the least
 invasive such variant and a paragraph for the upstream ticket. Only the
 probe's own sockets are touched (socket mark 0x800000, its own queues and
 chains), with or without a running daemon. An address is probed at most once
-in 10 minutes unless --force.
+in 10 minutes unless --force. With --pcap it writes the probe's own packets,
+both directions as on the wire, to a pcapng file for the ticket, runs
+diagnose over it and says whether the two readings agree.
 
 Exit status: 0 healthy, 3 option fault (policy printed), 4 trouble no option
 policy fixes or trials that disagree, 5 not tested (unreachable, refused, the
@@ -69,6 +72,7 @@ func cmdProbe(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	timeout := fs.Duration("timeout", 30*time.Minute, "bound on the whole run")
 	queue := fs.Uint("queue", probe.DefaultQueue, "the probe's queue `number` (it also uses the next one)")
+	pcapPath := fs.String("pcap", "", "write the probe's connections to this pcapng `FILE` and check diagnose's reading of it")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), probeUsage+"\nflags:\n")
 		fs.PrintDefaults()
@@ -162,6 +166,16 @@ func cmdProbe(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "  %s %s trial %d: %s (%v)\n", a, v.Name, n, t.Outcome, t.Duration.Round(10*time.Millisecond))
 		}
 	}
+	var pcapFile *os.File
+	if *pcapPath != "" {
+		var err error
+		if pcapFile, err = os.OpenFile(*pcapPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640); err != nil {
+			fmt.Fprintf(stderr, "tcpnorm probe: %v\n", err)
+			return 1
+		}
+		defer pcapFile.Close()
+		opt.Capture = pcapFile
+	}
 	p, err := probe.Start(ctx, opt)
 	if err != nil {
 		fmt.Fprintf(stderr, "tcpnorm probe: %v\n", err)
@@ -198,6 +212,12 @@ func cmdProbe(args []string, stdout, stderr io.Writer) int {
 	if err := p.Close(); err != nil {
 		fmt.Fprintf(stderr, "tcpnorm probe: removing its rules: %v\n", err)
 	}
+	if pcapFile != nil {
+		if err := checkCapture(pcapFile, p.Recorded(), results); err != nil {
+			fmt.Fprintf(stderr, "tcpnorm probe: %s: %v\n", *pcapPath, err)
+			return 1
+		}
+	}
 
 	worst := probe.VerdictHealthy
 	for _, r := range results {
@@ -225,6 +245,27 @@ func cmdProbe(args []string, stdout, stderr io.Writer) int {
 		return exitProbeNotFixable
 	}
 	return exitProbeUntested
+}
+
+// checkCapture closes the probe's capture and reads it back with diagnose,
+// as an operator would, for each result's comparison.
+func checkCapture(f *os.File, st probe.RecordStats, results []*probe.Result) error {
+	if err := f.Close(); err != nil {
+		return err
+	}
+	in, err := os.Open(f.Name())
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	rep, err := diagnose.Diagnose(in, diagnose.Options{})
+	if err != nil {
+		return fmt.Errorf("diagnose: %w", err)
+	}
+	for _, r := range results {
+		r.CheckCapture(f.Name(), st, rep)
+	}
+	return nil
 }
 
 // The probe's history: when each address was last probed, kept beside the
