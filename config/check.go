@@ -57,6 +57,9 @@ func WriteCheck(w io.Writer, st []PolicyStatus, now time.Time) {
 			row(k, a.String())
 		}
 		row("expires", expiryString(s.Expires, now))
+		if s.ProbeEvery != 0 {
+			row("probe", ProbeSummary(s.ProbeEvery, s.Probe, now))
+		}
 		if s.Reason != "" {
 			row("reason", s.Reason)
 		}

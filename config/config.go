@@ -74,4 +74,7 @@ type PolicyFile struct {
 	SPF    bool
 	CIDRs  []netip.Prefix
 	Policy *normalize.Policy // compiled; Name = file base name without .toml
+	// Probe is how often the running daemon re-tests the path as sent
+	// (0: never).
+	Probe time.Duration
 }

@@ -66,9 +66,25 @@ func FormatPolicy(pf *PolicyFile, header ...string) string {
 	if p.Evidence {
 		b.WriteString("evidence = true\n")
 	}
+	if pf.Probe != 0 {
+		fmt.Fprintf(&b, "probe = %s\n", tomlString(FormatDuration(pf.Probe)))
+	}
 	b.WriteString("\n[options]\n")
 	b.WriteString(FormatOptions(p))
 	return b.String()
+}
+
+// FormatDuration is d as time.ParseDuration reads it, without zero units:
+// "12h", "1h30m", "5s".
+func FormatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // FormatOptions writes the [options] body of p: one line per option that

@@ -430,6 +430,14 @@ func decodePolicy(file, name string, top *table) *PolicyFile {
 	pol.Reason = top.str("reason", "")
 	pol.Ticket = top.str("ticket", "")
 	pol.Evidence = top.boolean("evidence", false)
+	if pf.Probe = top.duration("probe", 0); pf.Probe != 0 {
+		switch {
+		case pf.Probe < MinProbeEvery:
+			d.errf("probe", "%v is too often: at least %v", pf.Probe, MinProbeEvery)
+		case pol.Direction == normalize.Inbound:
+			d.errf("probe", "re-tests what this host sends: it needs direction \"outbound\" or \"both\"")
+		}
+	}
 
 	o := top.sub("options")
 	pol.WindowScale.UnmarshalText([]byte(o.enum("window_scale", "keep", "keep", "strip", "clamp")))
@@ -459,9 +467,12 @@ func decodePolicy(file, name string, top *table) *PolicyFile {
 	pol.ClearECN = o.enum("ecn", "keep", "keep", "clear") == "clear"
 	o.unknown("window_scale", "window_scale_max", "timestamps", "sack_permitted", "mss_max", "unknown", "malformed", "ecn")
 
-	top.unknown("domain", "mx", "spf", "cidrs", "ports", "direction", "mode", "expires", "reason", "ticket", "evidence", "options")
+	top.unknown("domain", "mx", "spf", "cidrs", "ports", "direction", "mode", "expires", "reason", "ticket", "evidence", "probe", "options")
 	return pf
 }
+
+// MinProbeEvery is the shortest policy probe interval.
+const MinProbeEvery = 5 * time.Second
 
 // decodeExpires accepts a TOML offset date-time (or an RFC 3339 string).
 // Local date-times are refused: the instant a policy stops must not depend on

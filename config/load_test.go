@@ -68,6 +68,19 @@ func TestLoadErrors(t *testing.T) {
 			want:     []string{`a.toml:2:1: mx: want true or false, got string "yes"`},
 		},
 		{
+			name: "bad probe",
+			policies: map[string]string{
+				"a.toml": "domain = \"example.net\"\nprobe = \"1s\"\n",
+				"b.toml": "domain = \"example.net\"\ndirection = \"inbound\"\nprobe = \"12h\"\n",
+				"c.toml": "domain = \"example.net\"\nprobe = 12\n",
+			},
+			want: []string{
+				`a.toml:2:1: probe: 1s is too often: at least 5s`,
+				`b.toml:3:1: probe: re-tests what this host sends: it needs direction "outbound" or "both"`,
+				`c.toml:2:1: probe: want a duration string such as "30s", got integer`,
+			},
+		},
+		{
 			name:     "bad enum",
 			policies: map[string]string{"a.toml": "domain = \"example.net\"\ndirection = \"in\"\n"},
 			want:     []string{`a.toml:2:1: direction: "in" is not one of "outbound", "inbound" or "both"`},
@@ -339,6 +352,7 @@ expires = 2026-12-31T00:00:00Z
 reason = "window scale mangled"
 ticket = "NET-1"
 evidence = true
+probe = "12h"
 
 [options]
 window_scale = "clamp"
@@ -389,6 +403,7 @@ ecn = "clear"
 					StripSACKOK: true, MSSMax: 1360, StripUnknown: true, DropMalformed: true, ClearECN: true,
 					Evidence: true,
 				},
+				Probe: 12 * time.Hour,
 			},
 		},
 	}

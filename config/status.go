@@ -34,6 +34,11 @@ type PolicyStatus struct {
 	Loaded    time.Time // when the running process first loaded a policy of this name
 	Refreshed time.Time // the last DNS answer for its names; zero: none yet (or no names)
 	Next      time.Time // the next resolution of its names, if it has any
+
+	ProbeEvery time.Duration // policy key probe; 0: off
+	Probe      *ProbeState   // the daemon's re-tests, if any yet
+
+	Policy *normalize.Policy // the compiled policy
 }
 
 // Status lists every policy with its current addresses.
@@ -79,6 +84,9 @@ func (m *Manager) Status() []PolicyStatus {
 			Loaded:    s.loaded,
 			Refreshed: s.answered,
 			Next:      s.next,
+
+			ProbeEvery: s.pf.Probe,
+			Policy:     p,
 		})
 	}
 	return out

@@ -96,6 +96,30 @@ func startDaemon(t *testing.T, l *lab.Lab, policies ...lab.Policy) *lab.Daemon {
 	return d
 }
 
+// startHostDaemon runs tcpnorm in host mode on the lab's client with
+// policies. When the test ends it stops the daemon and checks it exited
+// cleanly and took its rules, the probe's included, with it.
+func startHostDaemon(t *testing.T, l *lab.Lab, policies ...lab.Policy) *lab.Daemon {
+	t.Helper()
+	if buildErr != nil {
+		t.Fatalf("no tcpnorm binary: %v", buildErr)
+	}
+	ctx := context.Background()
+	d, err := l.StartHostDaemon(ctx, tcpnormBin, t.TempDir(), policies, readyTimeout)
+	if err != nil {
+		t.Fatalf("StartHostDaemon: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := d.Stop(); err != nil {
+			t.Errorf("daemon exit after SIGTERM: %v\nlog:\n%s", err, d.Log())
+		}
+		if out, _ := lab.Run(context.Background(), l.Client, "iptables-save"); strings.Contains(out, "TCPNORM") {
+			t.Errorf("rules left in the client after the daemon exited:\n%s", out)
+		}
+	})
+	return d
+}
+
 func stopDaemon(t *testing.T, l *lab.Lab, d *lab.Daemon) {
 	t.Helper()
 	if err := d.Stop(); err != nil {

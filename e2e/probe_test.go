@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -486,4 +487,118 @@ func TestProbeBesideDaemon(t *testing.T) {
 	if n := metricValue(metrics(t, d), "tcpnorm_policy_connections_total"); n <= synsBefore {
 		t.Errorf("the daemon matched no SYN of its own upload")
 	}
+}
+
+// TestProbeRetire: a host-mode daemon with a policy that re-tests its path
+// every 5 s (probe = "5s") says "still needed" while the path-MTU black
+// hole is there, "no longer needed" within three periods (and the probes'
+// own time) of its removal, and "still needed" again once it is back; the
+// metric, `tcpnorm status` and `tcpnorm check` say the same, and the
+// daemon's own connections are normalized all along.
+func TestProbeRetire(t *testing.T) {
+	const every = 5 * time.Second
+	l := newLab(t, lab.FaultPMTU)
+	ctx := context.Background()
+	stopSink := sink(t, l, 2525)
+	defer stopSink()
+	d := startHostDaemon(t, l, lab.Policy{Name: lab.Domain, Options: lab.FaultPMTU.FixOptions(true), Reason: "lab: retire", Ports: []uint16{2525}, Probe: every})
+
+	// need polls /status until the policy's probe says want, and returns
+	// how long that took.
+	need := func(want string, within time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		var last string
+		for time.Since(start) < within {
+			body, err := d.Get(ctx, "/status")
+			if err == nil {
+				var doc struct {
+					Policies []struct {
+						Name  string
+						Probe *struct {
+							Need   string
+							Streak int `json:"in_a_row"`
+							Detail string
+						}
+					}
+				}
+				if json.Unmarshal([]byte(body), &doc) == nil && len(doc.Policies) == 1 && doc.Policies[0].Probe != nil {
+					p := doc.Policies[0].Probe
+					last = fmt.Sprintf("%s (%d in a row): %s", p.Need, p.Streak, p.Detail)
+					if p.Need == want {
+						t.Logf("%s after %v", last, time.Since(start).Round(100*time.Millisecond))
+						return time.Since(start)
+					}
+				}
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		t.Fatalf("the policy's probe did not say %s within %v; last: %s\nlog:\n%s", want, within, last, d.Log())
+		return 0
+	}
+	// The daemon's own upload (not the probe's): normalized by the policy,
+	// it crosses the black hole.
+	upload := func() {
+		t.Helper()
+		if err := uploadTo(l, netip.AddrPortFrom(lab.ServerAddr(false), 2525), 2<<20, 15*time.Second); err != nil {
+			t.Errorf("the daemon's own upload: %v", err)
+		}
+	}
+
+	need("still-needed", 60*time.Second)
+	upload()
+	if m := metrics(t, d); metricValue(m, "tcpnorm_policy_needed", `state="still-needed"`) != 1 {
+		t.Errorf("metric: %s", grep(m, "tcpnorm_policy_needed"))
+	}
+
+	if err := l.SetFault(ctx, lab.FaultNone); err != nil {
+		t.Fatal(err)
+	}
+	// A round under way when the fault goes may still see it.
+	took := need("no-longer-needed", 3*every+30*time.Second)
+	t.Logf("no longer needed %v after the fault went", took.Round(100*time.Millisecond))
+	m := metrics(t, d)
+	if metricValue(m, "tcpnorm_policy_needed", `state="no-longer-needed"`) != 1 || metricValue(m, "tcpnorm_policy_unneeded_probes") < 1 {
+		t.Errorf("metric: %s", grep(m, "tcpnorm_policy_"))
+	}
+	out, err := exec.Command(tcpnormBin, "check", "-c", filepath.Join(d.Dir, "tcpnorm.toml")).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "NO LONGER NEEDED since") {
+		t.Errorf("tcpnorm check: %v\n%s", err, out)
+	}
+	out, err = exec.Command("ip", "netns", "exec", l.Client, tcpnormBin, "status", "-c", filepath.Join(d.Dir, "tcpnorm.toml")).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "NO LONGER NEEDED since") {
+		t.Errorf("tcpnorm status: %v\n%s", err, out)
+	}
+	t.Logf("tcpnorm status:\n%s", out)
+
+	if err := l.SetFault(ctx, lab.FaultPMTU); err != nil {
+		t.Fatal(err)
+	}
+	need("still-needed", 3*every+30*time.Second)
+	upload()
+}
+
+// uploadTo sends size bytes from the lab's client to dst (a sink that
+// reads to the end, then closes) on a plain socket, and waits for the
+// server's close: every byte arrived.
+func uploadTo(l *lab.Lab, dst netip.AddrPort, size int, timeout time.Duration) error {
+	var c net.Conn
+	err := lab.InNetns(l.Client, func() error {
+		var err error
+		c, err = net.DialTimeout("tcp", dst.String(), 5*time.Second)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(timeout))
+	if _, err := c.Write(make([]byte, size)); err != nil {
+		return err
+	}
+	c.(*net.TCPConn).CloseWrite()
+	if _, err := io.Copy(io.Discard, c); err != nil {
+		return fmt.Errorf("waiting for the server to read %d bytes: %w", size, err)
+	}
+	return nil
 }

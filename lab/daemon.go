@@ -28,6 +28,10 @@ type Policy struct {
 	// Evidence: keep the handshakes in the daemon's evidence directory
 	// (Daemon.EvidenceFile).
 	Evidence bool
+	// Ports are the server ports it covers; none: SMTPPort.
+	Ports []uint16
+	// Probe is the policy key probe: how often the daemon re-tests the path.
+	Probe time.Duration
 }
 
 // FixPolicy is the policy that fixes fault f for the lab's domain.
@@ -43,12 +47,15 @@ func FixPolicy(f Fault, v6 bool, mode normalize.Mode) Policy {
 // Text is the policy file: outbound mail to the lab's domain.
 func (p Policy) Text() string {
 	pol := p.Options
-	pol.Ports = []uint16{SMTPPort}
+	pol.Ports = p.Ports
+	if len(pol.Ports) == 0 {
+		pol.Ports = []uint16{SMTPPort}
+	}
 	pol.Direction = normalize.Outbound
 	pol.Mode = p.Mode
 	pol.Reason, pol.Ticket = p.Reason, "LAB-1"
 	pol.Evidence = p.Evidence
-	return config.FormatPolicy(&config.PolicyFile{Domain: Domain, MX: true, Policy: &pol})
+	return config.FormatPolicy(&config.PolicyFile{Domain: Domain, MX: true, Policy: &pol, Probe: p.Probe})
 }
 
 // HostMetricsAddr is where a daemon in host mode on the client serves

@@ -222,28 +222,36 @@ func (p *Prober) Address(ctx context.Context, addr netip.Addr) AddressResult {
 				break
 			}
 		}
-		vr := VariantResult{Variant: v, rank: i}
-		p.tab.p.Store(&p.opt.Variants[i].Policy)
-		for n := 0; n < p.opt.Trials && ctx.Err() == nil; n++ {
-			if n > 0 && k > 0 && !p.opt.All && vr.Trials[n-1].Outcome != Completed {
-				break
-			}
-			t := Run(ctx, addr, p.opt.Workload)
-			if t.Outcome == Completed || t.Outcome == Stalled {
-				if why := notApplied(v, t); why != "" {
-					t.Outcome, t.Detail = Failed, "variant not applied: "+why
-				}
-			}
-			vr.Trials = append(vr.Trials, t)
-			if p.opt.Progress != nil {
-				p.opt.Progress(addr, v, n+1, t)
-			}
-		}
+		vr := p.variant(ctx, addr, v, k > 0 && !p.opt.All)
+		vr.rank = i
 		res.Variants = append(res.Variants, vr)
 	}
-	p.tab.p.Store(nil)
 	res.judge()
 	return res
+}
+
+// variant runs the trials of v; with stopEarly, up to the first that does
+// not deliver the body.
+func (p *Prober) variant(ctx context.Context, addr netip.Addr, v Variant, stopEarly bool) VariantResult {
+	vr := VariantResult{Variant: v}
+	p.tab.p.Store(&v.Policy)
+	defer p.tab.p.Store(nil)
+	for n := 0; n < p.opt.Trials && ctx.Err() == nil; n++ {
+		if n > 0 && stopEarly && vr.Trials[n-1].Outcome != Completed {
+			break
+		}
+		t := Run(ctx, addr, p.opt.Workload)
+		if t.Outcome == Completed || t.Outcome == Stalled {
+			if why := notApplied(v, t); why != "" {
+				t.Outcome, t.Detail = Failed, "variant not applied: "+why
+			}
+		}
+		vr.Trials = append(vr.Trials, t)
+		if p.opt.Progress != nil {
+			p.opt.Progress(addr, v, n+1, t)
+		}
+	}
+	return vr
 }
 
 func (p *Prober) variantIndex(name string) int {

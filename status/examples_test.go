@@ -111,7 +111,7 @@ func TestExampleMonitoring(t *testing.T) {
 	}
 	sort.Strings(got)
 	want := []string{"TcpnormDown", "TcpnormEvidenceErrors", "TcpnormKernelQueueDrops", "TcpnormNotReady", "TcpnormPolicyDNSErrors",
-		"TcpnormPolicyExpired", "TcpnormPolicyExpiresSoon", "TcpnormPolicyNeverExpires", "TcpnormWorkerPanics"}
+		"TcpnormPolicyExpired", "TcpnormPolicyExpiresSoon", "TcpnormPolicyNeverExpires", "TcpnormPolicyNoLongerNeeded", "TcpnormWorkerPanics"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("alerts %v, want %v", got, want)
 	}

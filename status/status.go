@@ -108,6 +108,34 @@ type Policy struct {
 	EvidenceFile string     `json:"evidence_file,omitempty"`
 	// EvidencePackets counts the packet copies written to its file.
 	EvidencePackets uint64 `json:"evidence_packets"`
+	// Probe is the daemon's re-testing of the path (policy key probe).
+	Probe *Probe `json:"probe,omitempty"`
+}
+
+// Probe is what the re-tests of a policy's path found.
+type Probe struct {
+	Every  string      `json:"every"` // the interval, e.g. "12h"
+	Need   config.Need `json:"need"`  // still-needed | no-longer-needed | unknown
+	Since  *time.Time  `json:"since,omitempty"`
+	Last   *time.Time  `json:"last,omitempty"`
+	Next   *time.Time  `json:"next,omitempty"`
+	Streak int         `json:"in_a_row"` // probes in a row that found Need
+	Detail string      `json:"detail,omitempty"`
+}
+
+// State is p as the config's type, for config.ProbeSummary.
+func (p *Probe) State() (time.Duration, *config.ProbeState) {
+	every, _ := time.ParseDuration(p.Every)
+	st := &config.ProbeState{Need: p.Need, Streak: p.Streak, Detail: p.Detail}
+	for _, f := range []struct {
+		dst *time.Time
+		src *time.Time
+	}{{&st.Since, p.Since}, {&st.Last, p.Last}, {&st.Next, p.Next}} {
+		if f.src != nil {
+			*f.dst = *f.src
+		}
+	}
+	return every, st
 }
 
 // Rewrite is a count of segments rewritten by option and action.
@@ -291,6 +319,13 @@ func policy(p config.PolicyStatus, now time.Time, byName map[string][]series, ev
 	if p.Evidence && ev.Dir != "" {
 		pj.EvidenceFile = evidence.File(ev.Dir, p.Name)
 	}
+	if p.ProbeEvery != 0 {
+		pj.Probe = &Probe{Every: config.FormatDuration(p.ProbeEvery)}
+		if st := p.Probe; st != nil {
+			pj.Probe.Need, pj.Probe.Streak, pj.Probe.Detail = st.Need, st.Streak, st.Detail
+			pj.Probe.Since, pj.Probe.Last, pj.Probe.Next = timePtr(st.Since), timePtr(st.Last), timePtr(st.Next)
+		}
+	}
 	for _, s := range byName["tcpnorm_evidence_packets_total"] {
 		if s.labels["policy"] == p.Name {
 			pj.EvidencePackets = uint64(s.value)
@@ -363,6 +398,9 @@ type PolicyCollector struct {
 	expired   *prometheus.Desc
 	expiry    *prometheus.Desc
 	dnsError  *prometheus.Desc
+	needed    *prometheus.Desc
+	probeLast *prometheus.Desc
+	unneeded  *prometheus.Desc
 }
 
 // NewPolicyCollector returns a collector reading status.
@@ -375,6 +413,10 @@ func NewPolicyCollector(status func() []config.PolicyStatus) *PolicyCollector {
 		expired:   prometheus.NewDesc("tcpnorm_policy_expired", "1 if the policy has expired and no longer applies.", p, nil),
 		expiry:    prometheus.NewDesc("tcpnorm_policy_expiry_timestamp_seconds", "When the policy expires (Unix time); absent if it never does.", p, nil),
 		dnsError:  prometheus.NewDesc("tcpnorm_policy_dns_error", "1 if the last resolution of the policy's names failed (the last known addresses stay).", p, nil),
+		needed: prometheus.NewDesc("tcpnorm_policy_needed", "What the re-tests of a policy's path (policy key probe) say: 1 for the state in force "+
+			"(still-needed, no-longer-needed, unknown), 0 for the others.", []string{"policy", "state"}, nil),
+		probeLast: prometheus.NewDesc("tcpnorm_policy_probe_timestamp_seconds", "When the policy's path was last re-tested (Unix time).", p, nil),
+		unneeded:  prometheus.NewDesc("tcpnorm_policy_unneeded_probes", "Re-tests in a row that found the path working as sent (0 unless no longer needed).", p, nil),
 	}
 }
 
@@ -384,6 +426,9 @@ func (c *PolicyCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.expired
 	ch <- c.expiry
 	ch <- c.dnsError
+	ch <- c.needed
+	ch <- c.probeLast
+	ch <- c.unneeded
 }
 
 func (c *PolicyCollector) Collect(ch chan<- prometheus.Metric) {
@@ -405,6 +450,20 @@ func (c *PolicyCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.dnsError, prometheus.GaugeValue, b2f(p.DNSError != ""), p.Name)
 		if !p.Expires.IsZero() {
 			ch <- prometheus.MustNewConstMetric(c.expiry, prometheus.GaugeValue, float64(p.Expires.Unix()), p.Name)
+		}
+		if p.ProbeEvery != 0 {
+			need, unneeded := config.NeedUnknown, 0
+			if st := p.Probe; st != nil && !st.Last.IsZero() {
+				need = st.Need
+				ch <- prometheus.MustNewConstMetric(c.probeLast, prometheus.GaugeValue, float64(st.Last.UnixNano())/1e9, p.Name)
+				if need == config.NeedNo {
+					unneeded = st.Streak
+				}
+			}
+			for _, n := range []config.Need{config.NeedStill, config.NeedNo, config.NeedUnknown} {
+				ch <- prometheus.MustNewConstMetric(c.needed, prometheus.GaugeValue, b2f(n == need), p.Name, n.String())
+			}
+			ch <- prometheus.MustNewConstMetric(c.unneeded, prometheus.GaugeValue, float64(unneeded), p.Name)
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(c.policies, prometheus.GaugeValue, active, "active")

@@ -64,8 +64,10 @@ func fixture(t *testing.T) (*metrics.Metrics, Source) {
 				{Name: "example.net", File: "/etc/tcpnorm/policies.d/example.net.toml", Domain: "example.net", Mode: "enforce",
 					Direction: "both", Actions: "window_scale=strip", Expires: exp, Ticket: "NET-1", Evidence: true,
 					Addresses: []netip.Prefix{netip.MustParsePrefix("198.18.1.0/24"), netip.MustParsePrefix("2001:2::/48")},
-					Loaded:    started, Refreshed: now.Add(-10 * time.Second), Next: now.Add(50 * time.Second)},
-				{Name: "old.net", Mode: "log-only", Expired: true, Expires: now.Add(-time.Hour), DNSError: "timeout"},
+					Loaded:    started, Refreshed: now.Add(-10 * time.Second), Next: now.Add(50 * time.Second),
+					ProbeEvery: 12 * time.Hour, Probe: &config.ProbeState{Need: config.NeedNo, Since: now.Add(-36 * time.Hour),
+						Last: now.Add(-time.Hour), Next: now.Add(11 * time.Hour), Streak: 4, Detail: "198.18.1.2 no-longer-needed"}},
+				{Name: "old.net", Mode: "log-only", Expired: true, Expires: now.Add(-time.Hour), DNSError: "timeout", ProbeEvery: time.Hour},
 			}
 		},
 		Evidence: func() evidence.Settings { return evidence.Settings{Dir: "/var/lib/tcpnorm/evidence"} },
@@ -117,6 +119,12 @@ func TestEndpoints(t *testing.T) {
 		`tcpnorm_evidence_errors_total{op="write"} 1`,
 		`tcpnorm_evidence_errors_total{op="open"} 0`,
 		`tcpnorm_build_info{version="1.2.3"} 1`,
+		`tcpnorm_policy_needed{policy="example.net",state="no-longer-needed"} 1`,
+		`tcpnorm_policy_needed{policy="example.net",state="still-needed"} 0`,
+		`tcpnorm_policy_needed{policy="old.net",state="unknown"} 1`,
+		`tcpnorm_policy_unneeded_probes{policy="example.net"} 4`,
+		`tcpnorm_policy_unneeded_probes{policy="old.net"} 0`,
+		`tcpnorm_policy_probe_timestamp_seconds{policy="example.net"} 1.7962092e+09`,
 	} {
 		if !strings.Contains(text, want+"\n") {
 			t.Errorf("/metrics lacks %q", want)
@@ -153,9 +161,12 @@ func TestEndpoints(t *testing.T) {
 			Connections: 2, LastMatch: tp(now.Add(-30 * time.Second)),
 			Rewrites:     []Rewrite{{"timestamps", "strip", 1}, {"window_scale", "strip", 2}},
 			WouldRewrite: []Rewrite{{"mss_max", "clamp", 1}},
-			Evidence:     true, EvidenceFile: "/var/lib/tcpnorm/evidence/example.net.pcapng", EvidencePackets: 4},
+			Evidence:     true, EvidenceFile: "/var/lib/tcpnorm/evidence/example.net.pcapng", EvidencePackets: 4,
+			Probe: &Probe{Every: "12h", Need: config.NeedNo, Since: tp(now.Add(-36 * time.Hour)), Last: tp(now.Add(-time.Hour)),
+				Next: tp(now.Add(11 * time.Hour)), Streak: 4, Detail: "198.18.1.2 no-longer-needed"}},
 		{Name: "old.net", Mode: "log-only", Ports: []uint16{}, Addresses: []string{}, Expired: true, DNSError: "timeout",
-			Expires: now.Add(-time.Hour).Format(time.RFC3339), ExpiresIn: &gone, Rewrites: []Rewrite{}, WouldRewrite: []Rewrite{}},
+			Expires: now.Add(-time.Hour).Format(time.RFC3339), ExpiresIn: &gone, Rewrites: []Rewrite{}, WouldRewrite: []Rewrite{},
+			Probe: &Probe{Every: "1h"}},
 	}
 	if diff := cmp.Diff(wantPol, st.Policies, approx); diff != "" {
 		t.Errorf("/status policies (-want +got):\n%s", diff)
@@ -181,6 +192,8 @@ func TestEndpoints(t *testing.T) {
 		"  expires    EXPIRED at 2026-12-02T11:00:00Z: it no longer applies",
 		"  addresses  0; cidrs only; DNS error: timeout\n",
 		"  ticket     NET-1\n",
+		"  probe      NO LONGER NEEDED since 2026-12-01T00:00:00Z (4 probes in a row): the path works as sent; remove the policy; every 12h; last 1h0m ago: 198.18.1.2 no-longer-needed\n",
+		"  probe      every 1h; not probed yet\n",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("status text lacks %q:\n%s", want, b.String())

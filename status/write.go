@@ -69,6 +69,10 @@ func Write(w io.Writer, d *Document) {
 			row("would", "%s", rewriteList(p.WouldRewrite))
 		}
 		row("expires", "%s", Expiry(p.Expires, p.ExpiresIn, p.Expired))
+		if p.Probe != nil {
+			every, st := p.Probe.State()
+			row("probe", "%s", config.ProbeSummary(every, st, now))
+		}
 		if p.Evidence {
 			row("evidence", "%s (%d packet copies written)", p.EvidenceFile, p.EvidencePackets)
 		} else {

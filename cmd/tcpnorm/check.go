@@ -51,6 +51,16 @@ func runCheck(args []string, stdout, stderr io.Writer, wait time.Duration) int {
 	case <-ctx.Done():
 	}
 	st := mgr.Status()
+	// What the daemon's re-tests found (policy key probe), as it saved it.
+	if probes, err := config.ReadProbeStates(config.ProbeStateFile(cfg)); err != nil {
+		warnings = append(warnings, "probe states: "+err.Error())
+	} else {
+		for i := range st {
+			if p, ok := probes[st[i].Name]; ok && st[i].ProbeEvery != 0 {
+				st[i].Probe = &p
+			}
+		}
+	}
 	config.WriteCheck(stdout, st, now)
 	for _, s := range st {
 		if s.DNSError != "" {

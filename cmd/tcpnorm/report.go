@@ -102,6 +102,20 @@ func writeReport(w io.Writer, cfg *config.Config, pf *config.PolicyFile, doc *st
 		expires = p.Expires.UTC().Format(time.RFC3339)
 	}
 	row("expires", "%s", status.Expiry(expires, expIn, !p.Expires.IsZero() && !now.Before(p.Expires)))
+	if pf.Probe != 0 {
+		// The running daemon's view, else the states it saved.
+		if live != nil && live.Probe != nil {
+			every, st := live.Probe.State()
+			row("probe", "%s", config.ProbeSummary(every, st, now))
+		} else if probes, err := config.ReadProbeStates(config.ProbeStateFile(cfg)); err == nil {
+			st, ok := probes[p.Name]
+			if !ok {
+				row("probe", "%s", config.ProbeSummary(pf.Probe, nil, now))
+			} else {
+				row("probe", "%s", config.ProbeSummary(pf.Probe, &st, now))
+			}
+		}
+	}
 
 	fmt.Fprintln(w)
 	switch {

@@ -132,6 +132,35 @@ func (d *daemon) run() error {
 	d.evidence = rec
 
 	var ready atomic.Bool
+	// The policies' re-tests (policy key probe).
+	retests, err := startRetests(cfg, mgr, log, ready.Load, d.rules)
+	if err != nil {
+		for _, pf := range cfg.Policies {
+			if pf.Probe != 0 {
+				log.Error("policy probes are off", "err", err)
+				break
+			}
+		}
+	} else {
+		rctx, rstop := context.WithCancel(ctx)
+		rdone := make(chan struct{})
+		go func() {
+			defer close(rdone)
+			retests.Run(rctx)
+		}()
+		// On exit a probe in progress ends and removes its own rules.
+		defer func() {
+			rstop()
+			<-rdone
+		}()
+	}
+	policies := func() []config.PolicyStatus {
+		ps := mgr.Status()
+		if retests != nil {
+			retests.Annotate(ps)
+		}
+		return ps
+	}
 	if cfg.Metrics.Listen != "" {
 		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
 		if err != nil {
@@ -144,7 +173,7 @@ func (d *daemon) run() error {
 			First:    cfg.Queue.First,
 			Count:    cfg.Queue.Count,
 			Kernel:   metrics.NewKernelCollector("", cfg.Queue.First, 2*cfg.Queue.Count),
-			Policies: mgr.Status,
+			Policies: policies,
 			Evidence: rec.Settings,
 		})
 		go func() {
