@@ -18,6 +18,9 @@ CORPUS_PKGS := pathspider python3-dpkt pcapfix pktanon ruby-pcaprub python3-libt
 # from git (tcpnorm version, go version -m); -buildvcs=auto overrides a
 # GOFLAGS=-buildvcs=false in the environment.
 BUILDFLAGS := -buildvcs=auto
+# A pure Go binary: the daemon drops its capabilities in every thread with
+# syscall.AllThreadsSyscall, which a binary linked with cgo cannot use.
+export CGO_ENABLED := 0
 LAB_ARGS ?=
 
 .PHONY: all build lab test soak vet fmt-check tidy-check selfcontained-check record man deb unit bench deps test-deps clean

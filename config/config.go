@@ -14,14 +14,17 @@ const DefaultPath = "/etc/tcpnorm/tcpnorm.toml"
 type Config struct {
 	Path      string // the file it was read from
 	PolicyDir string // absolute
-	Queue     Queue
-	Rules     Rules
-	DNS       DNS
-	Metrics   Metrics
-	Log       Log
-	Flows     Flows
-	Evidence  Evidence
-	Policies  []*PolicyFile // sorted by file name
+	// User is who the daemon runs as once its queues are bound ("": the
+	// user it was started as).
+	User     string
+	Queue    Queue
+	Rules    Rules
+	DNS      DNS
+	Metrics  Metrics
+	Log      Log
+	Flows    Flows
+	Evidence Evidence
+	Policies []*PolicyFile // sorted by file name
 }
 
 type Queue struct {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/user"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -81,6 +82,12 @@ func decodeMain(cfg *Config, top *table, dir string) {
 		} else if why := unsafeOwnership(st); why != "" {
 			d.errf("policy_dir", "%s refused: %s", cfg.PolicyDir, why)
 			cfg.PolicyDir = ""
+		}
+	}
+
+	if cfg.User = top.str("user", ""); cfg.User != "" {
+		if _, err := user.Lookup(cfg.User); err != nil {
+			d.errf("user", "%v", err)
 		}
 	}
 
@@ -164,7 +171,7 @@ func decodeMain(cfg *Config, top *table, dir string) {
 	cfg.Evidence.Keep = int(e.integer("keep", 3, 0, 100))
 	e.unknown("dir", "max_bytes", "keep")
 
-	top.unknown("policy_dir", "queue", "rules", "dns", "metrics", "log", "flows", "evidence")
+	top.unknown("policy_dir", "user", "queue", "rules", "dns", "metrics", "log", "flows", "evidence")
 }
 
 // NoExpiry is the warning for a policy without expires.

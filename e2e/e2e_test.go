@@ -43,7 +43,11 @@ func TestMain(m *testing.M) {
 		}
 		defer os.RemoveAll(dir)
 		tcpnormBin = filepath.Join(dir, "tcpnorm")
-		out, err := exec.Command("go", "build", "-o", tcpnormBin, "../cmd/tcpnorm").CombinedOutput()
+		// As the Makefile builds it: without cgo (the daemon drops its
+		// capabilities in every thread).
+		build := exec.Command("go", "build", "-o", tcpnormBin, "../cmd/tcpnorm")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := build.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build ../cmd/tcpnorm: %v\n%s", err, out)
 		}

@@ -31,19 +31,23 @@ type Source struct {
 	Kernel   *metrics.KernelCollector // may be nil
 	Policies func() []config.PolicyStatus
 	Evidence func() evidence.Settings // may be nil
-	Now      func() time.Time         // default time.Now
+	// Privileges reads the process's user and capabilities (may be nil).
+	Privileges func() Privileges
+	Now        func() time.Time // default time.Now
 }
 
 // Document is what /status serves.
 type Document struct {
-	Ready    bool               `json:"ready"`
-	Version  string             `json:"version"`
-	Started  time.Time          `json:"started"`
-	Now      time.Time          `json:"now"`
-	Evidence EvidenceHealth     `json:"evidence"`
-	Queues   Queues             `json:"queues"`
-	Policies []Policy           `json:"policies"`
-	Counters map[string]float64 `json:"counters"` // non-zero tcpnorm_* series, keyed name{labels}
+	Ready    bool           `json:"ready"`
+	Version  string         `json:"version"`
+	Started  time.Time      `json:"started"`
+	Now      time.Time      `json:"now"`
+	Evidence EvidenceHealth `json:"evidence"`
+	// Privileges are the daemon's user and capabilities, every thread's.
+	Privileges *Privileges        `json:"privileges,omitempty"`
+	Queues     Queues             `json:"queues"`
+	Policies   []Policy           `json:"policies"`
+	Counters   map[string]float64 `json:"counters"` // non-zero tcpnorm_* series, keyed name{labels}
 }
 
 // EvidenceHealth counts what the evidence recorder lost.
@@ -189,6 +193,10 @@ func Build(m *metrics.Metrics, src Source) Document {
 	}
 	if src.Ready != nil {
 		doc.Ready = src.Ready()
+	}
+	if src.Privileges != nil {
+		p := src.Privileges()
+		doc.Privileges = &p
 	}
 
 	byName := map[string][]series{}

@@ -19,6 +19,15 @@ func Write(w io.Writer, d *Document) {
 		state = "ready"
 	}
 	fmt.Fprintf(w, "tcpnorm %s, %s, up %s (since %s)\n", d.Version, state, Ago(now, d.Started), d.Started.Format(time.RFC3339))
+	if p := d.Privileges; p != nil {
+		for i, l := range p.Lines() {
+			if i == 0 {
+				fmt.Fprintf(w, "privileges: %s\n", l)
+			} else {
+				fmt.Fprintf(w, "            %s\n", l)
+			}
+		}
+	}
 	if d.Evidence.Dropped > 0 || d.Evidence.Errors > 0 {
 		fmt.Fprintf(w, "WARNING: evidence lost: %d segments dropped (writer behind), %d file errors (see the log: msg=\"evidence not written\")\n",
 			d.Evidence.Dropped, d.Evidence.Errors)

@@ -167,14 +167,15 @@ func (d *daemon) run() error {
 			return fmt.Errorf("metrics: %w", err)
 		}
 		h := status.Handler(m, status.Source{
-			Version:  version,
-			Started:  started,
-			Ready:    ready.Load,
-			First:    cfg.Queue.First,
-			Count:    cfg.Queue.Count,
-			Kernel:   metrics.NewKernelCollector("", cfg.Queue.First, 2*cfg.Queue.Count),
-			Policies: policies,
-			Evidence: rec.Settings,
+			Version:    version,
+			Started:    started,
+			Ready:      ready.Load,
+			First:      cfg.Queue.First,
+			Count:      cfg.Queue.Count,
+			Kernel:     metrics.NewKernelCollector("", cfg.Queue.First, 2*cfg.Queue.Count),
+			Policies:   policies,
+			Evidence:   rec.Settings,
+			Privileges: status.ReadPrivileges,
 		})
 		go func() {
 			if err := metrics.Serve(ctx, ln, h); err != nil {
@@ -227,6 +228,14 @@ func (d *daemon) run() error {
 	if flows != nil {
 		flowsFailed = flows.Failed()
 	}
+	// The queues are bound and no rule sends them a packet yet: from here
+	// on the process needs CAP_NET_ADMIN and CAP_NET_RAW only.
+	if err := dropPrivileges(cfg); err != nil {
+		return fmt.Errorf("dropping privileges: %w", err)
+	}
+	priv := status.ReadPrivileges()
+	log.Info("privileges dropped", "uid", priv.UID, "gid", priv.GID, "capabilities", strings.Join(priv.Effective, ","),
+		"bounding", strings.Join(priv.Bounding, ","), "threads", priv.Threads)
 
 	spec := ruleSpec(cfg)
 	sets := newSetUpdater(spec, d.rules, log, m)
