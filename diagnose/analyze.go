@@ -23,7 +23,8 @@ const (
 // Options configures Diagnose.
 type Options struct {
 	// Domain names the peer in the proposed policy file; empty: the peer's
-	// address as a /32 or /128 prefix.
+	// address as a /32 or /128 prefix. It must be a name config.CheckDomain
+	// accepts (the command checks it), or the policy will not load.
 	Domain string
 	// Local lists the capturing host's addresses, overriding the inference
 	// of the vantage point.

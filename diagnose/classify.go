@@ -24,7 +24,9 @@ const (
 	// data beyond ack + field << K.
 	ClassWindowLimit Class = "window-limit-firewall"
 	// ClassOverrun is a sender sending beyond the window with no scaling
-	// that could explain it: it ignores flow control; no option fixes it.
+	// that could explain it (none negotiated, the same shift at both ends,
+	// or data beyond even the edge the sender's own shift gives): it
+	// ignores flow control; no option fixes it.
 	ClassOverrun Class = "window-overrun"
 	// ClassLoss is retransmission with no option pattern: not an option
 	// fault, and no policy fixes it.
@@ -242,27 +244,35 @@ func (a *analyzer) wscaleFinding(c *conn, ci connInfo, d int) bool {
 		rf := rawFinding{class: ClassWindowScale, conf: High, sender: int8(d), shiftSeen: sh, shiftActing: s,
 			fix: Fix{WindowScale: "strip"}}
 		if s == sh {
-			// The sender read the windows with a larger shift only if its
-			// data stayed within the edge some larger shift gives; past a
-			// zero window, or with no scaling negotiated at all, it simply
-			// ignores flow control, and stripping the option changes
-			// nothing.
+			// The sender read the windows with a larger shift only if it
+			// had one to apply: the shift it announced itself, when larger
+			// than the receiver's (a stack or a box mixing up the two
+			// ends' shifts), and only if its data stayed within the edge
+			// that shift gives. With the same shift at both ends, past the
+			// edge of its own, past a zero window, or with no scaling
+			// negotiated at all, it simply ignores flow control, and
+			// stripping the option changes nothing. A box raising the
+			// receiver's shift between this capture and the sender looks
+			// the same here; captured at the sender's end, the raised
+			// shift shows in the handshake and the branch below finds it.
+			own := -1
+			if h.ws >= 0 && o.ws >= 0 && o.win > 0 {
+				own = int(min(h.ws, normalize.MaxWindowShift))
+			}
 			acting := -1
-			for s2 := sh + 1; s2 < numShifts && o.win > 0; s2++ {
+			for s2 := sh + 1; s2 <= own; s2++ {
 				if h.beyondSent[s2]*10 <= bs {
 					acting = s2
 					break
 				}
 			}
-			if acting < 0 || h.ws < 0 || o.ws < 0 {
-				a.add(c, ci, rawFinding{class: ClassOverrun, conf: Medium, sender: int8(d),
-					summary: fmt.Sprintf("%s sent %d segments beyond the window %s advertised (shift %d in force), %d of them lost, and no larger shift explains where it stopped (windows down to %d): it ignores flow control or a box shrinks the windows; window scaling is not the cause, no policy fixes it",
-						ci.endpoint(d), bs, ci.endpoint(recv), sh, bl, o.win)})
+			if acting < 0 {
+				a.add(c, ci, rawFinding{class: ClassOverrun, conf: Medium, sender: int8(d), summary: overrunSummary(h, o, ci, d, sh, own)})
 				return true
 			}
 			rf.shiftActing = acting
-			rf.summary = fmt.Sprintf("%s sent %d segments beyond the window %s advertised under its shift %d, and %d of them were lost, against %d of %d within it; its data stayed within the edge shift %d gives: %s scales %s's windows by a larger shift than %s sent",
-				ci.endpoint(d), bs, ci.endpoint(recv), sh, bl, wl, ws, rf.shiftActing, ci.endpoint(d), ci.endpoint(recv), ci.endpoint(recv))
+			rf.summary = fmt.Sprintf("%s sent %d segments beyond the window %s advertised under its shift %d, and %d of them were lost, against %d of %d within it; its data stayed within the edge shift %d gives, and it announced shift %d itself: %s scales %s's windows by a larger shift than %s sent",
+				ci.endpoint(d), bs, ci.endpoint(recv), sh, bl, wl, ws, rf.shiftActing, own, ci.endpoint(d), ci.endpoint(recv), ci.endpoint(recv))
 		} else {
 			rf.summary = fmt.Sprintf("the handshake seen here gives %s window-scale shift %d, but %s accepts data as if its windows were scaled by at most %d: %d of %d segments sent beyond that edge were lost, %d of %d within it",
 				ci.endpoint(recv), sh, ci.endpoint(recv), s, bl, bs, wl, ws)
@@ -281,6 +291,28 @@ func (a *analyzer) wscaleFinding(c *conn, ci connInfo, d int) bool {
 		return true
 	}
 	return false
+}
+
+// overrunSummary says why side d's data beyond the receiver's window under
+// shift sh is no window-scale fault; own is the shift d announced (clamped
+// to 14), -1 when scaling is off or the receiver's window ended at zero.
+func overrunSummary(h, o *half, ci connInfo, d, sh, own int) string {
+	recv := 1 - d
+	bs, bl := h.beyondSent[sh], h.beyondLost[sh]
+	var why string
+	switch {
+	case own < 0:
+		return fmt.Sprintf("%s sent %d segments beyond the window %s advertised (shift %d in force), %d of them lost, and no larger shift explains where it stopped (windows down to %d): it ignores flow control or a box shrinks the windows; window scaling is not the cause, no policy fixes it",
+			ci.endpoint(d), bs, ci.endpoint(recv), sh, bl, o.win)
+	case own == sh:
+		why = fmt.Sprintf("both ends announced shift %d", sh)
+	case own < sh:
+		why = fmt.Sprintf("%s announced shift %d itself, below %s's", ci.endpoint(d), own, ci.endpoint(recv))
+	default:
+		why = fmt.Sprintf("%d of them went beyond even the edge %s's own shift %d gives", h.beyondSent[own], ci.endpoint(d), own)
+	}
+	return fmt.Sprintf("%s sent %d segments beyond the window %s advertised under shift %d, %d of them lost, and %s: no mix-up of the two ends' shifts explains it. It ignores flow control or a box shrinks the windows, and no policy fixes it; only a box between this capture and %s raising %s's shift would also explain it, and the handshake captured at %s's end would show the raised shift",
+		ci.endpoint(d), bs, ci.endpoint(recv), sh, bl, why, ci.endpoint(d), ci.endpoint(recv), ci.endpoint(d))
 }
 
 // addEvidenceLoss cites the most retransmitted segment of side d.

@@ -162,3 +162,39 @@ func TestCorpus(t *testing.T) {
 	t.Logf("corpus: %d captures: %d healthy with %d false alarms, %d lab faults with %d named first, %d unreadable (not captures)",
 		len(files), healthy, falseAlarms, faults, named, unreadable)
 }
+
+// TestProposedPoliciesLoad: every policy diagnose proposes for a capture of
+// the corpus (the committed ones, the lab's, the shared real ones and those
+// read in place), with the peer named by its address or by a domain, loads
+// as tcpnorm check loads it, all of one capture's files together.
+func TestProposedPoliciesLoad(t *testing.T) {
+	var proposed int
+	for _, cf := range corpusFiles(t) {
+		data, err := os.ReadFile(cf.path)
+		if err != nil {
+			t.Errorf("%s: %v", cf.path, err)
+			continue
+		}
+		for _, domain := range []string{"", "example.net"} {
+			rep, err := DiagnoseBytes(data, Options{Now: testNow, Domain: domain})
+			if err != nil {
+				break // not a capture: TestCorpus says which must be
+			}
+			files := map[string]bool{}
+			for _, p := range rep.Policies {
+				if files[p.File] {
+					t.Errorf("%s (domain %q): two policies named %s", cf.path, domain, p.File)
+				}
+				files[p.File] = true
+			}
+			if err := loadPolicies(t, rep.Policies); err != nil {
+				t.Errorf("%s (domain %q): proposed policies do not load: %v", cf.path, domain, err)
+			}
+			proposed += len(rep.Policies)
+		}
+	}
+	if proposed == 0 {
+		t.Error("no capture got a policy: nothing was checked")
+	}
+	t.Logf("%d policies loaded", proposed)
+}

@@ -152,6 +152,19 @@ func TestClasses(t *testing.T) {
 		{name: "sender ignoring flow control, no scaling: overrun, no policy", setup: func(s *sim) {
 			s.upload, s.atClient, s.cliWS, s.rcvBuf, s.ignoreWnd = true, true, -1, 16384, true
 		}, verdict: VerdictNoOptionFault, want: []got{{Class: ClassOverrun, Vantage: "sender"}}},
+		// Both ends announce shift 7 and the receiver's windows are small;
+		// the sender goes far beyond them. A larger shift would bound its
+		// data, but nothing in the handshake gave it one.
+		{name: "sender ignoring flow control, shift 7 both ways, at the sender: overrun, no policy", setup: func(s *sim) {
+			s.upload, s.atClient, s.rcvBuf, s.ignoreWnd = true, true, 16384, true
+		}, verdict: VerdictNoOptionFault, want: []got{{Class: ClassOverrun, Vantage: "sender"}}},
+		// The same seen by the receiver, and the transfer stalls: after
+		// 300 kB nothing more arrives and the sender retransmits until the
+		// capture ends.
+		{name: "sender ignoring flow control, shift 7 both ways, at the receiver, stalled: overrun, no policy", setup: func(s *sim) {
+			s.upload, s.atClient, s.rcvBuf, s.ignoreWnd = true, false, 16384, true
+			s.drop = func(seq uint32, _, _ int) bool { return seq-1000001 >= 300_000 }
+		}, verdict: VerdictNoOptionFault, want: []got{{Class: ClassOverrun, Vantage: "receiver"}}},
 		{name: "broken sack, upload at the client", setup: func(s *sim) {
 			s.upload, s.atClient, s.drop, s.sackOffset = true, true, randomDrop(0.03, 4), 0x40000000
 		}, verdict: VerdictOptionFault, want: []got{{Class: ClassSACK, Vantage: "sender", Fix: Fix{SACKPermitted: "strip"}}}},

@@ -3,10 +3,12 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"strings"
 
+	"github.com/tcpnorm/tcpnorm/config"
 	"github.com/tcpnorm/tcpnorm/diagnose"
 )
 
@@ -24,6 +26,10 @@ Exit status: 0 the capture was analysed (healthy or not: the verdict line and
 
 // cmdDiagnose is `tcpnorm diagnose FILE`.
 func cmdDiagnose(args []string) int {
+	return runDiagnose(args, os.Stdin, os.Stdout, os.Stderr)
+}
+
+func runDiagnose(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("diagnose", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	domain := fs.String("domain", "", "the peer's mail `domain` for the policy (default: the peer's address as a /32 or /128)")
@@ -34,19 +40,29 @@ func cmdDiagnose(args []string) int {
 		fs.PrintDefaults()
 	}
 	// Flags may follow the file name.
-	files, code, ok := parseFlags(fs, args, os.Stdout, os.Stderr)
+	files, code, ok := parseFlags(fs, args, stdout, stderr)
 	if !ok {
 		return code
 	}
-	if len(files) != 1 {
-		fs.SetOutput(os.Stderr)
+	usageErr := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "tcpnorm diagnose: "+format+"\n\n", a...)
+		fs.SetOutput(stderr)
 		fs.Usage()
 		return 2
 	}
-	opt := diagnose.Options{Domain: strings.TrimSuffix(strings.ToLower(*domain), "."), MaxConns: *maxConns}
-	if strings.ContainsAny(opt.Domain, "\"\\ /") {
-		fmt.Fprintf(os.Stderr, "tcpnorm diagnose: --domain %q is not a domain name\n", *domain)
+	if len(files) != 1 {
+		fs.SetOutput(stderr)
+		fs.Usage()
 		return 2
+	}
+	opt := diagnose.Options{MaxConns: *maxConns}
+	if *domain != "" {
+		// The policy file names it: what check rejects is an error here.
+		d, err := config.CheckDomain(*domain)
+		if err != nil {
+			return usageErr("--domain: %v (without --domain the policy names the peer by its address)", err)
+		}
+		opt.Domain = d
 	}
 	if *local != "" {
 		for _, s := range strings.Split(*local, ",") {
@@ -55,8 +71,7 @@ func cmdDiagnose(args []string) int {
 			if err != nil {
 				a, aerr := netip.ParseAddr(s)
 				if aerr != nil {
-					fmt.Fprintf(os.Stderr, "tcpnorm diagnose: --local: %q is neither an address nor a prefix\n", s)
-					return 2
+					return usageErr("--local: %q is neither an address nor a prefix", s)
 				}
 				p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
 			}
@@ -64,11 +79,11 @@ func cmdDiagnose(args []string) int {
 		}
 	}
 	name := files[0]
-	in := os.Stdin
+	in := stdin
 	if name != "-" {
 		f, err := os.Open(name)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "tcpnorm diagnose: %v\n", err)
+			fmt.Fprintf(stderr, "tcpnorm diagnose: %v\n", err)
 			return 1
 		}
 		defer f.Close()
@@ -76,16 +91,16 @@ func cmdDiagnose(args []string) int {
 	}
 	rep, err := diagnose.Diagnose(in, opt)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "tcpnorm diagnose: %s: %v\n", name, err)
+		fmt.Fprintf(stderr, "tcpnorm diagnose: %s: %v\n", name, err)
 		return 1
 	}
 	if *asJSON {
-		err = rep.WriteJSON(os.Stdout)
+		err = rep.WriteJSON(stdout)
 	} else {
-		err = rep.WriteText(os.Stdout, name)
+		err = rep.WriteText(stdout, name)
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "tcpnorm diagnose: %v\n", err)
+		fmt.Fprintf(stderr, "tcpnorm diagnose: %v\n", err)
 		return 1
 	}
 	return 0
