@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package bench is the daemon benchmark harness behind `make bench`: tcpnorm
 // side by side with kernel forwarding, an in-kernel TCPOPTSTRIP, a naive Go
 // NFQUEUE consumer and a C consumer on libnetfilter_queue, on one

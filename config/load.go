@@ -13,7 +13,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/tcpnorm/tcpnorm/normalize"
@@ -234,25 +233,6 @@ func checkListen(s string) error {
 		return fmt.Errorf("%q: host %q is neither an IP address nor a host name", s, host)
 	}
 	return nil
-}
-
-// unsafeOwnership says why a policy file or directory must not be trusted,
-// like sshd's StrictModes: writable by everyone, or owned by a user other
-// than root and the one running tcpnorm.
-func unsafeOwnership(st fs.FileInfo) string {
-	if st.Mode().Perm()&0o002 != 0 {
-		if st.IsDir() {
-			return fmt.Sprintf("directory is world-writable (mode %04o); run chmod o-w", st.Mode().Perm())
-		}
-		return fmt.Sprintf("file is world-writable (mode %04o); run chmod o-w", st.Mode().Perm())
-	}
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-		uid := int(sys.Uid)
-		if me := os.Geteuid(); uid != 0 && uid != me {
-			return fmt.Sprintf("owned by uid %d, which is neither root nor the user running tcpnorm (uid %d)", uid, me)
-		}
-	}
-	return ""
 }
 
 // claim is one prefix a policy file lists in cidrs, for the overlap check.

@@ -1,4 +1,4 @@
-//go:build record
+//go:build linux && record
 
 package diagnose
 

@@ -19,6 +19,9 @@ import (
 
 var testNow = time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
 
+// labFile is the lab capture TestLab records for the case name (lab_test.go).
+func labFile(name string) string { return filepath.Join("testdata", "lab-"+name+".pcap") }
+
 func diag(t *testing.T, capture []byte, opt Options) *Report {
 	t.Helper()
 	if opt.Now.IsZero() {

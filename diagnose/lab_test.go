@@ -1,3 +1,5 @@
+//go:build linux
+
 package diagnose
 
 import (
@@ -55,8 +57,6 @@ var labExtra = []struct {
 }{
 	{"lab-ts-scramble-first.pcap", ClassPAWS},
 }
-
-func labFile(name string) string { return filepath.Join("testdata", "lab-"+name+".pcap") }
 
 // TestLabCaptures diagnoses the real captures committed under testdata
 // (written by TestLab built with the tag record).

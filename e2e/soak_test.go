@@ -1,4 +1,4 @@
-//go:build soak
+//go:build linux && soak
 
 package e2e
 

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package lab builds throw-away network namespace labs for tcpnorm:
 //
 //	client (the MTA) -- gateway (tcpnorm) -- path (a faulty middlebox) -- server (remote MX)

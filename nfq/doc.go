@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package nfq runs tcpnorm's NFQUEUE workers: one goroutine per queue, each
 // on its own locked OS thread, owning its netlink socket, its receive and
 // verdict buffers and its normalize.Normalizer, so the packet path takes no

@@ -1,3 +1,5 @@
+//go:build linux
+
 package nfq
 
 // The receive loop: batches of queued packets answered with one message of

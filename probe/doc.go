@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package probe runs an active A/B test of the network path to a mail
 // server: test connections, one per variant of the SYN's TCP options, each
 // sending a message body that is never delivered, measured from the kernel.

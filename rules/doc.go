@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package rules builds, installs and removes the iptables and ip6tables rules
 // that send TCP handshakes to tcpnorm's queues, and the kernel address sets
 // (ipset hash:net) those rules match.

@@ -87,6 +87,22 @@ func TestManualSynopsis(t *testing.T) {
 	}
 }
 
+// TestManualLinuxOnly: README's command line reference names as needing
+// Linux exactly the commands notlinux.go answers for on other systems.
+func TestManualLinuxOnly(t *testing.T) {
+	var stubs []string
+	for _, m := range regexp.MustCompile(`linuxOnly\("([a-z]+)"`).FindAllStringSubmatch(readDoc(t, "notlinux.go"), -1) {
+		stubs = append(stubs, "`"+m[1]+"`")
+	}
+	if len(stubs) < 2 {
+		t.Fatalf("notlinux.go: found the commands %q, want at least two calls linuxOnly(\"NAME\", ...)", stubs)
+	}
+	want := strings.Join(stubs[:len(stubs)-1], ", ") + " and " + stubs[len(stubs)-1] + " need Linux"
+	if readme := section(readDoc(t, "../../README.md"), "## Command line"); !strings.Contains(readme, want) {
+		t.Errorf("README.md Command line does not say %q (the commands notlinux.go answers for)", want)
+	}
+}
+
 // TestManualFlags: every flag of every command (as its --help prints it)
 // is described in the manual page's section for the command, named in
 // README's, and completed by the bash completion.

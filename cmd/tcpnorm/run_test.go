@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -135,20 +137,6 @@ func TestDispatch(t *testing.T) {
 			}
 		})
 	}
-}
-
-// writeConfig writes a config with an empty policy directory.
-func writeConfig(t *testing.T, body string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := os.Mkdir(filepath.Join(dir, "policies.d"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "tcpnorm.toml")
-	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 func TestRulesCommand(t *testing.T) {

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command connload is the short-connection load generator of `make bench`.
 //
 //	connload serve -listen ADDR:PORT

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command naiveq is the naive Go NFQUEUE consumer of `make bench`
 // (configuration C2): go-nfqueue used the obvious way, one Nfqueue per queue,
 // a callback that accepts every packet with SetVerdict.

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command tnbench runs the daemon benchmarks (`make bench`) and writes their
 // section of BENCHMARKS.md.
 //

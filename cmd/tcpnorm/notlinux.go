@@ -1,0 +1,24 @@
+//go:build !linux
+
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// Off Linux the commands that work the kernel's netfilter, sockets and
+// namespaces (NFQUEUE, iptables and ipset, TCP_INFO, SO_MARK) only say so.
+// check, status, report, diagnose, suspects and version work anywhere: an
+// analyst reads a capture or a mail log on a laptop.
+
+func cmdRun([]string) int                          { return linuxOnly("run", os.Stderr) }
+func cmdRules(_ []string, _, stderr io.Writer) int { return linuxOnly("rules", stderr) }
+func cmdLab([]string) int                          { return linuxOnly("lab", os.Stderr) }
+func cmdProbe(_ []string, _, stderr io.Writer) int { return linuxOnly("probe", stderr) }
+
+func linuxOnly(name string, stderr io.Writer) int {
+	fmt.Fprintf(stderr, "tcpnorm %s: Linux only\n", name)
+	return 1
+}
