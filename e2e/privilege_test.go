@@ -10,10 +10,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/tcpnorm/tcpnorm/lab"
 	"github.com/tcpnorm/tcpnorm/normalize"
+	"github.com/tcpnorm/tcpnorm/rules"
 )
 
 // unprivileged runs a command as nobody with CAP_NET_ADMIN and CAP_NET_RAW
@@ -135,6 +137,109 @@ func TestBadConfigAtStart(t *testing.T) {
 			}
 			if rules, err := l.TcpnormRules(context.Background()); err != nil || len(rules) != 0 {
 				t.Errorf("rules after a failed start (%v):\n%s", err, strings.Join(rules, "\n"))
+			}
+		})
+	}
+}
+
+// threadPrivileges reads the user and capability sets of every thread of
+// pid and fails unless all have the same.
+func threadPrivileges(t *testing.T, pid int) (uid string, eff, prm, bnd, amb uint64, nnp string) {
+	t.Helper()
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	if err != nil || len(tasks) < 2 {
+		t.Fatalf("threads of %d: %v (%d)", pid, err, len(tasks))
+	}
+	first := ""
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // the thread ended
+		}
+		var lines []string
+		for _, ln := range strings.Split(string(b), "\n") {
+			k, v, _ := strings.Cut(ln, ":")
+			v = strings.TrimSpace(v)
+			switch k {
+			case "Uid":
+				uid = strings.Join(strings.Fields(v), " ")
+			case "CapEff":
+				fmt.Sscanf(v, "%x", &eff)
+			case "CapPrm":
+				fmt.Sscanf(v, "%x", &prm)
+			case "CapBnd":
+				fmt.Sscanf(v, "%x", &bnd)
+			case "CapAmb":
+				fmt.Sscanf(v, "%x", &amb)
+			case "NoNewPrivs":
+				nnp = v
+			default:
+				continue
+			}
+			lines = append(lines, ln)
+		}
+		got := strings.Join(lines, "; ")
+		if first == "" {
+			first = got
+		} else if got != first {
+			t.Errorf("thread %s differs: %s, main thread: %s", f, got, first)
+		}
+	}
+	t.Logf("%d threads: %s", len(tasks), first)
+	return uid, eff, prm, bnd, amb, nnp
+}
+
+// TestPrivilegesDropped: started as plain root, the daemon keeps only
+// CAP_NET_ADMIN and CAP_NET_RAW (effective, permitted, bounding, ambient)
+// with no_new_privs in every thread; with user = "nobody" it also runs as
+// nobody. Either way it fixes a transfer, writes its evidence, reloads,
+// shows its privileges in status and removes its rules on exit.
+func TestPrivilegesDropped(t *testing.T) {
+	l := newLab(t, lab.FaultWScale)
+	const kept = capNetAdmin | capNetRaw
+	// A daemon hands the probe's lock directory to its user; the last
+	// one here, and the cleanup, give it back to root.
+	t.Cleanup(func() { os.Chown(rules.ProbeLockDir, 0, 0) })
+	for _, tc := range []struct{ name, user, uid string }{
+		{"user", "nobody", "65534 65534 65534 65534"},
+		{"root", "", "0 0 0 0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, bin := publicDir(t)
+			pol := lab.FixPolicy(lab.FaultWScale, false, normalize.Enforce)
+			pol.Evidence = true
+			d, err := l.StartDaemonWith(context.Background(), lab.DaemonOptions{User: tc.user}, bin, dir, []lab.Policy{pol}, readyTimeout)
+			if err != nil {
+				t.Fatalf("StartDaemonWith: %v", err)
+			}
+			t.Cleanup(func() { stopDaemon(t, l, d) })
+			uid, eff, prm, bnd, amb, nnp := threadPrivileges(t, d.Pid())
+			if uid != tc.uid || eff != kept || prm != kept || bnd != kept || amb != kept || nnp != "1" {
+				t.Errorf("Uid %s CapEff %#x CapPrm %#x CapBnd %#x CapAmb %#x NoNewPrivs %s; want Uid %s, %#x in each set, no_new_privs",
+					uid, eff, prm, bnd, amb, nnp, tc.uid, kept)
+			}
+			if r, _, _ := transfer(t, l, lab.Transfer{Dst: lab.ServerAddr(false), Size: size, Dir: lab.Upload, Timeout: okTimeout}); !r.OK {
+				t.Errorf("through the wscale fault: %s", r)
+			}
+			_, mark := d.LogLines(0)
+			if err := d.Signal(syscall.SIGHUP); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := waitReload(t, d, mark); !ok {
+				t.Errorf("reload refused:\n%s", d.Log())
+			}
+			if r, _, _ := transfer(t, l, lab.Transfer{Dst: lab.ServerAddr(false), Size: size, Dir: lab.Upload, Timeout: okTimeout}); !r.OK {
+				t.Errorf("after the reload: %s", r)
+			}
+			var st syscall.Stat_t
+			if err := syscall.Stat(d.EvidenceFile(pol.Name), &st); err != nil || fmt.Sprint(st.Uid) != strings.Fields(tc.uid)[0] {
+				t.Errorf("evidence file: %v, owner %d; want one written by uid %s", err, st.Uid, strings.Fields(tc.uid)[0])
+			}
+			out, err := exec.Command("ip", "netns", "exec", l.Gateway, tcpnormBin, "status", "-c", filepath.Join(d.Dir, "tcpnorm.toml")).CombinedOutput()
+			t.Logf("tcpnorm status:\n%s", out)
+			want := "privileges: uid " + strings.Fields(tc.uid)[0] + ","
+			if err != nil || !strings.Contains(string(out), want) || !strings.Contains(string(out), "capabilities cap_net_admin,cap_net_raw (permitted cap_net_admin,cap_net_raw, bounding cap_net_admin,cap_net_raw") {
+				t.Errorf("tcpnorm status: %v, want %q and the two capabilities:\n%s", err, want, out)
 			}
 		})
 	}

@@ -76,7 +76,12 @@ func configText(mode, metrics string, opt DaemonOptions) string {
 	if opt.MinRefresh > 0 {
 		refresh = opt.MinRefresh
 	}
+	user := ""
+	if opt.User != "" {
+		user = "user = \"" + opt.User + "\"\n"
+	}
 	return `policy_dir = "policies.d"
+` + user + `
 
 [queue]
 first = 0
@@ -137,6 +142,10 @@ type DaemonOptions struct {
 	MaxLen int
 	// MinRefresh is [dns] min_refresh; 0: 30s.
 	MinRefresh time.Duration
+	// User is the config's user: the daemon, started as root, switches to
+	// it once its queues are bound. Its directory is then readable by
+	// everyone, as with Prefix.
+	User string
 }
 
 // StartDaemonWith is StartDaemon with opt.
@@ -161,7 +170,7 @@ func (l *Lab) startDaemon(ctx context.Context, ns, mode, metrics string, opt Dae
 			os.RemoveAll(d)
 		}
 	}()
-	if opt.Prefix != nil {
+	if opt.Prefix != nil || opt.User != "" {
 		if err := os.Chmod(d, 0o755); err != nil {
 			return nil, err
 		}

@@ -27,9 +27,9 @@ var keptCaps = []uintptr{unix.CAP_NET_ADMIN, unix.CAP_NET_RAW}
 // effective, permitted and inheritable sets hold them and nothing else, the
 // bounding set too (when the process may change it), the ambient set
 // passes them to iptables-restore and ipset, and no_new_privs is set. With
-// [config] user it switches to that user first, keeping the two. What the
-// daemon writes later as that user is made before: the evidence directory
-// and the probe's lock directory, handed over to it.
+// user = NAME in the config it switches to that user first, keeping the
+// two. What the daemon writes later as that user is made before: the
+// evidence directory and the probe's lock directory, handed over to it.
 //
 // Capabilities are per thread: each change runs on every thread of the
 // process (syscall.AllThreadsSyscall, which needs a binary built without
@@ -55,17 +55,28 @@ func dropPrivileges(cfg *config.Config) error {
 		}
 		uid, gid = tu, tg
 	}
-	for _, d := range []struct {
+	// The probe's lock directory belongs to whoever runs the daemon (a
+	// daemon without CAP_DAC_OVERRIDE cannot take a lock in a directory
+	// an earlier one, running as another user, left). The evidence
+	// directory is handed over only on a switch: without one the process
+	// keeps its uid, and with it what it may write.
+	type dir struct {
 		path string
 		perm os.FileMode
-	}{{cfg.Evidence.Dir, 0o750}, {rules.ProbeLockDir, 0o755}} {
+	}
+	dirs := []dir{{rules.ProbeLockDir, 0o755}}
+	if switching {
+		dirs = append(dirs, dir{cfg.Evidence.Dir, 0o750})
+	}
+	for _, d := range dirs {
+		if os.Geteuid() != 0 {
+			break
+		}
 		if err := os.MkdirAll(d.path, d.perm); err != nil {
 			return err
 		}
-		if switching {
-			if err := os.Chown(d.path, uid, gid); err != nil {
-				return err
-			}
+		if err := os.Chown(d.path, uid, gid); err != nil {
+			return err
 		}
 	}
 
