@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -81,6 +82,10 @@ func TestDebianPackage(t *testing.T) {
 	// Built from this checkout: the revision is its HEAD.
 	if rev, err := exec.Command("git", "rev-parse", "HEAD").Output(); err == nil && !strings.Contains(out, "revision "+strings.TrimSpace(string(rev))) {
 		t.Errorf("installed tcpnorm version:\n%s\nwant revision %s", out, rev)
+	}
+	// The unit's system user, made by the postinst in the root only.
+	if pw, err := os.ReadFile(filepath.Join(root, "etc/passwd")); err != nil || !strings.Contains(string(pw), "tcpnorm:x:") || !strings.Contains(string(pw), ":/nonexistent:/usr/sbin/nologin") {
+		t.Errorf("the root's /etc/passwd (%v) has no tcpnorm system user:\n%s", err, pw)
 	}
 	// The shipped configuration loads: no policy yet, nothing started.
 	if out, err := exec.Command(inst, "check", "-c", filepath.Join(root, "etc/tcpnorm/tcpnorm.toml")).CombinedOutput(); err != nil {
@@ -166,6 +171,9 @@ func TestDebianPackage(t *testing.T) {
 	}
 }
 
+// userDB matches the user database files under /etc and their backups.
+var userDB = regexp.MustCompile(`^(\.pwd\.lock|(passwd|group|shadow|gshadow)-?)$`)
+
 // tree lists the paths under root that are not dpkg's own database.
 func tree(t *testing.T, root string) string {
 	t.Helper()
@@ -175,7 +183,9 @@ func tree(t *testing.T, root string) string {
 			return err
 		}
 		rel, _ := filepath.Rel(root, p)
-		if strings.HasPrefix(rel, "var/lib/dpkg") {
+		// dpkg's database, and the user database the postinst adds
+		// the system user to (which stays, as Debian's system users do).
+		if strings.HasPrefix(rel, "var/lib/dpkg") || rel == "etc" || strings.HasPrefix(rel, "etc/") && userDB.MatchString(rel[len("etc/"):]) {
 			return nil
 		}
 		paths = append(paths, rel)
