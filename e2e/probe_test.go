@@ -197,7 +197,7 @@ func TestProbeFaults(t *testing.T) {
 				}
 				dst := lab.ServerAddr(v6)
 				pcap := filepath.Join(t.TempDir(), "probe.pcapng")
-				res, code, stderr := runProbe(t, l, "--proto", "tcp", "--port", "2525", "--bytes", "4194304", "--stall", "2s", "--pcap", pcap, dst.String())
+				res, code, stderr := runProbe(t, l, "--proto", "tcp", "--port", "2525", "--bytes", "1048576", "--stall", "2s", "--pcap", pcap, dst.String())
 				if code != tt.wantCode || res.Verdict != tt.verdict || res.Class != tt.class {
 					t.Fatalf("exit %d verdict %q class %q, want %d %q %q\n%+v\n%s", code, res.Verdict, res.Class, tt.wantCode, tt.verdict, tt.class, res, stderr)
 				}
