@@ -126,6 +126,22 @@ func startHostDaemon(t *testing.T, l *lab.Lab, policies ...lab.Policy) *lab.Daem
 	return d
 }
 
+// startPostfix runs a Postfix instance in namespace ns with its state in a
+// temporary directory, stopped when the test ends.
+func startPostfix(t *testing.T, ns string, opt lab.PostfixOptions) *lab.Postfix {
+	t.Helper()
+	pf, err := lab.StartPostfix(context.Background(), ns, t.TempDir(), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := pf.Stop(); err != nil {
+			t.Errorf("postfix stop: %v", err)
+		}
+	})
+	return pf
+}
+
 func stopDaemon(t *testing.T, l *lab.Lab, d *lab.Daemon) {
 	t.Helper()
 	if err := d.Stop(); err != nil {
@@ -354,14 +370,8 @@ func waitLog(t *testing.T, d *lab.Daemon, subs ...string) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		for _, ln := range strings.Split(d.Log(), "\n") {
-			all := true
-			for _, s := range subs {
-				all = all && strings.Contains(ln, s)
-			}
-			if all {
-				return
-			}
+		if _, ok := lineWith(d.Log(), subs...); ok {
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Errorf("no daemon log line with %q; log:\n%s", subs, d.Log())
@@ -369,6 +379,20 @@ func waitLog(t *testing.T, d *lab.Daemon, subs ...string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// lineWith returns the first line of text that contains every one of subs.
+func lineWith(text string, subs ...string) (string, bool) {
+	for _, ln := range strings.Split(text, "\n") {
+		all := true
+		for _, s := range subs {
+			all = all && strings.Contains(ln, s)
+		}
+		if all {
+			return ln, true
+		}
+	}
+	return "", false
 }
 
 func hasNonZero(metrics, sub string) bool {

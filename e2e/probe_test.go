@@ -255,6 +255,21 @@ func pathRule(t *testing.T, l *lab.Lab, chain string, rule ...string) {
 	}
 }
 
+// probeConfig writes the config a probe on the lab's client runs with: the
+// lab's DNS server, no metrics listener.
+func probeConfig(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "policies.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "tcpnorm.toml")
+	if err := os.WriteFile(cfg, []byte("[dns]\nservers = [\""+lab.DNSServer()+"\"]\n[metrics]\nlisten = \"\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 // checkProposedPolicy loads a proposed policy as the daemon would.
 func checkProposedPolicy(t *testing.T, text string) {
 	t.Helper()
@@ -344,27 +359,11 @@ func TestProbeInterrupted(t *testing.T) {
 func TestProbeSMTP(t *testing.T) {
 	l := newLab(t, lab.FaultNone)
 	ctx := context.Background()
-	pf, err := lab.StartPostfix(ctx, l.Server, t.TempDir(), lab.PostfixOptions{
+	pf := startPostfix(t, l.Server, lab.PostfixOptions{
 		Hostname: lab.MXHost, Domains: []string{lab.Domain},
 		Listen: []netip.Addr{lab.ServerAddr(false), lab.ServerAddr(true)},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := pf.Stop(); err != nil {
-			t.Errorf("postfix stop: %v", err)
-		}
-	})
-	dir := t.TempDir()
-	if err := os.Mkdir(filepath.Join(dir, "policies.d"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "tcpnorm.toml")
-	if err := os.WriteFile(cfg, []byte("[dns]\nservers = [\""+lab.DNSServer()+"\"]\n[metrics]\nlisten = \"\"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"-c", cfg, "--bytes", "1048576", "--stall", "2s", lab.Domain}
+	args := []string{"-c", probeConfig(t), "--bytes", "1048576", "--stall", "2s", lab.Domain}
 
 	res, code, stderr := runProbe(t, l, args...)
 	if code != 0 || res.Verdict != "healthy" || len(res.Addresses) != 2 {

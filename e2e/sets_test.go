@@ -24,12 +24,13 @@ func setName(v6 bool) string {
 	return "tcpnorm4-q0"
 }
 
-// waitInSet waits up to 10 s for addr to be in the gateway's set.
-func waitInSet(t *testing.T, l *lab.Lab, v6 bool, addr netip.Addr) {
+// waitInSet waits up to 10 s for addr to be in the set of the daemon in
+// namespace ns.
+func waitInSet(t *testing.T, ns string, v6 bool, addr netip.Addr) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		m, err := lab.SetMembers(context.Background(), l.Gateway, setName(v6))
+		m, err := lab.SetMembers(context.Background(), ns, setName(v6))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,7 +76,7 @@ func TestOnlyPolicyPeersQueued(t *testing.T) {
 			d := startShortTTLDaemon(t, l, lab.FixPolicy(lab.FaultWScale, v6, normalize.Enforce))
 			before := invalidCounters(t, l)
 			mx, other := lab.ServerAddr(v6), lab.OtherAddr(v6)
-			waitInSet(t, l, v6, mx)
+			waitInSet(t, l.Gateway, v6, mx)
 
 			// A peer no policy names: not queued at all, not changed.
 			n0 := queued(t, d)
@@ -105,7 +106,7 @@ func TestOnlyPolicyPeersQueued(t *testing.T) {
 			if err := d.Signal(syscall.SIGHUP); err != nil {
 				t.Fatal(err)
 			}
-			waitInSet(t, l, v6, other)
+			waitInSet(t, l.Gateway, v6, other)
 			if !stripped(t, l, other) {
 				t.Errorf("after the reload, SYN to %s: window scale not stripped", other)
 			}
@@ -114,7 +115,7 @@ func TestOnlyPolicyPeersQueued(t *testing.T) {
 			// one stays through the grace period.
 			moved := lab.DNSAddr(v6)
 			l.SetDNS(lab.DNSAnswers{V4: lab.DNSAddr(false), V6: lab.DNSAddr(true), TTL: dnsFaultTTL})
-			waitInSet(t, l, v6, moved)
+			waitInSet(t, l.Gateway, v6, moved)
 			if !stripped(t, l, moved) {
 				t.Errorf("after the DNS change, SYN to the MX's new address %s: window scale not stripped", moved)
 			}

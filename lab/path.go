@@ -16,8 +16,12 @@ const (
 	wscaleServerRmem = 32768
 	tsScrambleBack   = 1 << 20 // TSval ticks (ms on Linux): about 17 minutes
 	tsScrambleAhead  = 1 << 20
-	defaultTCPRmem   = "4096 131072 6291456"
 )
+
+// DefaultTCPRmem is Debian's net.ipv4.tcp_rmem, which the lab's server
+// runs with (except under FaultWScale): its maximum makes a window-scale
+// shift of 7. A namespace otherwise inherits the host's.
+const DefaultTCPRmem = "4096 131072 6291456"
 
 // PathOptions are the path box's settings beyond its fault.
 type PathOptions struct {
@@ -64,7 +68,7 @@ func (l *Lab) SetPath(ctx context.Context, f Fault, opt PathOptions) error {
 	if _, err := Run(ctx, "", "ip", "-n", l.Path, "link", "set", IfPathSrv, "mtu", mtu); err != nil {
 		return err
 	}
-	rmem := defaultTCPRmem
+	rmem := DefaultTCPRmem
 	if f == FaultWScale {
 		rmem = fmt.Sprintf("4096 %d %d", wscaleServerRmem, wscaleServerRmem)
 	}

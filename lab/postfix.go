@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -25,11 +26,21 @@ type Postfix struct {
 }
 
 // PostfixOptions describe an instance: an MX for Domains, delivering to
-// maildirs under Dir/mail, on Listen.
+// maildirs under Dir/mail, on Listen; a sending MTA for the domains in
+// Relay.
 type PostfixOptions struct {
 	Hostname string
 	Listen   []netip.Addr
 	Domains  []string
+	// Relay sends the mail for each domain to port 25 of its address (an
+	// IPv4 address, as a literal: a Postfix in a namespace would resolve
+	// names with the host's resolv.conf).
+	Relay map[string]netip.Addr
+	// BodyTimeout, when set, is how long the SMTP client lets the body
+	// make no progress, and waits for the reply to its end, before it
+	// defers the message (smtp_data_xfer_timeout, smtp_data_done_timeout:
+	// 180 s and 600 s by default).
+	BodyTimeout time.Duration
 }
 
 // StartPostfix configures and starts an instance in ns under dir. Stop
@@ -95,6 +106,21 @@ virtual_uid_maps = static:65534
 virtual_gid_maps = static:65534
 virtual_mailbox_limit = 0
 `, dir, opt.Hostname, strings.Join(listen, ", "), strings.Join(inet, ", "), strings.Join(opt.Domains, " "))
+	if len(opt.Relay) > 0 {
+		var routes []string
+		for d, a := range opt.Relay {
+			if !a.Is4() {
+				return nil, fmt.Errorf("postfix: relay for %s: %s is not an IPv4 address", d, a)
+			}
+			routes = append(routes, fmt.Sprintf("%s=smtp:[%s]:25", d, a))
+		}
+		slices.Sort(routes)
+		main += "transport_maps = inline:{ " + strings.Join(routes, ", ") + " }\n"
+	}
+	if opt.BodyTimeout > 0 {
+		s := int((opt.BodyTimeout + time.Second - 1) / time.Second)
+		main += fmt.Sprintf("smtp_data_xfer_timeout = %ds\nsmtp_data_done_timeout = %ds\n", s, s)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "etc", "main.cf"), []byte(main), 0o644); err != nil {
 		return nil, err
 	}
@@ -157,18 +183,39 @@ func (p *Postfix) Stop() error {
 
 // Log is the instance's log so far.
 func (p *Postfix) Log() string {
-	b, _ := os.ReadFile(filepath.Join(p.Dir, "log", "maillog"))
+	b, _ := os.ReadFile(p.LogFile())
 	return string(b)
 }
 
+// LogFile is the instance's log file (maillog_file), as Postfix writes it.
+func (p *Postfix) LogFile() string { return filepath.Join(p.Dir, "log", "maillog") }
+
 // Delivered counts the messages in the instance's mailboxes.
-func (p *Postfix) Delivered() int {
-	n := 0
+func (p *Postfix) Delivered() int { return len(p.Messages()) }
+
+// Messages lists the files of the messages delivered to the instance's
+// mailboxes.
+func (p *Postfix) Messages() []string {
+	var files []string
 	filepath.Walk(filepath.Join(p.Dir, "mail"), func(path string, fi os.FileInfo, err error) error {
 		if err == nil && fi.Mode().IsRegular() && filepath.Base(filepath.Dir(path)) == "new" {
-			n++
+			files = append(files, path)
 		}
 		return nil
 	})
-	return n
+	return files
+}
+
+// Send submits msg (header, blank line, body; lines end in LF) with the
+// instance's sendmail(1), as a program on the MTA's host does.
+func (p *Postfix) Send(ctx context.Context, from, to string, msg []byte) error {
+	_, err := RunInput(ctx, p.NS, string(msg), "sendmail", "-C", filepath.Join(p.Dir, "etc"), "-i", "-f", from, "--", to)
+	return err
+}
+
+// Flush asks the instance to deliver its queued mail now (postqueue -f),
+// as the operator does once the path is fixed.
+func (p *Postfix) Flush(ctx context.Context) error {
+	_, err := Run(ctx, p.NS, "postqueue", "-c", filepath.Join(p.Dir, "etc"), "-f")
+	return err
 }

@@ -1,0 +1,260 @@
+//go:build linux
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tcpnorm/tcpnorm/lab"
+)
+
+const (
+	// otherDomain is a second domain the lab's MX serves, on an address no
+	// DNS name points to: no lab.test policy covers it.
+	otherDomain = "other.test"
+	// mtaBodyTimeout is the sending Postfix's smtp_data_xfer_timeout and
+	// smtp_data_done_timeout: a stalled body is deferred after this long.
+	mtaBodyTimeout = 10 * time.Second
+	// bigMail is the size of the body that stalls.
+	bigMail = 10 << 20
+)
+
+// TestMTAPostfixOutbound: Debian's Postfix on the lab's client sends
+// through the window-limit firewall that honours no window-scale shift,
+// and the operator's way from the mail log to the fix works, with tcpnorm
+// in host mode on the MTA and on the gateway: a 10 MiB mail to lab.test
+// is deferred when its body stalls; `tcpnorm suspects` on the Postfix log
+// names lab.test; `tcpnorm probe lab.test` names the fault and proposes a
+// policy; that policy, put as it is in the running daemon's policy
+// directory and reloaded, lets `postqueue -f` deliver the mail with its
+// body intact; meanwhile a small mail to another domain on the same path
+// goes through without tcpnorm seeing a packet of it.
+func TestMTAPostfixOutbound(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		start func(*testing.T, *lab.Lab, ...lab.Policy) *lab.Daemon
+	}{
+		{"host", startHostDaemon},
+		{"gateway", startDaemon},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newPathLab(t, lab.FaultWScaleCap, lab.PathOptions{WScaleCap: lab.WScaleCapZero})
+			// The daemon runs, with no policy yet.
+			mtaWorkflow(t, l, tt.start(t, l))
+		})
+	}
+}
+
+// mtaWorkflow runs the way from the mail log to the fix with Postfix
+// instances on the lab's client and server, and daemon d.
+func mtaWorkflow(t *testing.T, l *lab.Lab, d *lab.Daemon) {
+	ctx := context.Background()
+	// Debian's receive buffers on the MTA, whatever the host's: a larger
+	// maximum gives the MTA a larger shift, and the box would then read
+	// its windows so small that the reply to EHLO is dropped, not the body.
+	if err := lab.WriteSysctl(l.Client, "net.ipv4.tcp_rmem", lab.DefaultTCPRmem); err != nil {
+		t.Fatal(err)
+	}
+	mx := startPostfix(t, l.Server, lab.PostfixOptions{
+		Hostname: lab.MXHost, Domains: []string{lab.Domain, otherDomain},
+		Listen: []netip.Addr{lab.ServerAddr(false), lab.ServerAddr(true), lab.OtherAddr(false)},
+	})
+	mta := startPostfix(t, l.Client, lab.PostfixOptions{
+		Hostname:    "mta.example.net",
+		Listen:      []netip.Addr{netip.MustParseAddr("127.0.0.1")},
+		Relay:       map[string]netip.Addr{lab.Domain: lab.ServerAddr(false), otherDomain: lab.OtherAddr(false)},
+		BodyTimeout: mtaBodyTimeout,
+	})
+	cfg := filepath.Join(d.Dir, "tcpnorm.toml")
+
+	// A large mail to lab.test: its body stalls, Postfix defers it.
+	big := mail("someone@"+lab.Domain, "big", bigMail)
+	start := time.Now()
+	if err := mta.Send(ctx, "sender@mta.example.net", "someone@"+lab.Domain, big); err != nil {
+		t.Fatal(err)
+	}
+	line := waitMailLog(t, mta, 90*time.Second, "to=<someone@"+lab.Domain+">", "status=")
+	if !strings.Contains(line, "status=deferred") || !strings.Contains(line, "timed out while sending message body") {
+		t.Fatalf("want the mail deferred while sending its body, got: %s\nlog:\n%s", line, mta.Log())
+	}
+	t.Logf("deferred %v after submission: %s\n%s", time.Since(start).Round(100*time.Millisecond), queueLine(t, mta, line), line)
+
+	// suspects on the Postfix log names lab.test and the command to run.
+	out, err := exec.Command(tcpnormBin, "suspects", "--json", mta.LogFile()).Output()
+	if err != nil {
+		t.Fatalf("tcpnorm suspects: %v\n%s", err, out)
+	}
+	var rep struct {
+		Outbound []struct {
+			Domain string
+			Stalls int
+			Next   []string
+		}
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatalf("suspects --json: %v\n%s", err, out)
+	}
+	if len(rep.Outbound) != 1 || rep.Outbound[0].Domain != lab.Domain || rep.Outbound[0].Stalls != 1 {
+		t.Fatalf("suspects: want lab.test with 1 stall, got %+v", rep.Outbound)
+	}
+	next := "tcpnorm probe " + lab.Domain
+	if !strings.Contains(strings.Join(rep.Outbound[0].Next, "\n"), next) {
+		t.Errorf("suspects: next %q, want %q", rep.Outbound[0].Next, next)
+	}
+
+	// The probe on the MTA, with the lab's DNS, names the fault.
+	start = time.Now()
+	res, code, stderr := runProbe(t, l, "-c", probeConfig(t), "--bytes", "1048576", "--stall", "1s", lab.Domain)
+	t.Logf("probe: exit %d, %s (%s), fix %+v in %v", code, res.Verdict, res.Class, res.Fix, time.Since(start).Round(100*time.Millisecond))
+	// From the sending end a box that ignores the shift and one that
+	// rewrites it look alike: stripping window scale is the fix of both.
+	if code != 3 || res.Verdict != "option-fault" || (res.Class != "window-limit-firewall" && res.Class != "window-scale-mismatch") {
+		t.Fatalf("probe: exit %d verdict %q class %q, want 3 option-fault and a window-scale class\n%+v\n%s", code, res.Verdict, res.Class, res, stderr)
+	}
+	for _, want := range []string{`domain = "lab.test"`, "mx = true", "window_scale = "} {
+		if !strings.Contains(res.Policy, want) {
+			t.Fatalf("probe's policy lacks %q:\n%s", want, res.Policy)
+		}
+	}
+	t.Logf("proposed policy:\n%s", res.Policy)
+
+	// The operator's step 3: the policy file as proposed, check, reload.
+	if err := os.WriteFile(filepath.Join(d.Dir, "policies.d", lab.Domain+".toml"), []byte(res.Policy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(tcpnormBin, "check", "-c", cfg).CombinedOutput(); err != nil {
+		t.Fatalf("tcpnorm check: %v\n%s", err, out)
+	}
+	from, _ := d.LogLines(0)
+	if err := d.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := waitReload(t, d, len(from)); !ok {
+		t.Fatalf("reload refused:\n%s", d.Log())
+	}
+	waitInSet(t, d.NS, false, lab.ServerAddr(false))
+
+	// Another domain on the same path, not covered: its small mail (its
+	// body fits in the window the box computes) passes, and tcpnorm never
+	// sees a packet of it.
+	m := metrics(t, d)
+	conns, packets := metricValue(m, "tcpnorm_policy_connections_total"), metricValue(m, "tcpnorm_packets_total")
+	small := mail("someone@"+otherDomain, "small", 100)
+	if err := mta.Send(ctx, "sender@mta.example.net", "someone@"+otherDomain, small); err != nil {
+		t.Fatal(err)
+	}
+	line = waitMailLog(t, mta, 30*time.Second, "to=<someone@"+otherDomain+">", "status=")
+	if !strings.Contains(line, "status=sent") {
+		t.Fatalf("the small mail to %s: %s", otherDomain, line)
+	}
+	t.Logf("sent: %s", queueLine(t, mta, line))
+	checkDelivered(t, mx, small)
+	m = metrics(t, d)
+	if c, p := metricValue(m, "tcpnorm_policy_connections_total"), metricValue(m, "tcpnorm_packets_total"); c != conns || p != packets {
+		t.Errorf("the mail to %s went through tcpnorm: policy connections %v -> %v, packets %v -> %v", otherDomain, conns, c, packets, p)
+	} else {
+		t.Logf("tcpnorm meanwhile: policy connections %v, packets %v, unchanged", c, p)
+	}
+
+	// postqueue -f: the deferred mail goes out through tcpnorm and arrives
+	// whole.
+	start = time.Now()
+	if err := mta.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	line = waitMailLog(t, mta, 60*time.Second, "to=<someone@"+lab.Domain+">", "status=sent")
+	t.Logf("delivered %v after postqueue -f: %s", time.Since(start).Round(100*time.Millisecond), line)
+	checkDelivered(t, mx, big)
+	m = metrics(t, d)
+	if c, p := metricValue(m, "tcpnorm_policy_connections_total"), metricValue(m, "tcpnorm_packets_total"); c <= conns || p <= packets {
+		t.Errorf("the flushed mail did not go through tcpnorm: policy connections %v -> %v, packets %v -> %v", conns, c, packets, p)
+	} else {
+		t.Logf("tcpnorm after the flush: policy connections %v, packets %v", c, p)
+	}
+}
+
+// mail is a message to rcpt: a header with subject and a body of about
+// size bytes of hex lines.
+func mail(rcpt, subject string, size int) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "From: <sender@mta.example.net>\nTo: <%s>\nSubject: %s\n\n", rcpt, subject)
+	var sum [sha256.Size]byte
+	for n := b.Len(); b.Len()-n < size; {
+		sum = sha256.Sum256(sum[:])
+		fmt.Fprintf(&b, "%x\n", sum)
+	}
+	return b.Bytes()
+}
+
+// checkDelivered waits up to 10 s for msg in the MX's mailboxes, found
+// by its subject, and compares the bodies.
+func checkDelivered(t *testing.T, mx *lab.Postfix, msg []byte) {
+	t.Helper()
+	head, body, _ := bytes.Cut(msg, []byte("\n\n"))
+	var subject string
+	for _, ln := range strings.Split(string(head), "\n") {
+		if s, ok := strings.CutPrefix(ln, "Subject: "); ok {
+			subject = s
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for _, f := range mx.Messages() {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, got, _ := bytes.Cut(b, []byte("\n\n"))
+			if !strings.Contains(string(h), "\nSubject: "+subject+"\n") {
+				continue
+			}
+			if sha256.Sum256(got) != sha256.Sum256(body) {
+				t.Errorf("mail %q: delivered body of %d bytes, sha256 %x; sent %d bytes, sha256 %x", subject, len(got), sha256.Sum256(got), len(body), sha256.Sum256(body))
+			} else {
+				t.Logf("mail %q delivered: body of %d bytes, sha256 %x as sent", subject, len(got), sha256.Sum256(got))
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mail %q not in the MX's mailboxes after 10s (%d messages there)\nMX log:\n%s", subject, mx.Delivered(), mx.Log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitMailLog waits for a line of the Postfix log with every one of subs
+// and returns it.
+func waitMailLog(t *testing.T, pf *lab.Postfix, within time.Duration, subs ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		if ln, ok := lineWith(pf.Log(), subs...); ok {
+			return ln
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no line with %q in the Postfix log after %v:\n%s", subs, within, pf.Log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// queueLine is the queue manager's line (with the size) of the message
+// whose delivery line is line.
+func queueLine(t *testing.T, pf *lab.Postfix, line string) string {
+	t.Helper()
+	_, rest, _ := strings.Cut(line, "]: ")
+	id, _, _ := strings.Cut(rest, ":")
+	return waitMailLog(t, pf, time.Second, " "+id+": from=<", "size=")
+}
