@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding"
 	"errors"
 	"fmt"
 	"sort"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
 // fileDec decodes one TOML file strictly: every value is taken from the
@@ -154,6 +157,26 @@ func (t *table) enum(k, def string, allowed ...string) string {
 	}
 	t.d.errf(t.key(k), "%q is not one of %s", s, quoteList(allowed))
 	return def
+}
+
+// named decodes k into v with v's own UnmarshalText: normalize's enums,
+// whose names are the file syntax. An absent key leaves v as it is.
+func (t *table) named(k string, v encoding.TextUnmarshaler) {
+	raw, ok := t.get(k)
+	if !ok {
+		return
+	}
+	s, isStr := raw.(string)
+	err := v.UnmarshalText([]byte(s))
+	var ee *normalize.EnumError
+	switch {
+	case !isStr && errors.As(err, &ee):
+		t.d.errf(t.key(k), "want one of %s, got %s", quoteList(ee.Valid), typeName(raw))
+	case errors.As(err, &ee):
+		t.d.errf(t.key(k), "%q is not one of %s", s, quoteList(ee.Valid))
+	case err != nil:
+		t.d.errf(t.key(k), "%v", err)
+	}
 }
 
 // duration returns k, a Go duration string such as "30s", which must be > 0.

@@ -407,10 +407,11 @@ func decodePolicy(file, name string, top *table) *PolicyFile {
 		sort.Slice(pol.Ports, func(i, j int) bool { return pol.Ports[i] < pol.Ports[j] })
 	}
 
-	// The enums' own names are the file syntax (normalize defines them,
-	// FormatPolicy writes them); enum has checked the value already.
-	pol.Direction.UnmarshalText([]byte(top.enum("direction", "both", "outbound", "inbound", "both")))
-	pol.Mode.UnmarshalText([]byte(top.enum("mode", "enforce", "enforce", "log-only")))
+	// The enums' own names are the file syntax: normalize defines and
+	// parses them, FormatPolicy writes them.
+	pol.Direction, pol.Mode = normalize.Both, normalize.Enforce
+	top.named("direction", &pol.Direction)
+	top.named("mode", &pol.Mode)
 	if v, ok := top.get("expires"); ok {
 		pol.Expires = decodeExpires(d, v)
 	}
@@ -427,7 +428,7 @@ func decodePolicy(file, name string, top *table) *PolicyFile {
 	}
 
 	o := top.sub("options")
-	pol.WindowScale.UnmarshalText([]byte(o.enum("window_scale", "keep", "keep", "strip", "clamp")))
+	o.named("window_scale", &pol.WindowScale)
 	if _, ok := o.m["window_scale_max"]; ok {
 		pol.WindowScaleMax = uint8(o.integer("window_scale_max", 0, 0, 14))
 		if pol.WindowScale != normalize.WSClamp {
@@ -436,7 +437,7 @@ func decodePolicy(file, name string, top *table) *PolicyFile {
 	} else if pol.WindowScale == normalize.WSClamp {
 		d.errf("options.window_scale", "\"clamp\" needs window_scale_max (0..14): the largest shift the path honours")
 	}
-	pol.Timestamps.UnmarshalText([]byte(o.enum("timestamps", "keep", "keep", "strip", "repair")))
+	o.named("timestamps", &pol.Timestamps)
 	pol.StripSACKOK = o.enum("sack_permitted", "keep", "keep", "strip") == "strip"
 	if v, ok := o.get("mss_max"); ok {
 		n, isInt := v.(int64)

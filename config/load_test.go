@@ -86,6 +86,15 @@ func TestLoadErrors(t *testing.T) {
 			want:     []string{`a.toml:2:1: direction: "in" is not one of "outbound", "inbound" or "both"`},
 		},
 		{
+			name: "enums of normalize: names and types",
+			policies: map[string]string{"a.toml": "domain = \"example.net\"\nmode = 3\n[options]\nwindow_scale = \"Strip\"\ntimestamps = true\n"},
+			want: []string{
+				`a.toml:2:1: mode: want one of "enforce" or "log-only", got integer`,
+				`a.toml:4:1: options.window_scale: "Strip" is not one of "keep", "strip" or "clamp"`,
+				`a.toml:5:1: options.timestamps: want one of "keep", "strip" or "repair", got bool`,
+			},
+		},
+		{
 			name:     "bad option enum",
 			policies: map[string]string{"a.toml": "domain = \"example.net\"\n[options]\ntimestamps = \"fix\"\n"},
 			want:     []string{`options.timestamps: "fix" is not one of "keep", "strip" or "repair"`},

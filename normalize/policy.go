@@ -77,7 +77,19 @@ func enumUnmarshal(names []string, text []byte, kind string) (uint8, error) {
 			valid = append(valid, n)
 		}
 	}
-	return 0, fmt.Errorf("invalid %s %q (want one of %v)", kind, text, valid)
+	return 0, &EnumError{Kind: kind, Value: string(text), Valid: valid}
+}
+
+// EnumError is the UnmarshalText error of a name that is none of the
+// type's: config reports it at the key with the names allowed.
+type EnumError struct {
+	Kind  string // mode, direction, window_scale, timestamps
+	Value string
+	Valid []string // the type's names, in order
+}
+
+func (e *EnumError) Error() string {
+	return fmt.Sprintf("invalid %s %q (want one of %v)", e.Kind, e.Value, e.Valid)
 }
 
 func (m Mode) String() string               { return enumString(modeNames[:], uint8(m), "mode") }
@@ -103,9 +115,6 @@ func (m *Mode) UnmarshalText(b []byte) error {
 
 func (d *Direction) UnmarshalText(b []byte) error {
 	v, err := enumUnmarshal(directionNames[:], b, "direction")
-	if err == nil && v == 0 {
-		err = fmt.Errorf("invalid direction %q", b)
-	}
 	*d = Direction(v)
 	return err
 }
