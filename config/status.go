@@ -63,33 +63,41 @@ func (m *Manager) Status() []PolicyStatus {
 		if s.needsDNS() && !s.done && dnsErr == "" && !m.isExpired(s.pf, now) {
 			dnsErr = "not resolved yet"
 		}
-		out = append(out, PolicyStatus{
-			Name:      p.Name,
-			File:      s.pf.File,
-			Domain:    s.pf.Domain,
-			Mode:      p.Mode.String(),
-			Direction: p.Direction.String(),
-			Ports:     slices.Clone(p.Ports),
-			Actions:   actionsString(p),
-			Addresses: addrs,
-			Expires:   p.Expires,
-			Expired:   m.isExpired(s.pf, now),
-			DNSError:  dnsErr,
-			MX:        s.pf.MX,
-			SPF:       s.pf.SPF,
-			Reason:    p.Reason,
-			Ticket:    p.Ticket,
-			Notes:     notes,
-			Evidence:  p.Evidence,
-			Loaded:    s.loaded,
-			Refreshed: s.answered,
-			Next:      s.next,
-
-			ProbeEvery: s.pf.Probe,
-			Policy:     p,
-		})
+		ps := Describe(s.pf)
+		ps.Addresses = addrs
+		ps.Expired = m.isExpired(s.pf, now)
+		ps.DNSError = dnsErr
+		ps.Notes = notes
+		ps.Loaded, ps.Refreshed, ps.Next = s.loaded, s.answered, s.next
+		out = append(out, ps)
 	}
 	return out
+}
+
+// Describe is what a policy file says, without a running manager's
+// addresses, DNS state and times: the one description check, status and
+// report print.
+func Describe(pf *PolicyFile) PolicyStatus {
+	p := pf.Policy
+	return PolicyStatus{
+		Name:       p.Name,
+		File:       pf.File,
+		Domain:     pf.Domain,
+		Mode:       p.Mode.String(),
+		Direction:  p.Direction.String(),
+		Ports:      slices.Clone(p.Ports),
+		Actions:    actionsString(p),
+		Addresses:  slices.Clone(pf.CIDRs),
+		Expires:    p.Expires,
+		MX:         pf.MX,
+		SPF:        pf.SPF,
+		Reason:     p.Reason,
+		Ticket:     p.Ticket,
+		Notes:      actionNotes(p),
+		Evidence:   p.Evidence,
+		ProbeEvery: pf.Probe,
+		Policy:     p,
+	}
 }
 
 // actionsString lists the options a policy changes, in policy-file syntax.

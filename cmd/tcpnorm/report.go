@@ -62,7 +62,7 @@ func runReport(args []string, stdout, stderr io.Writer, now time.Time) int {
 
 func writeReport(w io.Writer, cfg *config.Config, pf *config.PolicyFile, doc *status.Document, live *status.Policy, daemonErr error, now time.Time) {
 	p := pf.Policy
-	st := config.NewManager(&config.Config{Policies: []*config.PolicyFile{pf}}, nil).Status()[0]
+	st := config.Describe(pf)
 	fmt.Fprintf(w, "tcpnorm workaround %s (%s)\n", p.Name, pf.File)
 	row := func(k, f string, a ...any) { fmt.Fprintf(w, "  %-11s %s\n", k, fmt.Sprintf(f, a...)) }
 	if p.Ticket != "" {
