@@ -27,6 +27,15 @@ type Spec struct {
 	Mark uint32
 }
 
+// Stateful reports whether the stateful queues and rules of clamp and
+// repair are on: Mark is a mask normalize.NewMarkBits accepts (config
+// refuses the others). The daemon binds those queues, and Build writes
+// their rules, on this one answer.
+func (s Spec) Stateful() bool {
+	_, err := normalize.NewMarkBits(s.Mark)
+	return err == nil
+}
+
 // StatefulFirst is the first queue of the stateful range: the later
 // segments of clamped and repaired flows go to queues
 // StatefulFirst .. StatefulFirst+Count-1, right after the handshake range.
@@ -150,7 +159,8 @@ func Build(s Spec) (*Ruleset, error) {
 		}
 	}
 	rs := &Ruleset{Spec: s, Tables: []Table{mangle}}
-	if mb, err := normalize.NewMarkBits(s.Mark); err == nil {
+	if s.Stateful() {
+		mb, _ := normalize.NewMarkBits(s.Mark)
 		stateful(rs, mb, daemon, "")
 	}
 	return rs, nil

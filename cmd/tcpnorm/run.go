@@ -19,7 +19,6 @@ import (
 	"github.com/tcpnorm/tcpnorm/evidence"
 	"github.com/tcpnorm/tcpnorm/metrics"
 	"github.com/tcpnorm/tcpnorm/nfq"
-	"github.com/tcpnorm/tcpnorm/normalize"
 	"github.com/tcpnorm/tcpnorm/rules"
 	"github.com/tcpnorm/tcpnorm/status"
 )
@@ -207,7 +206,7 @@ func (d *daemon) run() error {
 		Evidence:    rec,
 	}
 	var flows *nfq.Pool
-	if _, err := normalize.NewMarkBits(cfg.Rules.Mark); err == nil {
+	if ruleSpec(cfg).Stateful() {
 		// The later segments of clamped and repaired flows: whole
 		// packets (a rewrite needs the whole segment), and fail-open off,
 		// since a repaired segment that bypassed tcpnorm would poison the
