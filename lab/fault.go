@@ -43,6 +43,16 @@ func StatefulFaults() []Fault {
 	return []Fault{FaultWScaleCap, FaultTSScramble2}
 }
 
+// FaultNames are the names of Faults and StatefulFaults, in that order:
+// what `tcpnorm lab --fault` takes.
+func FaultNames() []string {
+	var ns []string
+	for _, f := range append(Faults(), StatefulFaults()...) {
+		ns = append(ns, f.String())
+	}
+	return ns
+}
+
 // ParseFault parses a fault name as String prints it.
 func ParseFault(s string) (Fault, error) {
 	for i, n := range faultNames {

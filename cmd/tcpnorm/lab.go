@@ -8,13 +8,14 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/tcpnorm/tcpnorm/lab"
 )
 
-const labUsage = `usage: tcpnorm lab [--fault wscale|syn-ts|ts-scramble|pmtu|wscale-cap|ts-scramble2] [--ipv6] [--size BYTES] [--timeout DUR] [--keep]
+var labUsage = `usage: tcpnorm lab [--fault ` + strings.Join(lab.FaultNames(), "|") + `] [--ipv6] [--size BYTES] [--timeout DUR] [--keep]
 
 Builds a throw-away network namespace lab (client -- gateway -- path -- server),
 makes the path box inject the fault, runs a transfer without tcpnorm, then with
@@ -25,7 +26,7 @@ prints both outcomes. Needs root. Cleans up on exit, including Ctrl-C.
 func cmdLab(args []string) int {
 	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), labUsage+"\nflags:\n"); fs.PrintDefaults() }
-	faultName := fs.String("fault", lab.FaultWScale.String(), "path fault: wscale, syn-ts, ts-scramble, pmtu, wscale-cap or ts-scramble2")
+	faultName := fs.String("fault", lab.FaultWScale.String(), "path fault: "+strings.Join(lab.FaultNames(), ", "))
 	v6 := fs.Bool("ipv6", false, "use IPv6 instead of IPv4")
 	size := fs.Int("size", lab.DefaultSize, "transfer size in bytes")
 	timeout := fs.Duration("timeout", lab.DefaultTimeout, "a transfer not done by then has failed")
@@ -40,7 +41,7 @@ func cmdLab(args []string) int {
 	}
 	f, err := lab.ParseFault(*faultName)
 	if err != nil || f == lab.FaultNone {
-		fmt.Fprintf(os.Stderr, "tcpnorm lab: --fault: unknown fault %q (want wscale, syn-ts, ts-scramble, pmtu, wscale-cap or ts-scramble2)\n", *faultName)
+		fmt.Fprintf(os.Stderr, "tcpnorm lab: --fault: unknown fault %q (want one of %s)\n", *faultName, strings.Join(lab.FaultNames(), ", "))
 		return 2
 	}
 	if *size <= 0 || *size > 1<<30 {
