@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/tcpnorm/tcpnorm/config"
@@ -16,11 +15,7 @@ import (
 // check warn, not hang.
 const checkDNSWait = 5 * time.Second
 
-// cmdCheck is `tcpnorm check [-c FILE]`.
-func cmdCheck(args []string) int {
-	return runCheck(args, os.Stdout, os.Stderr, checkDNSWait)
-}
-
+// runCheck is `tcpnorm check [-c FILE]`.
 func runCheck(args []string, stdout, stderr io.Writer, wait time.Duration) int {
 	path, code, ok := parseConfigFlag("check", "Validates the config and every policy file, resolves the policies' domains\nand prints each policy with its addresses, ports, direction, mode, actions\nand time to expiry. Errors are printed as FILE:LINE:COL: key: message and\nmake the exit status 1. Warnings (DNS failures, policies expiring within\n7 days or expired, inbound policies with neither cidrs nor spf) do not.", args, stdout, stderr)
 	if !ok {

@@ -24,11 +24,7 @@ Exit status: 0 the capture was analysed (healthy or not: the verdict line and
 "verdict" in --json say which), 1 the file could not be read, 2 usage error.
 `
 
-// cmdDiagnose is `tcpnorm diagnose FILE`.
-func cmdDiagnose(args []string) int {
-	return runDiagnose(args, os.Stdin, os.Stdout, os.Stderr)
-}
-
+// runDiagnose is `tcpnorm diagnose FILE`.
 func runDiagnose(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("diagnose", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
@@ -44,16 +40,12 @@ func runDiagnose(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	usageErr := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "tcpnorm diagnose: "+format+"\n\n", a...)
-		fs.SetOutput(stderr)
-		fs.Usage()
-		return 2
-	}
-	if len(files) != 1 {
-		fs.SetOutput(stderr)
-		fs.Usage()
-		return 2
+	usageErr := func(format string, a ...any) int { return usageError(fs, stderr, format, a...) }
+	switch {
+	case len(files) == 0:
+		return usageErr("missing FILE")
+	case len(files) > 1:
+		return usageErr("unexpected argument %q", files[1])
 	}
 	opt := diagnose.Options{MaxConns: *maxConns}
 	if *domain != "" {

@@ -83,3 +83,21 @@ func TestHelp(t *testing.T) {
 		t.Errorf("tcpnorm without a command: exit %d, stderr:\n%s", code, errOut)
 	}
 }
+
+// TestWrongArguments: every command reports a wrong number of arguments
+// or a bad value the same way: "tcpnorm CMD: message", a blank line and
+// its usage on stderr, nothing on stdout, exit status 2.
+func TestWrongArguments(t *testing.T) {
+	for _, args := range [][]string{
+		{"run", "extra"}, {"check", "extra"}, {"rules", "extra"}, {"status", "extra"},
+		{"report"}, {"report", "a", "b"}, {"diagnose"}, {"diagnose", "a.pcap", "b.pcap"},
+		{"probe"}, {"suspects"}, {"lab", "extra"}, {"lab", "--fault", "bogus"}, {"version", "extra"},
+	} {
+		var out, errb bytes.Buffer
+		code := dispatch(args, &out, &errb)
+		want := "tcpnorm " + args[0] + ": "
+		if code != 2 || out.Len() != 0 || !strings.HasPrefix(errb.String(), want) || !strings.Contains(errb.String(), "\n\nusage: tcpnorm "+args[0]) {
+			t.Errorf("%q: exit %d, stdout %q, stderr:\n%s\nwant 2, nothing, %q then a blank line and the usage", args, code, out.String(), errb.String(), want)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/tcpnorm/tcpnorm/config"
 )
@@ -46,23 +47,23 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "run":
-		return cmdRun(rest)
+		return cmdRun(rest, stdout, stderr)
 	case "check":
-		return cmdCheck(rest)
+		return runCheck(rest, stdout, stderr, checkDNSWait)
 	case "rules":
 		return cmdRules(rest, stdout, stderr)
 	case "status":
-		return cmdStatus(rest)
+		return runStatus(rest, stdout, stderr, nil)
 	case "report":
-		return cmdReport(rest)
+		return runReport(rest, stdout, stderr, time.Now())
 	case "lab":
-		return cmdLab(rest)
+		return cmdLab(rest, stdout, stderr)
 	case "diagnose":
-		return cmdDiagnose(rest)
+		return runDiagnose(rest, os.Stdin, stdout, stderr)
 	case "probe":
 		return cmdProbe(rest, stdout, stderr)
 	case "suspects":
-		return cmdSuspects(rest)
+		return runSuspects(rest, os.Stdin, stdout, stderr, time.Now())
 	case "version", "-version", "--version":
 		switch {
 		case len(rest) == 1 && isHelp(rest[0]):
@@ -122,15 +123,11 @@ func (c command) parse(args []string, stdout, stderr io.Writer) (path string, po
 	if pos, code, ok = parseFlags(fs, args, stdout, stderr); !ok {
 		return "", nil, code, false
 	}
-	if len(pos) != c.nargs {
-		if len(pos) > c.nargs {
-			fmt.Fprintf(stderr, "tcpnorm %s: unexpected argument %q\n\n", c.name, pos[c.nargs])
-		} else {
-			fmt.Fprintf(stderr, "tcpnorm %s: missing %s\n\n", c.name, c.args)
-		}
-		fs.SetOutput(stderr)
-		fs.Usage()
-		return "", nil, 2, false
+	switch {
+	case len(pos) > c.nargs:
+		return "", nil, usageError(fs, stderr, "unexpected argument %q", pos[c.nargs]), false
+	case len(pos) < c.nargs:
+		return "", nil, usageError(fs, stderr, "missing %s", c.args), false
 	}
 	return *p, pos, 0, true
 }
@@ -149,10 +146,7 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (pos 
 			return nil, 0, false
 		}
 		if err != nil {
-			fmt.Fprintf(stderr, "tcpnorm %s: %v\n\n", fs.Name(), err)
-			fs.SetOutput(stderr)
-			fs.Usage()
-			return nil, 2, false
+			return nil, usageError(fs, stderr, "%v", err), false
 		}
 		if fs.NArg() == 0 {
 			return pos, 0, true
@@ -160,6 +154,16 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (pos 
 		pos = append(pos, fs.Arg(0))
 		rest = fs.Args()[1:]
 	}
+}
+
+// usageError reports a wrong command line the one way every command does:
+// "tcpnorm CMD: message", a blank line and the usage on stderr; exit
+// status 2.
+func usageError(fs *flag.FlagSet, stderr io.Writer, format string, a ...any) int {
+	fmt.Fprintf(stderr, "tcpnorm %s: "+format+"\n\n", append([]any{fs.Name()}, a...)...)
+	fs.SetOutput(stderr)
+	fs.Usage()
+	return 2
 }
 
 // parseConfigFlag parses the arguments of `tcpnorm NAME [-c FILE]` and

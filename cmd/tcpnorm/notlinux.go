@@ -5,7 +5,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 )
 
 // Off Linux the commands that work the kernel's netfilter, sockets and
@@ -13,9 +12,9 @@ import (
 // check, status, report, diagnose, suspects and version work anywhere: an
 // analyst reads a capture or a mail log on a laptop.
 
-func cmdRun([]string) int                          { return linuxOnly("run", os.Stderr) }
+func cmdRun(_ []string, _, stderr io.Writer) int   { return linuxOnly("run", stderr) }
 func cmdRules(_ []string, _, stderr io.Writer) int { return linuxOnly("rules", stderr) }
-func cmdLab([]string) int                          { return linuxOnly("lab", os.Stderr) }
+func cmdLab(_ []string, _, stderr io.Writer) int   { return linuxOnly("lab", stderr) }
 func cmdProbe(_ []string, _, stderr io.Writer) int { return linuxOnly("probe", stderr) }
 
 func linuxOnly(name string, stderr io.Writer) int {

@@ -83,12 +83,7 @@ func cmdProbe(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	usageErr := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "tcpnorm probe: "+format+"\n\n", a...)
-		fs.SetOutput(stderr)
-		fs.Usage()
-		return 2
-	}
+	usageErr := func(format string, a ...any) int { return usageError(fs, stderr, format, a...) }
 	if len(targets) == 0 {
 		return usageErr("no DOMAIN or ADDRESS given")
 	}

@@ -21,9 +21,6 @@ policy has evidence = true) and where the evidence file is. POLICY is the
 policy file's name without .toml. Works without a running daemon (it then
 says so and reports what the files hold).`
 
-// cmdReport is `tcpnorm report [-c FILE] POLICY`.
-func cmdReport(args []string) int { return runReport(args, os.Stdout, os.Stderr, time.Now()) }
-
 func runReport(args []string, stdout, stderr io.Writer, now time.Time) int {
 	path, pos, code, ok := command{name: "report", args: "POLICY", nargs: 1, help: reportHelp}.parse(args, stdout, stderr)
 	if !ok {

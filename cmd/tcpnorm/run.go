@@ -32,20 +32,20 @@ const (
 )
 
 // cmdRun is `tcpnorm run [-c FILE]`, the daemon.
-func cmdRun(args []string) int {
-	path, code, ok := parseConfigFlag("run", "Runs the daemon: binds the queues, installs the rules ([rules] install),\nresolves the policies and normalizes handshakes until SIGINT or SIGTERM.\nSIGHUP reloads the config and policies.", args, os.Stdout, os.Stderr)
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	path, code, ok := parseConfigFlag("run", "Runs the daemon: binds the queues, installs the rules ([rules] install),\nresolves the policies and normalizes handshakes until SIGINT or SIGTERM.\nSIGHUP reloads the config and policies.", args, stdout, stderr)
 	if !ok {
 		return code
 	}
 	cfg, err := config.Load(path)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	level := new(slog.LevelVar)
-	log, err := newLogger(cfg.Log, os.Stderr, level)
+	log, err := newLogger(cfg.Log, stderr, level)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintf(stderr, "tcpnorm run: %v\n", err)
 		return 1
 	}
 	d := &daemon{path: path, cfg: cfg, log: log, level: level, rules: rules.Exec{}}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/tcpnorm/tcpnorm/config"
@@ -22,9 +21,7 @@ evidence file; per queue: packets, verdict latency (p50, p99 of the sampled
 histogram), the kernel's queue and socket drops. Exit status 1 when the
 daemon cannot be reached or [metrics] listen is "".`
 
-// cmdStatus is `tcpnorm status [-c FILE] [--json]`.
-func cmdStatus(args []string) int { return runStatus(args, os.Stdout, os.Stderr, nil) }
-
+// runStatus is `tcpnorm status [-c FILE] [--json]`.
 func runStatus(args []string, stdout, stderr io.Writer, client *http.Client) int {
 	var asJSON *bool
 	c := command{name: "status", help: statusHelp, flags: func(fs *flag.FlagSet) {

@@ -28,11 +28,7 @@ Exit status: 0 the logs were read (with suspects or without: the report
 says which), 1 a file could not be read, 2 usage error.
 `
 
-// cmdSuspects is `tcpnorm suspects FILE...`.
-func cmdSuspects(args []string) int {
-	return runSuspects(args, os.Stdin, os.Stdout, os.Stderr, time.Now())
-}
-
+// runSuspects is `tcpnorm suspects FILE...`.
 func runSuspects(args []string, stdin io.Reader, stdout, stderr io.Writer, now time.Time) int {
 	fs := flag.NewFlagSet("suspects", flag.ContinueOnError)
 	since := fs.Duration("since", 0, "read only lines newer than `DURATION` ago, e.g. 72h")
@@ -48,14 +44,10 @@ func runSuspects(args []string, stdin io.Reader, stdout, stderr io.Writer, now t
 		return code
 	}
 	if len(files) == 0 {
-		fmt.Fprint(stderr, "tcpnorm suspects: missing FILE (\"-\" reads standard input)\n\n")
-		fs.SetOutput(stderr)
-		fs.Usage()
-		return 2
+		return usageError(fs, stderr, "missing FILE (\"-\" reads standard input)")
 	}
 	if *since < 0 || *maxMsgs <= 0 {
-		fmt.Fprint(stderr, "tcpnorm suspects: --since and --max-messages must be positive\n")
-		return 2
+		return usageError(fs, stderr, "--since and --max-messages must be positive")
 	}
 	a := suspects.New(suspects.Options{Now: now, Since: *since, MaxMessages: *maxMsgs})
 	for _, name := range files {
