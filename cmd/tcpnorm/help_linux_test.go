@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -99,5 +100,41 @@ func TestWrongArguments(t *testing.T) {
 		if code != 2 || out.Len() != 0 || !strings.HasPrefix(errb.String(), want) || !strings.Contains(errb.String(), "\n\nusage: tcpnorm "+args[0]) {
 			t.Errorf("%q: exit %d, stdout %q, stderr:\n%s\nwant 2, nothing, %q then a blank line and the usage", args, code, out.String(), errb.String(), want)
 		}
+	}
+}
+
+// TestREADMERules: README's block of the sets and rules run installs is
+// what `tcpnorm rules` prints for its config (gateway mode, 2 queues from
+// 0, the default mark), IPv4 shown; the IPv6 part is the same with the
+// IPv6 set, as the block's note says.
+func TestREADMERules(t *testing.T) {
+	readme := readDoc(t, "../../README.md")
+	i := strings.Index(readme, "The address sets and rules `tcpnorm run` installs (gateway mode, 2 queues from 0, default\nmark;")
+	if i < 0 {
+		t.Fatal("README: no rules block")
+	}
+	want := firstBlock(readme[i:])
+	const note = "# iptables-restore --noflush (ip6tables-restore gets the same, matching tcpnorm6-q0)"
+	if j := slices.Index(want, note); j < 0 {
+		t.Fatalf("README's rules block lacks the line %q:\n%s", note, strings.Join(want, "\n"))
+	} else {
+		want[j] = "# iptables-restore --noflush"
+	}
+	cfg := writeConfig(t, "policy_dir = \"policies.d\"\n[queue]\nfirst = 0\ncount = 2\n[rules]\nmode = \"gateway\"\n")
+	var out, errb bytes.Buffer
+	if code := dispatch([]string{"rules", "-c", cfg}, &out, &errb); code != 0 {
+		t.Fatalf("tcpnorm rules: exit %d\n%s", code, errb.String())
+	}
+	v4, v6, ok := strings.Cut(out.String(), "# ip6tables-restore --noflush\n")
+	if !ok {
+		t.Fatalf("tcpnorm rules prints no ip6tables part:\n%s", out.String())
+	}
+	got := collapse(strings.Split(strings.TrimSpace(v4), "\n"))
+	if !slices.Equal(got, want) {
+		t.Errorf("README's rules block differs from tcpnorm rules:\nREADME:\n%s\ntcpnorm rules:\n%s", strings.Join(want, "\n"), strings.Join(got, "\n"))
+	}
+	_, v4rules, _ := strings.Cut(v4, "# iptables-restore --noflush\n")
+	if strings.ReplaceAll(v4rules, "tcpnorm4-q0", "tcpnorm6-q0") != v6 {
+		t.Errorf("the ip6tables part is not the iptables part with tcpnorm6-q0:\n%s", v6)
 	}
 }
