@@ -147,8 +147,6 @@ type half struct {
 	aheadN    uint32 // packets showing it
 	aheadPkt  uint64 // the first of them
 	aheadAt   int64
-	aheadWin  uint16 // the peer's window field when the first was captured
-	aheadAck  uint32 // and its acknowledgment
 	dataGoPkt uint64 // latest data segment holding an SMTP 354 reply (go ahead with the body)
 	dataGoAt  int64
 
@@ -294,7 +292,7 @@ func (a *analyzer) update(c *conn, d int, s *segment) {
 
 	if s.payload == 0 && flags&normalize.FlagSYN == 0 && h.sndMaxSet && seqGT(seq, h.sndMax) {
 		if h.aheadN == 0 || !seqGT(h.aheadSeq, h.sndMax) {
-			h.aheadN, h.aheadPkt, h.aheadAt, h.aheadWin, h.aheadAck = 0, a.pkt, a.now, o.win, o.ack
+			h.aheadN, h.aheadPkt, h.aheadAt = 0, a.pkt, a.now
 		}
 		if h.aheadN == 0 || seqGT(seq, h.aheadSeq) {
 			h.aheadSeq = seq
