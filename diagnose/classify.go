@@ -489,20 +489,20 @@ func (a *analyzer) windowLimitFinding(c *conn, ci connInfo, d int) bool {
 
 // unarrivedFinding is the receiver's view of data that stopped for good:
 // the sender's later packets without data carry a sequence number beyond
-// everything of its data that arrived, so it sent data the path dropped,
-// and went on sending it (it was alive: it acknowledged, closed or reset),
-// yet none of it arrived, not even retransmitted, while the receiver had
-// acknowledged all that came and its window under shift S left room. A
-// box computing the receiver's window as field << K drops every
-// full-size segment when that is below the sender's segment size: the
-// receiver's field, read without its shift, is the tell. Through such a
-// box a mail's dialogue passes and its body never comes (after the 354
+// everything of its data that arrived, so it sent data the path dropped
+// (one such packet says so: it is the sender's own count), yet for a
+// second or more none of it arrived, not even retransmitted, while the
+// receiver had acknowledged all that came and its window under shift S
+// left room. A box computing the receiver's window as field << K drops
+// every full-size segment when that is below the sender's segment size:
+// the receiver's field, read without its shift, is the tell. Through such
+// a box a mail's dialogue passes and its body never comes (after the 354
 // reply, when the capture shows it).
 func (a *analyzer) unarrivedFinding(c *conn, ci connInfo, d, S int) bool {
 	h, o := &c.h[d], &c.h[1-d]
 	recv := 1 - d
 	mssp := c.mssPayload(d)
-	if mssp <= 0 || h.aheadN < 2 || !seqGT(h.aheadSeq, h.sndMax) || !o.ackSet || o.ack != h.sndMax {
+	if mssp <= 0 || h.aheadN == 0 || !seqGT(h.aheadSeq, h.sndMax) || !o.ackSet || o.ack != h.sndMax {
 		return false
 	}
 	gap := h.aheadSeq - h.sndMax

@@ -210,6 +210,26 @@ func TestClasses(t *testing.T) {
 	}
 }
 
+// TestBodyStalledCaptureCut: the capture of a stalled incoming body stopped
+// before the sender reset: one packet of the sender's (its ACK of the
+// receiver's FIN here; in the lab its D-SACK of a reply the receiver sent
+// again because the ACK rode on the dropped body) shows what it sent, and
+// is enough.
+func TestBodyStalledCaptureCut(t *testing.T) {
+	s := newSim()
+	s.v6, s.upload, s.atClient, s.rcvBuf, s.smallFirst, s.giveUp = true, true, false, 64384, 3, true
+	s.drop = func(_ uint32, wire, _ int) bool { return wire > 600 }
+	pkts := s.run()
+	if last := pkts[len(pkts)-1]; last.flags&0x04 == 0 {
+		t.Fatalf("the simulation did not end with the sender's RST: %+v", last)
+	}
+	rep := diag(t, pcapBytes(t, s, pkts[:len(pkts)-1], writeOpts{}), Options{})
+	want := []got{{Class: ClassWindowLimit, Vantage: "receiver", Fix: Fix{WindowScale: "clamp", WindowScaleMax: new(int), MSSMax: 1220}}}
+	if diff := cmp.Diff(want, summarize(rep)); diff != "" || rep.Verdict != VerdictOptionFault {
+		t.Errorf("verdict %q; findings (-want +got):\n%s", rep.Verdict, diff)
+	}
+}
+
 // TestSYNBlackHoleCompared: SYNs with timestamps unanswered, a later
 // connection to the same peer without them answered.
 func TestSYNBlackHoleCompared(t *testing.T) {
