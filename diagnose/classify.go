@@ -484,7 +484,71 @@ func (a *analyzer) windowLimitFinding(c *conn, ci connInfo, d int) bool {
 				ci.endpoint(recv), S, ci.endpoint(d), h.fitSegs, K, S, h.pauses, roundDur(h.maxPause), K) + also})
 		return true
 	}
-	return false
+	return a.unarrivedFinding(c, ci, d, S)
+}
+
+// unarrivedFinding is the receiver's view of data that stopped for good:
+// the sender's later packets without data carry a sequence number beyond
+// everything of its data that arrived, so it sent data the path dropped
+// (one such packet says so: it is the sender's own count), yet for a
+// second or more none of it arrived, not even retransmitted, while the
+// receiver had acknowledged all that came and its window under shift S
+// left room. A box computing the receiver's window as field << K drops
+// every full-size segment when that is below the sender's segment size:
+// the receiver's field, read without its shift, is the tell. Through such
+// a box a mail's dialogue passes and its body never comes (after the 354
+// reply, when the capture shows it).
+func (a *analyzer) unarrivedFinding(c *conn, ci connInfo, d, S int) bool {
+	h, o := &c.h[d], &c.h[1-d]
+	recv := 1 - d
+	mssp := c.mssPayload(d)
+	if mssp <= 0 || h.aheadN == 0 || !seqGT(h.aheadSeq, h.sndMax) || !o.ackSet || o.ack != h.sndMax {
+		return false
+	}
+	gap := h.aheadSeq - h.sndMax
+	win := uint32(o.win)
+	// The stall lasted: retransmissions had time to arrive.
+	last := max(h.lastPktAt, o.lastPktAt)
+	stall := last - h.lastNewData
+	if gap < uint32(mssp) || win == 0 || win >= uint32(mssp) || win<<S < uint32(mssp) ||
+		stall < max(int64(1e9), 10*c.handshakeRTT()) {
+		return false
+	}
+	hi := 0
+	for hi+1 < S && win<<(hi+1) < uint32(mssp) {
+		hi++
+	}
+	rng := "K = 0"
+	if hi > 0 {
+		rng = fmt.Sprintf("K between 0 and %d", hi)
+	}
+	ipHdr := 20
+	if c.v6 {
+		ipHdr = 40
+	}
+	var mss int
+	if int(o.mss)+ipHdr+20 > 1280 {
+		mss = 1280 - ipHdr - 20
+	}
+	after := ""
+	if o.dataGoPkt != 0 && h.lastNewData <= o.dataGoAt {
+		after = fmt.Sprintf(" The stall began after %s's 354 reply (packet %d): the SMTP dialogue passed and the message body never came.", ci.endpoint(recv), o.dataGoPkt)
+	}
+	summary := fmt.Sprintf("%s's packets from packet %d on carry sequence number %d, %d bytes beyond all of its data that arrived, which %s acknowledged (%d such packets); in the %v from its last data to the end, none of the missing data arrived, not even retransmitted.%s "+
+		"%s's window field was %d: %d bytes under the shift %d it announced, but below %s's segment size (%d bytes) read without the shift, or with a shift up to %d: a stateful box on the path that tracks the window with shift %s drops every full-size segment",
+		ci.endpoint(d), h.aheadPkt, h.aheadSeq, gap, ci.endpoint(recv), h.aheadN, roundDur(stall), after,
+		ci.endpoint(recv), win, win<<S, S, ci.endpoint(d), mssp, hi, rng)
+	if mss > 0 {
+		summary += fmt.Sprintf(". A path-MTU black hole dropping the full-size segments (%d-byte packets) would look the same from here, so the policy also lowers the MSS to %d",
+			int(o.mss)+ipHdr+20, mss)
+	}
+	c.addEvidence(ClassWindowLimit, evidence{pkt: h.aheadPkt, time: h.aheadAt, side: int8(d), seq: h.aheadSeq, ack: o.ack,
+		note: fmt.Sprintf("sequence number %d bytes beyond the data that arrived: sent and dropped before the capture", gap)})
+	c.addEvidence(ClassWindowLimit, evidence{pkt: o.synPkt, side: int8(recv), seq: o.isn,
+		note: fmt.Sprintf("the handshake packet announcing window-scale shift %d", o.ws)})
+	a.add(c, ci, rawFinding{class: ClassWindowLimit, conf: Medium, sender: int8(d), shiftSeen: S, capLo: 0, capHi: hi,
+		capWin: win << hi, mss: mss, summary: summary})
+	return true
 }
 
 // synStats records the connection's handshake in its server's peerStat.

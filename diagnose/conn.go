@@ -139,6 +139,17 @@ type half struct {
 	lastPktAt int64 // when this side's latest packet was captured
 	closedAt  int64 // when this side sent its FIN or RST
 
+	// the receiver's view of data that never arrived: this side's packets
+	// without data (acknowledgments, FIN, RST) carry its SND.NXT (RFC 9293
+	// section 3.10.7.4), which lies beyond everything of its data in the
+	// capture when segments it sent were dropped before the capture
+	aheadSeq  uint32 // the furthest such sequence number
+	aheadN    uint32 // packets showing it
+	aheadPkt  uint64 // the first of them
+	aheadAt   int64
+	dataGoPkt uint64 // latest data segment holding an SMTP 354 reply (go ahead with the body)
+	dataGoAt  int64
+
 	// acknowledgments and windows this side sent
 	ackSet      bool
 	dupAcks     uint32 // acks without data repeating ack since it last advanced
@@ -279,6 +290,15 @@ func (a *analyzer) update(c *conn, d int, s *segment) {
 		h.bad++
 	}
 
+	if s.payload == 0 && flags&normalize.FlagSYN == 0 && h.sndMaxSet && seqGT(seq, h.sndMax) {
+		if h.aheadN == 0 || !seqGT(h.aheadSeq, h.sndMax) {
+			h.aheadN, h.aheadPkt, h.aheadAt = 0, a.pkt, a.now
+		}
+		if h.aheadN == 0 || seqGT(seq, h.aheadSeq) {
+			h.aheadSeq = seq
+		}
+		h.aheadN++
+	}
 	if flags&normalize.FlagRST != 0 {
 		h.rst = true
 		if h.closedAt == 0 {
@@ -450,6 +470,9 @@ func (a *analyzer) data(c *conn, d int, s *segment, seq, end uint32) {
 	h.maxPayload = max(h.maxPayload, s.payload)
 	if !h.firstDataSeen {
 		h.firstDataSeen, h.firstDataSeq = true, seq
+	}
+	if smtpGoAhead(s) {
+		h.dataGoPkt, h.dataGoAt = a.pkt, a.now
 	}
 	mssp := c.mssPayload(d)
 	wire := s.ipLen
@@ -708,6 +731,28 @@ func (a *analyzer) arrival(c *conn, d int, s *segment, seq uint32, beyondNow uin
 		h.pauses++
 		h.maxPause = max(h.maxPause, gap)
 	}
+}
+
+// smtpGoAhead reports whether s is an SMTP server's reply holding 354, the
+// go-ahead for the message body (RFC 5321 section 4.1.1.4), as far as the
+// snap length kept it. Pipelined replies come in one segment with 354
+// last.
+func smtpGoAhead(s *segment) bool {
+	if s.payload > 512 {
+		return false
+	}
+	switch s.tcp.SrcPort() {
+	case 25, 465, 587:
+	default:
+		return false
+	}
+	b := s.tcp[s.tcp.DataOffset():]
+	for i := 0; i+4 <= len(b); i++ {
+		if (i == 0 || b[i-1] == '\n') && b[i] == '3' && b[i+1] == '5' && b[i+2] == '4' && (b[i+3] == ' ' || b[i+3] == '-') {
+			return true
+		}
+	}
+	return false
 }
 
 // handshakeRTT is the round trip the handshake took as the capture saw

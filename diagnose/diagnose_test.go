@@ -168,6 +168,22 @@ func TestClasses(t *testing.T) {
 			s.upload, s.atClient, s.rcvBuf, s.ignoreWnd = true, false, 16384, true
 			s.drop = func(seq uint32, _, _ int) bool { return seq-1000001 >= 300_000 }
 		}, verdict: VerdictNoOptionFault, want: []got{{Class: ClassOverrun, Vantage: "receiver"}}},
+		// Mail coming in through a box that reads the receiver's window
+		// field unscaled (503 bytes under shift 7): the dialogue passes,
+		// every full-size segment of the body is dropped, and the sender's
+		// ACK and RST show what it sent.
+		{name: "body stalled at the receiver behind a window-limit box, IPv6", setup: func(s *sim) {
+			s.v6, s.upload, s.atClient, s.rcvBuf, s.smallFirst, s.giveUp = true, true, false, 64384, 3, true
+			s.drop = func(_ uint32, wire, _ int) bool { return wire > 600 }
+		}, verdict: VerdictOptionFault, want: []got{{Class: ClassWindowLimit, Vantage: "receiver", Fix: Fix{WindowScale: "clamp", WindowScaleMax: new(int), MSSMax: 1220}}}},
+		// The same stall with a window field above the segment size: a
+		// box reading it with any shift lets a full-size segment through,
+		// so it is no window fault, and the receiver's view of a black
+		// hole is only absence (pmtuFinding): nothing is reported.
+		{name: "body stalled at the receiver, window field above the segment size", setup: func(s *sim) {
+			s.v6, s.upload, s.atClient, s.rcvBuf, s.smallFirst, s.giveUp = true, true, false, 1<<20, 3, true
+			s.drop = func(_ uint32, wire, _ int) bool { return wire > 600 }
+		}, verdict: VerdictHealthy},
 		{name: "broken sack, upload at the client", setup: func(s *sim) {
 			s.upload, s.atClient, s.drop, s.sackOffset = true, true, randomDrop(0.03, 4), 0x40000000
 		}, verdict: VerdictOptionFault, want: []got{{Class: ClassSACK, Vantage: "sender", Fix: Fix{SACKPermitted: "strip"}}}},
@@ -191,6 +207,26 @@ func TestClasses(t *testing.T) {
 				t.Errorf("findings (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestBodyStalledCaptureCut: the capture of a stalled incoming body stopped
+// before the sender reset: one packet of the sender's (its ACK of the
+// receiver's FIN here; in the lab its D-SACK of a reply the receiver sent
+// again because the ACK rode on the dropped body) shows what it sent, and
+// is enough.
+func TestBodyStalledCaptureCut(t *testing.T) {
+	s := newSim()
+	s.v6, s.upload, s.atClient, s.rcvBuf, s.smallFirst, s.giveUp = true, true, false, 64384, 3, true
+	s.drop = func(_ uint32, wire, _ int) bool { return wire > 600 }
+	pkts := s.run()
+	if last := pkts[len(pkts)-1]; last.flags&0x04 == 0 {
+		t.Fatalf("the simulation did not end with the sender's RST: %+v", last)
+	}
+	rep := diag(t, pcapBytes(t, s, pkts[:len(pkts)-1], writeOpts{}), Options{})
+	want := []got{{Class: ClassWindowLimit, Vantage: "receiver", Fix: Fix{WindowScale: "clamp", WindowScaleMax: new(int), MSSMax: 1220}}}
+	if diff := cmp.Diff(want, summarize(rep)); diff != "" || rep.Verdict != VerdictOptionFault {
+		t.Errorf("verdict %q; findings (-want +got):\n%s", rep.Verdict, diff)
 	}
 }
 

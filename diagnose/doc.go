@@ -20,8 +20,12 @@
 // its byte offset; a truncated last record or snapped packets are warnings
 // and counted.
 //
+// Of the payload it interprets only an SMTP server's 354 reply (RFC 5321
+// section 4.1.1.4), to say that a mail's body stopped right after the
+// go-ahead.
+//
 // Parsing of IP and TCP headers and of TCP options reuses the normalize
 // package's views and option iterator. RFCs: 9293 (TCP), 7323 (window scale,
 // timestamps, PAWS), 2018 (SACK), 1191 and 8201 (path MTU discovery),
-// 1071 (checksum).
+// 1071 (checksum), 5321 (SMTP replies).
 package diagnose

@@ -455,6 +455,9 @@ func explain(f *Finding) string {
 	case ClassWindowLimit:
 		fix := fmt.Sprintf("Until this is fixed we clamp the window-scale shift on connections with %s to %d and rewrite the windows %s advertises so that the device's computation (field << %d) gives the real window; "+
 			"this keeps window scaling for the data %s receives (stripping the option instead would cap it at 64 KB).", peer, rf.capLo, local, rf.capLo, local)
+		if rf.capLo == 0 {
+			fix = fmt.Sprintf("Until this is fixed we clamp the window-scale shift on connections with %s to 0 and rewrite the windows %s advertises as plain 16-bit values, which the device reads correctly (up to 64 KB).", peer, local)
+		}
 		if rf.fix.WindowScale == "strip" {
 			fix = fmt.Sprintf("Until this is fixed we disable window scaling on connections with %s: both ends then send plain 16-bit windows, which the device reads correctly (up to 64 KB). "+
 				"Clamping would not help here: %s sends the data, and the device holds it to %s's window field << %d, about %d bytes, whatever %s advertises itself.",

@@ -71,6 +71,10 @@ type sim struct {
 	srvWSAlone bool // the server sends WS in its SYN-ACK even without WS in the SYN
 	ignoreWnd  bool // the sender ignores the receiver's window (flow control)
 	swapAddrs  bool // the client has the server's address and the other way round
+	// giveUp ends a stalled transfer: the receiver closes (a server's
+	// timeout), the sender acknowledges its FIN and resets; both packets
+	// carry the sender's SND.NXT
+	giveUp bool
 
 	out []wirePkt
 }
@@ -362,6 +366,15 @@ func (s *sim) run() []wirePkt {
 		t += rto
 		rto *= 2
 		idle++
+	}
+	if s.giveUp && una != sndISN+uint32(s.bytes) {
+		sndNxt := sndISN
+		for _, g := range segs[:next] {
+			sndNxt += uint32(g.n)
+		}
+		s.capture(wirePkt{fromCli: !fromCli, seq: rcvISN, ack: rcvNxt, flags: 0x11, win: win}, t)
+		s.capture(wirePkt{fromCli: fromCli, seq: sndNxt, ack: rcvISN + 1, flags: 0x10, win: 502}, t+s.oneWay)
+		s.capture(wirePkt{fromCli: fromCli, seq: sndNxt, ack: rcvISN + 1, flags: 0x14, win: 502}, t+s.oneWay+10*time.Millisecond)
 	}
 	if una == sndISN+uint32(s.bytes) {
 		fin := wirePkt{fromCli: fromCli, seq: una, ack: rcvISN, flags: 0x11, win: 502}

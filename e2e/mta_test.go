@@ -77,7 +77,6 @@ func mtaWorkflow(t *testing.T, l *lab.Lab, d *lab.Daemon) {
 		Relay:       map[string]netip.Addr{lab.Domain: lab.ServerAddr(false), otherDomain: lab.OtherAddr(false)},
 		BodyTimeout: mtaBodyTimeout,
 	})
-	cfg := filepath.Join(d.Dir, "tcpnorm.toml")
 
 	// A large mail to lab.test: its body stalls, Postfix defers it.
 	big := mail("someone@"+lab.Domain, "big", bigMail)
@@ -130,20 +129,7 @@ func mtaWorkflow(t *testing.T, l *lab.Lab, d *lab.Daemon) {
 	}
 	t.Logf("proposed policy:\n%s", res.Policy)
 
-	// The operator's step 3: the policy file as proposed, check, reload.
-	if err := os.WriteFile(filepath.Join(d.Dir, "policies.d", lab.Domain+".toml"), []byte(res.Policy), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(tcpnormBin, "check", "-c", cfg).CombinedOutput(); err != nil {
-		t.Fatalf("tcpnorm check: %v\n%s", err, out)
-	}
-	from, _ := d.LogLines(0)
-	if err := d.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := waitReload(t, d, len(from)); !ok {
-		t.Fatalf("reload refused:\n%s", d.Log())
-	}
+	installPolicy(t, d, lab.Domain+".toml", res.Policy)
 	waitInSet(t, d.NS, false, lab.ServerAddr(false))
 
 	// Another domain on the same path, not covered: its small mail (its
@@ -257,4 +243,172 @@ func queueLine(t *testing.T, pf *lab.Postfix, line string) string {
 	_, rest, _ := strings.Cut(line, "]: ")
 	id, _, _ := strings.Cut(rest, ":")
 	return waitMailLog(t, pf, time.Second, " "+id+": from=<", "size=")
+}
+
+// TestMTAPostfixInbound: a remote Debian Postfix on the lab's server sends
+// a 10 MiB mail to ours on the client (over IPv6, and over IPv4), through
+// the window-limit firewall that honours no window-scale shift, and the
+// operator's way from the mail log to the fix works on the receiving end,
+// with tcpnorm in host mode on our MTA: the body stalls after the dialogue
+// and the sender defers it; `tcpnorm suspects` on our Postfix's log names
+// the peer; `tcpnorm diagnose` on the capture taken on our MTA names the
+// fault and proposes an inbound policy; that policy, put as it is in the
+// daemon's policy directory and reloaded, lets the sender's `postqueue -f`
+// deliver the mail with its body intact.
+func TestMTAPostfixInbound(t *testing.T) {
+	for _, v6 := range []bool{true, false} {
+		t.Run(map[bool]string{true: "ipv6", false: "ipv4"}[v6], func(t *testing.T) {
+			inboundWorkflow(t, v6)
+		})
+	}
+}
+
+func inboundWorkflow(t *testing.T, v6 bool) {
+	l := newPathLab(t, lab.FaultWScaleCap, lab.PathOptions{WScaleCap: lab.WScaleCapZero})
+	d := startHostDaemon(t, l)
+	ctx := context.Background()
+	// Debian's receive buffers on our MTA, whatever the host's: the shift
+	// of the windows it advertises, which the box reads unscaled.
+	if err := lab.WriteSysctl(l.Client, "net.ipv4.tcp_rmem", lab.DefaultTCPRmem); err != nil {
+		t.Fatal(err)
+	}
+	const ourDomain = "example.net"
+	ourAddr := lab.ClientV4
+	if v6 {
+		ourAddr = lab.ClientV6
+	}
+	ours := startPostfix(t, l.Client, lab.PostfixOptions{
+		Hostname: "mx." + ourDomain, Domains: []string{ourDomain},
+		Listen:         []netip.Addr{lab.ClientV4, lab.ClientV6},
+		ReceiveTimeout: mtaBodyTimeout,
+	})
+	remote := startPostfix(t, l.Server, lab.PostfixOptions{
+		Hostname:    "mta." + lab.Domain,
+		Listen:      []netip.Addr{netip.MustParseAddr("127.0.0.1")},
+		Relay:       map[string]netip.Addr{ourDomain: ourAddr},
+		BodyTimeout: mtaBodyTimeout,
+	})
+	capt, err := lab.StartCapture(l.Client, lab.IfClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { capt.Stop() })
+
+	// A large mail from the remote domain: its body stalls, the sender
+	// defers it and our smtpd times out after DATA.
+	rcpt := "someone@" + ourDomain
+	big := mail(rcpt, "big inbound", bigMail)
+	start := time.Now()
+	if err := remote.Send(ctx, "sender@"+lab.Domain, rcpt, big); err != nil {
+		t.Fatal(err)
+	}
+	line := waitMailLog(t, remote, 90*time.Second, "to=<"+rcpt+">", "status=")
+	if !strings.Contains(line, "status=deferred") || !strings.Contains(line, "timed out while sending message body") {
+		t.Fatalf("want the mail deferred while sending its body, got: %s\nlog:\n%s", line, remote.Log())
+	}
+	t.Logf("deferred on the sender %v after submission: %s", time.Since(start).Round(100*time.Millisecond), line)
+	t.Logf("our smtpd: %s", waitMailLog(t, ours, 30*time.Second, "timeout after DATA", "from "))
+
+	// The capture on our MTA, as the operator takes it.
+	pcap := filepath.Join(t.TempDir(), "inbound.pcap")
+	var buf bytes.Buffer
+	if err := lab.WritePcap(&buf, capt.Stop()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pcap, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// suspects on our Postfix's log names the peer, inbound.
+	out, err := exec.Command(tcpnormBin, "suspects", "--json", ours.LogFile()).Output()
+	if err != nil {
+		t.Fatalf("tcpnorm suspects: %v\n%s", err, out)
+	}
+	var sus struct {
+		Inbound []struct {
+			Peer   string
+			Stalls int
+		}
+	}
+	if err := json.Unmarshal(out, &sus); err != nil {
+		t.Fatalf("suspects --json: %v\n%s", err, out)
+	}
+	if len(sus.Inbound) != 1 || sus.Inbound[0].Stalls != 1 {
+		t.Fatalf("suspects: want one inbound peer with 1 stall, got %+v\n%s", sus.Inbound, out)
+	}
+	peer, err := netip.ParseAddr(sus.Inbound[0].Peer)
+	if err != nil || peer.Is6() != v6 {
+		t.Fatalf("suspects names %q: want the sender's address (IPv6 %v)", sus.Inbound[0].Peer, v6)
+	}
+	t.Logf("suspects: inbound peer %s, %d stall", peer, sus.Inbound[0].Stalls)
+
+	// diagnose on the capture names the fault with an inbound policy for
+	// the peer suspects named.
+	start = time.Now()
+	out, err = exec.Command(tcpnormBin, "diagnose", "--json", pcap).Output()
+	if err != nil {
+		t.Fatalf("tcpnorm diagnose: %v\n%s", err, out)
+	}
+	var rep struct {
+		Verdict  string
+		Findings []struct {
+			Class, Vantage, Direction, Peer, Summary string
+		}
+		Policies []struct {
+			Peer, Direction, File, Text string
+		}
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatalf("diagnose --json: %v\n%s", err, out)
+	}
+	if rep.Verdict != "option-fault" || len(rep.Findings) == 0 || len(rep.Policies) != 1 {
+		t.Fatalf("diagnose: want an option fault with one policy, got %s", out)
+	}
+	f, pol := rep.Findings[0], rep.Policies[0]
+	if (f.Class != "window-limit-firewall" && f.Class != "window-scale-mismatch") || f.Vantage != "receiver" || f.Direction != "inbound" || f.Peer != peer.String() {
+		t.Fatalf("diagnose: finding %+v, want a window class from the receiver's view, inbound, peer %s", f, peer)
+	}
+	for _, want := range []string{`direction = "inbound"`, "ports = [25]", peer.String(), "window_scale = "} {
+		if !strings.Contains(pol.Text, want) {
+			t.Fatalf("diagnose's policy lacks %q:\n%s", want, pol.Text)
+		}
+	}
+	t.Logf("diagnose in %v: %s from the %s's view: %s\npolicy %s:\n%s", time.Since(start).Round(time.Millisecond), f.Class, f.Vantage, f.Summary, pol.File, pol.Text)
+
+	installPolicy(t, d, pol.File, pol.Text)
+	waitInSet(t, d.NS, v6, peer)
+
+	// The sender's postqueue -f: the mail comes in through tcpnorm whole.
+	start = time.Now()
+	if err := remote.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	line = waitMailLog(t, remote, 60*time.Second, "to=<"+rcpt+">", "status=sent")
+	t.Logf("delivered %v after postqueue -f: %s", time.Since(start).Round(100*time.Millisecond), line)
+	checkDelivered(t, ours, big)
+	m := metrics(t, d)
+	if c := metricValue(m, "tcpnorm_policy_connections_total"); c < 1 {
+		t.Errorf("the flushed mail did not go through tcpnorm: policy connections %v", c)
+	} else {
+		t.Logf("tcpnorm after the flush: policy connections %v, packets %v", c, metricValue(m, "tcpnorm_packets_total"))
+	}
+}
+
+// installPolicy is the operator's step 3: the policy file as proposed in
+// the running daemon's policy directory, tcpnorm check, and a reload.
+func installPolicy(t *testing.T, d *lab.Daemon, file, text string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(d.Dir, "policies.d", file), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(tcpnormBin, "check", "-c", filepath.Join(d.Dir, "tcpnorm.toml")).CombinedOutput(); err != nil {
+		t.Fatalf("tcpnorm check: %v\n%s", err, out)
+	}
+	from, _ := d.LogLines(0)
+	if err := d.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := waitReload(t, d, len(from)); !ok {
+		t.Fatalf("reload refused:\n%s", d.Log())
+	}
 }

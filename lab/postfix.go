@@ -32,15 +32,19 @@ type PostfixOptions struct {
 	Hostname string
 	Listen   []netip.Addr
 	Domains  []string
-	// Relay sends the mail for each domain to port 25 of its address (an
-	// IPv4 address, as a literal: a Postfix in a namespace would resolve
-	// names with the host's resolv.conf).
+	// Relay sends the mail for each domain to port 25 of its address (a
+	// literal, IPv4 or IPv6: a Postfix in a namespace would resolve names
+	// with the host's resolv.conf).
 	Relay map[string]netip.Addr
 	// BodyTimeout, when set, is how long the SMTP client lets the body
 	// make no progress, and waits for the reply to its end, before it
 	// defers the message (smtp_data_xfer_timeout, smtp_data_done_timeout:
 	// 180 s and 600 s by default).
 	BodyTimeout time.Duration
+	// ReceiveTimeout, when set, is how long the SMTP server waits for the
+	// client to send something, the body included, before it gives up
+	// (smtpd_timeout: 300 s by default) and logs "timeout after DATA".
+	ReceiveTimeout time.Duration
 }
 
 // StartPostfix configures and starts an instance in ns under dir. Stop
@@ -68,6 +72,13 @@ func StartPostfix(ctx context.Context, ns, dir string, opt PostfixOptions) (*Pos
 	protos := map[string]bool{}
 	for _, a := range opt.Listen {
 		listen = append(listen, a.String())
+		if a.Is4() {
+			protos["ipv4"] = true
+		} else {
+			protos["ipv6"] = true
+		}
+	}
+	for _, a := range opt.Relay {
 		if a.Is4() {
 			protos["ipv4"] = true
 		} else {
@@ -109,9 +120,6 @@ virtual_mailbox_limit = 0
 	if len(opt.Relay) > 0 {
 		var routes []string
 		for d, a := range opt.Relay {
-			if !a.Is4() {
-				return nil, fmt.Errorf("postfix: relay for %s: %s is not an IPv4 address", d, a)
-			}
 			routes = append(routes, fmt.Sprintf("%s=smtp:[%s]:25", d, a))
 		}
 		slices.Sort(routes)
@@ -120,6 +128,9 @@ virtual_mailbox_limit = 0
 	if opt.BodyTimeout > 0 {
 		s := int((opt.BodyTimeout + time.Second - 1) / time.Second)
 		main += fmt.Sprintf("smtp_data_xfer_timeout = %ds\nsmtp_data_done_timeout = %ds\n", s, s)
+	}
+	if opt.ReceiveTimeout > 0 {
+		main += fmt.Sprintf("smtpd_timeout = %ds\n", int((opt.ReceiveTimeout+time.Second-1)/time.Second))
 	}
 	if err := os.WriteFile(filepath.Join(dir, "etc", "main.cf"), []byte(main), 0o644); err != nil {
 		return nil, err
