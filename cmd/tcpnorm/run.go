@@ -239,7 +239,7 @@ func (d *daemon) run() error {
 		"bounding", strings.Join(priv.Bounding, ","), "threads", priv.Threads)
 
 	spec := ruleSpec(cfg)
-	sets := newSetUpdater(spec, d.rules, log, m)
+	sets := rules.NewSetUpdater(spec, d.rules, log, m)
 	if cfg.Rules.Install {
 		rs, err := rules.Build(spec)
 		if err != nil {
@@ -278,10 +278,10 @@ func (d *daemon) run() error {
 	// the deferred removal destroys them, which it would undo.
 	sctx, scancel := context.WithCancel(ctx)
 	setsDone := make(chan struct{})
-	sets.sync(sctx, mgr.Prefixes())
+	sets.Sync(sctx, mgr.Prefixes())
 	go func() {
 		defer close(setsDone)
-		sets.run(sctx, mgr.Changed(), mgr.Prefixes)
+		sets.Run(sctx, mgr.Changed(), mgr.Prefixes)
 	}()
 	defer func() {
 		scancel()
@@ -299,7 +299,7 @@ func (d *daemon) run() error {
 		case <-readyCh:
 			readyCh = nil
 			// Ready means in force: the sets hold every resolved address.
-			sets.sync(ctx, mgr.Prefixes())
+			sets.Sync(ctx, mgr.Prefixes())
 			ready.Store(true)
 			m.Ready.Set(1)
 			log.Info("ready", "queues", queueRange(cfg), "mode", cfg.Rules.Mode, "rules", cfg.Rules.Install,

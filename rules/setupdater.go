@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package rules
 
 import (
 	"context"
@@ -11,10 +11,9 @@ import (
 	"time"
 
 	"github.com/tcpnorm/tcpnorm/metrics"
-	"github.com/tcpnorm/tcpnorm/rules"
 )
 
-// setGrace is how long a prefix stays in the kernel address sets after the
+// SetGrace is how long a prefix stays in the kernel address sets after the
 // policy table dropped it (reload, DNS change, expiry). A connection whose
 // SYN was queued and recorded must have its SYN-ACK queued too: a SYN-ACK
 // that bypassed tcpnorm would leave the two ends disagreeing on a stripped
@@ -23,15 +22,19 @@ import (
 // Linux's default tcp_syn_retries = 6 gives up after 127 s. Additions take
 // effect at once: a SYN-ACK whose SYN was not queued only has its MSS
 // clamped, which is safe.
-const setGrace = 3 * time.Minute
+const SetGrace = 3 * time.Minute
 
-// setRetry is the delay before a failed set update is tried again.
-const setRetry = 5 * time.Second
+// SetRetry is the delay before a failed set update is tried again.
+const SetRetry = 5 * time.Second
 
-// setUpdater keeps the kernel address sets in step with the policy table.
-type setUpdater struct {
-	spec    rules.Spec
-	rules   rules.Runner
+// setTimeout bounds one update (an ipset restore).
+const setTimeout = 30 * time.Second
+
+// SetUpdater keeps the kernel address sets in step with the policy table,
+// keeping a prefix the table dropped for SetGrace.
+type SetUpdater struct {
+	spec    Spec
+	rules   Runner
 	log     *slog.Logger
 	metrics *metrics.Metrics
 	grace   time.Duration
@@ -44,19 +47,20 @@ type setUpdater struct {
 	leaving map[netip.Prefix]time.Time
 }
 
-func newSetUpdater(spec rules.Spec, r rules.Runner, log *slog.Logger, m *metrics.Metrics) *setUpdater {
-	return &setUpdater{spec: spec, rules: r, log: log, metrics: m, grace: setGrace, retry: setRetry,
+// NewSetUpdater returns the updater of spec's sets, counting in m.
+func NewSetUpdater(spec Spec, r Runner, log *slog.Logger, m *metrics.Metrics) *SetUpdater {
+	return &SetUpdater{spec: spec, rules: r, log: log, metrics: m, grace: SetGrace, retry: SetRetry,
 		now: time.Now, leaving: map[netip.Prefix]time.Time{}}
 }
 
-// sync makes the sets hold want plus every prefix dropped from it less than
+// Sync makes the sets hold want plus every prefix dropped from it less than
 // the grace period ago. It returns when to run again (a grace period
 // ending, or a retry after a failure), zero if nothing is due. On failure
 // the sets keep their contents: the error is logged and counted, never
 // fatal, since sets that lag the table only leave a new peer's handshakes
 // unqueued (they pass unchanged, as before the policy existed) or an old
 // peer's queued a while longer.
-func (u *setUpdater) sync(ctx context.Context, want []netip.Prefix) time.Time {
+func (u *SetUpdater) Sync(ctx context.Context, want []netip.Prefix) time.Time {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	now := u.now()
@@ -88,8 +92,8 @@ func (u *setUpdater) sync(ctx context.Context, want []netip.Prefix) time.Time {
 	if u.ok && slices.Equal(target, u.applied) {
 		return next
 	}
-	rctx, cancel := context.WithTimeout(ctx, rulesTimeout)
-	err := rules.UpdateSets(rctx, u.rules, u.spec, target)
+	rctx, cancel := context.WithTimeout(ctx, setTimeout)
+	err := UpdateSets(rctx, u.rules, u.spec, target)
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
@@ -109,15 +113,15 @@ func (u *setUpdater) sync(ctx context.Context, want []netip.Prefix) time.Time {
 	}
 	u.metrics.SetEntries.WithLabelValues("ipv4").Set(float64(n4))
 	u.metrics.SetEntries.WithLabelValues("ipv6").Set(float64(n6))
-	u.log.Info("address sets updated", "ipv4", u.spec.SetName(rules.IPv4), "ipv4_prefixes", n4,
-		"ipv6", u.spec.SetName(rules.IPv6), "ipv6_prefixes", n6, "leaving", len(u.leaving))
+	u.log.Info("address sets updated", "ipv4", u.spec.SetName(IPv4), "ipv4_prefixes", n4,
+		"ipv6", u.spec.SetName(IPv6), "ipv6_prefixes", n6, "leaving", len(u.leaving))
 	u.applied, u.ok = target, true
 	return next
 }
 
-// run follows the table's swaps (changed) until ctx ends, calling sync
-// with prefixes() after each and whenever sync asked to run again.
-func (u *setUpdater) run(ctx context.Context, changed <-chan struct{}, prefixes func() []netip.Prefix) {
+// Run follows the table's swaps (changed) until ctx ends, calling Sync
+// with prefixes() after each and whenever Sync asked to run again.
+func (u *SetUpdater) Run(ctx context.Context, changed <-chan struct{}, prefixes func() []netip.Prefix) {
 	u.log.Debug("address set updater started")
 	defer u.log.Debug("address set updater stopped")
 	var timer *time.Timer
@@ -132,7 +136,7 @@ func (u *setUpdater) run(ctx context.Context, changed <-chan struct{}, prefixes 
 		case <-changed:
 		case <-fire:
 		}
-		next := u.sync(ctx, prefixes())
+		next := u.Sync(ctx, prefixes())
 		if timer != nil {
 			timer.Stop()
 		}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package rules
 
 import (
 	"context"
@@ -16,7 +16,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/tcpnorm/tcpnorm/metrics"
-	"github.com/tcpnorm/tcpnorm/rules"
 )
 
 // fakeSets is a Runner that keeps what `ipset restore` last swapped into
@@ -29,11 +28,11 @@ type fakeSets struct {
 
 func (f *fakeSets) Run(_ context.Context, stdin, name string, args ...string) (string, error) {
 	f.runs++
-	if name != rules.SetTool || !slices.Equal(args, []string{"restore"}) {
+	if name != SetTool || !slices.Equal(args, []string{"restore"}) {
 		return "", errors.New("unexpected command " + name + " " + strings.Join(args, " "))
 	}
 	if f.fail {
-		return "", &rules.Error{Cmd: "ipset restore", Err: errors.New("exit status 1"), Output: "Kernel error"}
+		return "", &Error{Cmd: "ipset restore", Err: errors.New("exit status 1"), Output: "Kernel error"}
 	}
 	f.members = nil
 	for _, l := range strings.Split(stdin, "\n") {
@@ -50,7 +49,7 @@ func TestSetUpdater(t *testing.T) {
 	fs := &fakeSets{}
 	m := metrics.New("test")
 	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
-	u := newSetUpdater(rules.Spec{Mode: rules.ModeGateway, First: 0, Count: 1}, fs, slog.New(slog.DiscardHandler), m)
+	u := NewSetUpdater(Spec{Mode: ModeGateway, First: 0, Count: 1}, fs, slog.New(slog.DiscardHandler), m)
 	u.now = func() time.Time { return now }
 	ctx := context.Background()
 	steps := []struct {
@@ -69,18 +68,18 @@ func TestSetUpdater(t *testing.T) {
 		{name: "nothing changed: no update", want: "198.18.3.2/32 2001:2:0:3::2/128",
 			members: "198.18.3.2/32 2001:2:0:3::2/128", runs: 1, okCount: 1},
 		{name: "DNS moved the peer: new address added, old kept", advance: time.Second, want: "198.18.3.99/32 2001:2:0:3::2/128",
-			members: "198.18.3.2/32 198.18.3.99/32 2001:2:0:3::2/128", runs: 2, next: setGrace, okCount: 2},
-		{name: "within grace", advance: setGrace - time.Second, want: "198.18.3.99/32 2001:2:0:3::2/128",
+			members: "198.18.3.2/32 198.18.3.99/32 2001:2:0:3::2/128", runs: 2, next: SetGrace, okCount: 2},
+		{name: "within grace", advance: SetGrace - time.Second, want: "198.18.3.99/32 2001:2:0:3::2/128",
 			members: "198.18.3.2/32 198.18.3.99/32 2001:2:0:3::2/128", runs: 2, next: time.Second, okCount: 2},
 		{name: "grace over: old address removed", advance: time.Second, want: "198.18.3.99/32 2001:2:0:3::2/128",
 			members: "198.18.3.99/32 2001:2:0:3::2/128", runs: 3, okCount: 3},
 		{name: "back within grace: no removal pending", want: "198.18.3.99/32",
-			members: "198.18.3.99/32 2001:2:0:3::2/128", runs: 3, next: setGrace, okCount: 3},
+			members: "198.18.3.99/32 2001:2:0:3::2/128", runs: 3, next: SetGrace, okCount: 3},
 		{name: "re-added before grace ends: kept, nothing to do", advance: time.Minute, want: "198.18.3.99/32 2001:2:0:3::2/128",
 			members: "198.18.3.99/32 2001:2:0:3::2/128", runs: 3, okCount: 3},
 		{name: "failure: old contents kept, retry", advance: time.Second, want: "198.18.4.0/24 198.18.3.99/32 2001:2:0:3::2/128", fail: true,
-			members: "198.18.3.99/32 2001:2:0:3::2/128", runs: 4, next: setRetry, okCount: 3, errCount: 1},
-		{name: "retry succeeds", advance: setRetry, want: "198.18.4.0/24 198.18.3.99/32 2001:2:0:3::2/128",
+			members: "198.18.3.99/32 2001:2:0:3::2/128", runs: 4, next: SetRetry, okCount: 3, errCount: 1},
+		{name: "retry succeeds", advance: SetRetry, want: "198.18.4.0/24 198.18.3.99/32 2001:2:0:3::2/128",
 			members: "198.18.3.99/32 198.18.4.0/24 2001:2:0:3::2/128", runs: 5, okCount: 4, errCount: 1},
 	}
 	for _, st := range steps {
@@ -90,7 +89,7 @@ func TestSetUpdater(t *testing.T) {
 		for _, p := range strings.Fields(st.want) {
 			want = append(want, netip.MustParsePrefix(p))
 		}
-		next := u.sync(ctx, want)
+		next := u.Sync(ctx, want)
 		if got := strings.Join(fs.members, " "); got != st.members {
 			t.Errorf("%s: sets hold %q, want %q", st.name, got, st.members)
 		}
