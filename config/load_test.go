@@ -86,7 +86,7 @@ func TestLoadErrors(t *testing.T) {
 			want:     []string{`a.toml:2:1: direction: "in" is not one of "outbound", "inbound" or "both"`},
 		},
 		{
-			name: "enums of normalize: names and types",
+			name:     "enums of normalize: names and types",
 			policies: map[string]string{"a.toml": "domain = \"example.net\"\nmode = 3\n[options]\nwindow_scale = \"Strip\"\ntimestamps = true\n"},
 			want: []string{
 				`a.toml:2:1: mode: want one of "enforce" or "log-only", got integer`,
