@@ -154,10 +154,11 @@ func NewSendmail(ctx context.Context, ns, dir, root string, opt SendmailOptions)
 
 // m4 is a line of sendmail.mc: macro with its arguments quoted.
 func m4(macro string, args ...string) string {
+	quoted := make([]string, len(args))
 	for i, a := range args {
-		args[i] = "`" + a + "'"
+		quoted[i] = "`" + a + "'"
 	}
-	return macro + "(" + strings.Join(args, ", ") + ")dnl"
+	return macro + "(" + strings.Join(quoted, ", ") + ")dnl"
 }
 
 // Bin is the unpacked sendmail binary.
