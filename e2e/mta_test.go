@@ -25,7 +25,9 @@ const (
 	// DNS name points to: no lab.test policy covers it.
 	otherDomain = "other.test"
 	// mtaBodyTimeout is the sending Postfix's smtp_data_xfer_timeout and
-	// smtp_data_done_timeout: a stalled body is deferred after this long.
+	// smtp_data_done_timeout (Exim's data_timeout, Sendmail's
+	// Timeout.datablock and datafinal): a stalled body is deferred after
+	// this long.
 	mtaBodyTimeout = 10 * time.Second
 	// bigMail is the size of the body that stalls.
 	bigMail = 10 << 20
@@ -42,6 +44,14 @@ const (
 // body intact; meanwhile a small mail to another domain on the same path
 // goes through without tcpnorm seeing a packet of it.
 func TestMTAPostfixOutbound(t *testing.T) {
+	mtaOutbound(t, postfixSender, nil)
+}
+
+// mtaOutbound runs mtaWorkflow with the sending MTA newSender starts, on a
+// lab whose path is the window-limit firewall that honours no shift, with
+// tcpnorm in host mode on the MTA and on the gateway. setup, when not
+// nil, prepares each lab first.
+func mtaOutbound(t *testing.T, newSender func(*testing.T, *lab.Lab) sendingMTA, setup func(*testing.T, *lab.Lab)) {
 	for _, tt := range []struct {
 		name  string
 		start func(*testing.T, *lab.Lab, ...lab.Policy) *lab.Daemon
@@ -51,15 +61,82 @@ func TestMTAPostfixOutbound(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			l := newPathLab(t, lab.FaultWScaleCap, lab.PathOptions{WScaleCap: lab.WScaleCapZero})
+			if setup != nil {
+				setup(t, l)
+			}
 			// The daemon runs, with no policy yet.
-			mtaWorkflow(t, l, tt.start(t, l))
+			mtaWorkflow(t, l, tt.start(t, l), newSender)
 		})
 	}
 }
 
-// mtaWorkflow runs the way from the mail log to the fix with Postfix
-// instances on the lab's client and server, and daemon d.
-func mtaWorkflow(t *testing.T, l *lab.Lab, d *lab.Daemon) {
+// mtaSender is a sending MTA as mtaWorkflow drives it.
+type mtaSender interface {
+	// Send submits a message as a program on the MTA's host does.
+	Send(ctx context.Context, from, to string, msg []byte) error
+	// Flush delivers the queued mail now.
+	Flush(ctx context.Context) error
+	Log() string
+	LogFile() string
+}
+
+// sendingMTA is an MTA on the lab's client, with what its log says of a
+// delivery attempt.
+type sendingMTA struct {
+	mtaSender
+	// attempt: the substrings of the line that ends an attempt to deliver
+	// to rcpt, whatever its outcome.
+	attempt func(rcpt string) []string
+	// deferred: in the attempt's line when the body stalled; sent: when
+	// the mail was delivered.
+	deferred, sent []string
+	// received: the substrings of the line with the size of the message
+	// whose attempt line is given.
+	received func(attempt string) []string
+	// small is the body size of the mail to otherDomain: all the MTA sends
+	// after DATA, with the headers it adds, must fit in the window the
+	// box computes from the MX's unscaled window field (about 500 bytes).
+	small int
+}
+
+// postfixSender starts a Postfix instance on the lab's client that sends
+// lab.test and otherDomain to the server's addresses.
+func postfixSender(t *testing.T, l *lab.Lab) sendingMTA {
+	mta := startPostfix(t, l.Client, lab.PostfixOptions{
+		Hostname:    "mta.example.net",
+		Listen:      []netip.Addr{netip.MustParseAddr("127.0.0.1")},
+		Relay:       mtaRelay(),
+		BodyTimeout: mtaBodyTimeout,
+	})
+	return sendingMTA{
+		mtaSender: mta,
+		attempt:   func(rcpt string) []string { return []string{"to=<" + rcpt + ">", "status="} },
+		deferred:  []string{"status=deferred", "timed out while sending message body"},
+		sent:      []string{"status=sent"},
+		received:  func(line string) []string { return []string{" " + syslogQueueID(line) + ": from=<", "size="} },
+		small:     100,
+	}
+}
+
+// mtaRelay is where the sending MTA sends each domain: lab.test to the
+// MX's IPv4 address, otherDomain to the server's address that no name
+// points to, both as literals (no lookup).
+func mtaRelay() map[string]netip.Addr {
+	return map[string]netip.Addr{lab.Domain: lab.ServerAddr(false), otherDomain: lab.OtherAddr(false)}
+}
+
+// syslogQueueID is the queue ID of a Postfix or Sendmail syslog line:
+// "... prog[pid]: ID: ...".
+func syslogQueueID(line string) string {
+	_, rest, _ := strings.Cut(line, "]: ")
+	id, _, _ := strings.Cut(rest, ":")
+	return id
+}
+
+// mtaWorkflow runs the way from the mail log to the fix with the sending
+// MTA newSender starts on the lab's client, a Postfix MX on its server,
+// and daemon d.
+func mtaWorkflow(t *testing.T, l *lab.Lab, d *lab.Daemon, newSender func(*testing.T, *lab.Lab) sendingMTA) {
 	ctx := context.Background()
 	// Debian's receive buffers on the MTA, whatever the host's: a larger
 	// maximum gives the MTA a larger shift, and the box would then read
@@ -71,26 +148,21 @@ func mtaWorkflow(t *testing.T, l *lab.Lab, d *lab.Daemon) {
 		Hostname: lab.MXHost, Domains: []string{lab.Domain, otherDomain},
 		Listen: []netip.Addr{lab.ServerAddr(false), lab.ServerAddr(true), lab.OtherAddr(false)},
 	})
-	mta := startPostfix(t, l.Client, lab.PostfixOptions{
-		Hostname:    "mta.example.net",
-		Listen:      []netip.Addr{netip.MustParseAddr("127.0.0.1")},
-		Relay:       map[string]netip.Addr{lab.Domain: lab.ServerAddr(false), otherDomain: lab.OtherAddr(false)},
-		BodyTimeout: mtaBodyTimeout,
-	})
+	mta := newSender(t, l)
 
-	// A large mail to lab.test: its body stalls, Postfix defers it.
+	// A large mail to lab.test: its body stalls, the MTA defers it.
 	big := mail("someone@"+lab.Domain, "big", bigMail)
 	start := time.Now()
 	if err := mta.Send(ctx, "sender@mta.example.net", "someone@"+lab.Domain, big); err != nil {
 		t.Fatal(err)
 	}
-	line := waitMailLog(t, mta, 90*time.Second, "to=<someone@"+lab.Domain+">", "status=")
-	if !strings.Contains(line, "status=deferred") || !strings.Contains(line, "timed out while sending message body") {
-		t.Fatalf("want the mail deferred while sending its body, got: %s\nlog:\n%s", line, mta.Log())
+	line := waitMailLog(t, mta, 90*time.Second, mta.attempt("someone@"+lab.Domain)...)
+	if _, ok := lineWith(line, mta.deferred...); !ok {
+		t.Fatalf("want the mail deferred while sending its body (%q), got: %s\nlog:\n%s", mta.deferred, line, mta.Log())
 	}
 	t.Logf("deferred %v after submission: %s\n%s", time.Since(start).Round(100*time.Millisecond), queueLine(t, mta, line), line)
 
-	// suspects on the Postfix log names lab.test and the command to run.
+	// suspects on the mail log names lab.test and the command to run.
 	out, err := exec.Command(tcpnormBin, "suspects", "--json", mta.LogFile()).Output()
 	if err != nil {
 		t.Fatalf("tcpnorm suspects: %v\n%s", err, out)
@@ -137,12 +209,12 @@ func mtaWorkflow(t *testing.T, l *lab.Lab, d *lab.Daemon) {
 	// sees a packet of it.
 	m := metrics(t, d)
 	conns, packets := metricValue(m, "tcpnorm_policy_connections_total"), metricValue(m, "tcpnorm_packets_total")
-	small := mail("someone@"+otherDomain, "small", 100)
+	small := mail("someone@"+otherDomain, "small", mta.small)
 	if err := mta.Send(ctx, "sender@mta.example.net", "someone@"+otherDomain, small); err != nil {
 		t.Fatal(err)
 	}
-	line = waitMailLog(t, mta, 30*time.Second, "to=<someone@"+otherDomain+">", "status=")
-	if !strings.Contains(line, "status=sent") {
+	line = waitMailLog(t, mta, 30*time.Second, mta.attempt("someone@"+otherDomain)...)
+	if _, ok := lineWith(line, mta.sent...); !ok {
 		t.Fatalf("the small mail to %s: %s", otherDomain, line)
 	}
 	t.Logf("sent: %s", queueLine(t, mta, line))
@@ -154,14 +226,14 @@ func mtaWorkflow(t *testing.T, l *lab.Lab, d *lab.Daemon) {
 		t.Logf("tcpnorm meanwhile: policy connections %v, packets %v, unchanged", c, p)
 	}
 
-	// postqueue -f: the deferred mail goes out through tcpnorm and arrives
-	// whole.
+	// The queue flushed (postqueue -f, exim -qff, sendmail -q): the
+	// deferred mail goes out through tcpnorm and arrives whole.
 	start = time.Now()
 	if err := mta.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	line = waitMailLog(t, mta, 60*time.Second, "to=<someone@"+lab.Domain+">", "status=sent")
-	t.Logf("delivered %v after postqueue -f: %s", time.Since(start).Round(100*time.Millisecond), line)
+	line = waitMailLog(t, mta, 60*time.Second, append(mta.attempt("someone@"+lab.Domain), mta.sent...)...)
+	t.Logf("delivered %v after the flush: %s", time.Since(start).Round(100*time.Millisecond), line)
 	checkDelivered(t, mx, big)
 	m = metrics(t, d)
 	if c, p := metricValue(m, "tcpnorm_policy_connections_total"), metricValue(m, "tcpnorm_packets_total"); c <= conns || p <= packets {
@@ -202,8 +274,9 @@ func checkDelivered(t *testing.T, mx *lab.Postfix, msg []byte) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The header's last line ends where the blank line starts.
 			h, got, _ := bytes.Cut(b, []byte("\n\n"))
-			if !strings.Contains(string(h), "\nSubject: "+subject+"\n") {
+			if !strings.Contains(string(h)+"\n", "\nSubject: "+subject+"\n") {
 				continue
 			}
 			if sha256.Sum256(got) != sha256.Sum256(body) {
@@ -220,29 +293,28 @@ func checkDelivered(t *testing.T, mx *lab.Postfix, msg []byte) {
 	}
 }
 
-// waitMailLog waits for a line of the Postfix log with every one of subs
+// waitMailLog waits for a line of the MTA's log with every one of subs
 // and returns it.
-func waitMailLog(t *testing.T, pf *lab.Postfix, within time.Duration, subs ...string) string {
+func waitMailLog(t *testing.T, mta mtaSender, within time.Duration, subs ...string) string {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		if ln, ok := lineWith(pf.Log(), subs...); ok {
+		if ln, ok := lineWith(mta.Log(), subs...); ok {
 			return ln
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no line with %q in the Postfix log after %v:\n%s", subs, within, pf.Log())
+			t.Fatalf("no line with %q in the mail log after %v:\n%s", subs, within, mta.Log())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
-// queueLine is the queue manager's line (with the size) of the message
-// whose delivery line is line.
-func queueLine(t *testing.T, pf *lab.Postfix, line string) string {
+// queueLine is the line (with the size) of the message whose delivery
+// attempt is line: Postfix's queue manager's, Exim's arrival, Sendmail's
+// from=.
+func queueLine(t *testing.T, mta sendingMTA, line string) string {
 	t.Helper()
-	_, rest, _ := strings.Cut(line, "]: ")
-	id, _, _ := strings.Cut(rest, ":")
-	return waitMailLog(t, pf, time.Second, " "+id+": from=<", "size=")
+	return waitMailLog(t, mta, time.Second, mta.received(line)...)
 }
 
 // TestMTAPostfixInbound: a remote Debian Postfix on the lab's server sends

@@ -143,21 +143,8 @@ virtual_mailbox_limit = 0
 	if out, err := exec.CommandContext(ctx, "chown", "65534", filepath.Join(dir, "mail")).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("chown: %v: %s", err, out)
 	}
-	// The directories up to dir must be searchable by the postfix user:
-	// those under the temporary directory (a test's, 0700) are opened up;
-	// any other is the host's, left as it is, and must already be.
-	tmp := filepath.Clean(os.TempDir()) + string(filepath.Separator)
-	for d := filepath.Clean(dir); d != "/" && d != "."; d = filepath.Dir(d) {
-		st, err := os.Stat(d)
-		if err != nil || st.Mode().Perm()&0o001 != 0 {
-			continue
-		}
-		if !strings.HasPrefix(d, tmp) {
-			return nil, fmt.Errorf("postfix: %s is not searchable by the postfix user; put the instance under %s", d, os.TempDir())
-		}
-		if err := os.Chmod(d, st.Mode().Perm()|0o011); err != nil {
-			return nil, err
-		}
+	if err := searchable(dir, "postfix"); err != nil {
+		return nil, err
 	}
 	exec.CommandContext(ctx, "postfix", "-c", filepath.Join(dir, "etc"), "set-permissions").Run()
 	if out, err := Run(ctx, ns, "postfix", "-c", filepath.Join(dir, "etc"), "start"); err != nil {
