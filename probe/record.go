@@ -84,8 +84,8 @@ func Record(w io.Writer) (*Recorder, error) {
 	if err := attach(fd, netip.Addr{}); err != nil {
 		return fail("filter", err)
 	}
-	for {
-		if _, _, err := unix.Recvfrom(fd, make([]byte, 1), unix.MSG_DONTWAIT); err != nil {
+	for drain := make([]byte, 1); ; {
+		if _, _, err := unix.Recvfrom(fd, drain, unix.MSG_DONTWAIT); err != nil {
 			break
 		}
 	}

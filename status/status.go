@@ -130,16 +130,13 @@ type Probe struct {
 // State is p as the config's type, for config.ProbeSummary.
 func (p *Probe) State() (time.Duration, *config.ProbeState) {
 	every, _ := time.ParseDuration(p.Every)
-	st := &config.ProbeState{Need: p.Need, Streak: p.Streak, Detail: p.Detail}
-	for _, f := range []struct {
-		dst *time.Time
-		src *time.Time
-	}{{&st.Since, p.Since}, {&st.Last, p.Last}, {&st.Next, p.Next}} {
-		if f.src != nil {
-			*f.dst = *f.src
+	at := func(t *time.Time) time.Time {
+		if t == nil {
+			return time.Time{}
 		}
+		return *t
 	}
-	return every, st
+	return every, &config.ProbeState{Need: p.Need, Streak: p.Streak, Detail: p.Detail, Since: at(p.Since), Last: at(p.Last), Next: at(p.Next)}
 }
 
 // Rewrite is a count of segments rewritten by option and action.

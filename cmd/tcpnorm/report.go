@@ -105,12 +105,11 @@ func writeReport(w io.Writer, cfg *config.Config, pf *config.PolicyFile, doc *st
 			every, st := live.Probe.State()
 			row("probe", "%s", config.ProbeSummary(every, st, now))
 		} else if probes, err := config.ReadProbeStates(config.ProbeStateFile(cfg)); err == nil {
-			st, ok := probes[p.Name]
-			if !ok {
-				row("probe", "%s", config.ProbeSummary(pf.Probe, nil, now))
-			} else {
-				row("probe", "%s", config.ProbeSummary(pf.Probe, &st, now))
+			var st *config.ProbeState
+			if s, ok := probes[p.Name]; ok {
+				st = &s
 			}
+			row("probe", "%s", config.ProbeSummary(pf.Probe, st, now))
 		}
 	}
 

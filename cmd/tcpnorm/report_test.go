@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/tcpnorm/tcpnorm/config"
 )
 
 func TestReportCommand(t *testing.T) {
@@ -51,5 +53,36 @@ func TestReportCommand(t *testing.T) {
 			wantIn(t, "stdout", out.String(), tt.out)
 			wantIn(t, "stderr", errb.String(), tt.err)
 		})
+	}
+}
+
+// TestReportProbe: without a daemon, report reads what the daemon's
+// re-tests saved for a policy with probe.
+func TestReportProbe(t *testing.T) {
+	path := writeConfig(t, "[metrics]\nlisten = \"\"\n[evidence]\ndir = \"ev\"\n")
+	dir := filepath.Dir(path)
+	for _, p := range []struct{ name, addr, every string }{{"fixed.net", "198.18.5.1", "12h"}, {"new.net", "198.18.5.2", "1h"}} {
+		pol := "cidrs = [\"" + p.addr + "\"]\ndirection = \"outbound\"\nprobe = \"" + p.every + "\"\n[options]\nmss_max = 1200\n"
+		if err := os.WriteFile(filepath.Join(dir, "policies.d", p.name+".toml"), []byte(pol), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	since := now.Add(-36 * time.Hour)
+	err := config.WriteProbeStates(filepath.Join(dir, "ev", "probe-state.json"), map[string]config.ProbeState{
+		"fixed.net": {Need: config.NeedNo, Since: since, Last: now.Add(-time.Hour), Streak: 3},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{
+		"fixed.net": "  probe       NO LONGER NEEDED since 2026-11-30T12:00:00Z (3 probes in a row): the path works as sent; remove the policy; every 12h; last 1h0m ago\n",
+		"new.net":   "  probe       every 1h; not probed yet\n",
+	} {
+		var out, errb bytes.Buffer
+		if code := runReport([]string{"-c", path, name}, &out, &errb, now); code != 0 {
+			t.Fatalf("%s: exit %d\n%s", name, code, errb.String())
+		}
+		wantIn(t, name, out.String(), []string{want})
 	}
 }
