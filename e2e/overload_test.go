@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 	"github.com/tcpnorm/tcpnorm/lab"
 )
 
@@ -139,7 +140,7 @@ func TestOverload(t *testing.T) {
 // rule in the gateway.
 func handshakeRuleHits(t *testing.T, l *lab.Lab) float64 {
 	t.Helper()
-	out, err := lab.Run(context.Background(), l.Gateway, "iptables", "-w", "-t", "mangle", "-vxnL", "TCPNORM-FWD")
+	out, err := netns.Run(context.Background(), l.Gateway, "iptables", "-w", "-t", "mangle", "-vxnL", "TCPNORM-FWD")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 )
 
 // Batch is transfers running at once to one listener on the server, the
@@ -45,7 +47,7 @@ func (l *Lab) StartBatch(ctx context.Context, ts []Transfer) (*Batch, error) {
 	}
 	dst := netip.AddrPortFrom(ts[0].Dst, ts[0].Port)
 	b := &Batch{results: make([]TransferResult, len(ts)), connected: make(chan struct{}), pending: map[string]chan net.Conn{}}
-	if err := InNetns(l.Server, func() error {
+	if err := netns.InNetns(l.Server, func() error {
 		var err error
 		b.ln, err = net.Listen("tcp", dst.String())
 		return err
@@ -100,7 +102,7 @@ func (b *Batch) run(ctx context.Context, ns string, dst netip.AddrPort, i int, t
 	start := time.Now()
 	var cli net.Conn
 	var err error
-	if nerr := InNetns(ns, func() error {
+	if nerr := netns.InNetns(ns, func() error {
 		var d net.Dialer
 		cli, err = d.DialContext(ctx, "tcp", dst.String())
 		return nil

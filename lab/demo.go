@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
@@ -149,12 +150,12 @@ func RunDemo(ctx context.Context, w io.Writer, opt DemoOptions) (res DemoResult,
 // demoTransfer runs t with captures at client and server and prints the
 // handshake each end received and the outcome.
 func (l *Lab) demoTransfer(ctx context.Context, w io.Writer, t Transfer) (TransferResult, error) {
-	cc, err := StartCapture(l.Client, IfClient)
+	cc, err := netns.StartCapture(l.Client, IfClient)
 	if err != nil {
 		return TransferResult{}, err
 	}
 	defer cc.Stop()
-	sc, err := StartCapture(l.Server, IfServer)
+	sc, err := netns.StartCapture(l.Server, IfServer)
 	if err != nil {
 		return TransferResult{}, err
 	}

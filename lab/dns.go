@@ -9,6 +9,8 @@ import (
 	"sync"
 
 	"github.com/miekg/dns"
+
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 )
 
 // dnsTTL is short so a daemon's refresh would notice changes quickly.
@@ -62,7 +64,7 @@ func (d *dnsServer) answers() DNSAnswers {
 func startDNS(ns string) (*dnsServer, error) {
 	var pcs []net.PacketConn
 	var lns []net.Listener
-	err := InNetns(ns, func() error {
+	err := netns.InNetns(ns, func() error {
 		for _, a := range []string{"[" + DNSV4.String() + "]:53", "[" + DNSV6.String() + "]:53"} {
 			pc, err := net.ListenPacket("udp", a)
 			if err != nil {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 )
 
 // HostilePacket is one packet of the hostile set, with what is wrong with
@@ -202,7 +204,7 @@ type InjectStats struct {
 func Inject(ctx context.Context, ns string, pkts [][]byte, pps int, d time.Duration) (InjectStats, error) {
 	var st InjectStats
 	fds := map[int]int{}
-	err := InNetns(ns, func() error {
+	err := netns.InNetns(ns, func() error {
 		for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
 			fd, err := unix.Socket(fam, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
 			if err != nil {

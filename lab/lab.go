@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 )
 
 // DefaultPrefix starts the name of every namespace a lab creates.
@@ -85,7 +87,7 @@ func New(ctx context.Context, opt Options) (*Lab, error) {
 	if opt.Prefix == "" {
 		opt.Prefix = DefaultPrefix
 	}
-	name, err := NewName(ctx, opt.Prefix)
+	name, err := netns.NewName(ctx, opt.Prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -110,11 +112,11 @@ func (l *Lab) Namespaces() []string {
 
 func (l *Lab) build(ctx context.Context) error {
 	for _, ns := range l.Namespaces() {
-		if _, err := Run(ctx, "", "ip", "netns", "add", ns); err != nil {
+		if _, err := netns.Run(ctx, "", "ip", "netns", "add", ns); err != nil {
 			return err
 		}
 		// Addresses must be usable at once: no duplicate address detection.
-		if err := WriteSysctl(ns,
+		if err := netns.WriteSysctl(ns,
 			"net.ipv6.conf.all.accept_dad", "0",
 			"net.ipv6.conf.default.accept_dad", "0",
 			"net.ipv6.conf.all.accept_ra", "0",
@@ -133,7 +135,7 @@ func (l *Lab) build(ctx context.Context) error {
 	for _, k := range links {
 		fmt.Fprintf(&root, "link add name %s netns %s type veth peer name %s netns %s\n", k.ifA, k.nsA, k.ifB, k.nsB)
 	}
-	if _, err := RunInput(ctx, "", root.String(), "ip", "-batch", "-"); err != nil {
+	if _, err := netns.RunInput(ctx, "", root.String(), "ip", "-batch", "-"); err != nil {
 		return err
 	}
 	batch := map[string]*strings.Builder{}
@@ -184,12 +186,12 @@ func (l *Lab) build(ctx context.Context) error {
 		fmt.Fprintf(batch[r[0]], "route add %s via %s\n", r[1], r[2])
 	}
 	for _, ns := range l.Namespaces() {
-		if _, err := RunInput(ctx, "", batch[ns].String(), "ip", "-n", ns, "-batch", "-"); err != nil {
+		if _, err := netns.RunInput(ctx, "", batch[ns].String(), "ip", "-n", ns, "-batch", "-"); err != nil {
 			return err
 		}
 	}
 	for _, ns := range []string{l.Gateway, l.Path} {
-		if err := WriteSysctl(ns,
+		if err := netns.WriteSysctl(ns,
 			"net.ipv4.ip_forward", "1",
 			"net.ipv6.conf.all.forwarding", "1",
 		); err != nil {
@@ -241,7 +243,7 @@ func (l *Lab) waitReachable(ctx context.Context) error {
 
 // probe connects to the discard port of addr from namespace ns.
 func probe(ctx context.Context, ns string, addr netip.Addr) error {
-	return InNetns(ns, func() error {
+	return netns.InNetns(ns, func() error {
 		d := net.Dialer{Timeout: 500 * time.Millisecond}
 		c, err := d.DialContext(ctx, "tcp", netip.AddrPortFrom(addr, 9).String())
 		if err == nil {
@@ -272,7 +274,7 @@ func (l *Lab) Close() error {
 		l.dns.stop()
 		l.dns = nil
 	}
-	return DeleteNamespaces(l.Namespaces()...)
+	return netns.DeleteNamespaces(l.Namespaces()...)
 }
 
 // enableConntrack makes conntrack track every packet in ns (it only hooks a
@@ -286,11 +288,11 @@ func enableConntrack(ctx context.Context, ns, extra string) error {
 		"-A OUTPUT -m conntrack --ctstate INVALID\n" +
 		"COMMIT\n" + extra
 	for _, cmd := range []string{"iptables-restore", "ip6tables-restore"} {
-		if _, err := RunInput(ctx, ns, rules, cmd, "--noflush"); err != nil {
+		if _, err := netns.RunInput(ctx, ns, rules, cmd, "--noflush"); err != nil {
 			return err
 		}
 	}
-	return WriteSysctl(ns, "net.netfilter.nf_conntrack_tcp_be_liberal", "0")
+	return netns.WriteSysctl(ns, "net.netfilter.nf_conntrack_tcp_be_liberal", "0")
 }
 
 // Topology describes the lab for people.
@@ -350,4 +352,17 @@ func DNSAddr(v6 bool) netip.Addr {
 // DNSServer is the lab DNS server, as config's [dns] servers wants it.
 func DNSServer() string {
 	return netip.AddrPortFrom(DNSV4, 53).String()
+}
+
+// ConntrackInvalidAll reads the invalid counter of every lab namespace.
+func (l *Lab) ConntrackInvalidAll() (map[string]uint64, error) {
+	m := make(map[string]uint64)
+	for _, ns := range l.Namespaces() {
+		v, err := netns.ConntrackInvalid(ns)
+		if err != nil {
+			return nil, err
+		}
+		m[ns] = v
+	}
+	return m, nil
 }

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 )
 
 const (
@@ -65,19 +67,19 @@ func (l *Lab) SetPath(ctx context.Context, f Fault, opt PathOptions) error {
 	if f == FaultPMTU {
 		mtu = fmt.Sprint(blackholeMT)
 	}
-	if _, err := Run(ctx, "", "ip", "-n", l.Path, "link", "set", IfPathSrv, "mtu", mtu); err != nil {
+	if _, err := netns.Run(ctx, "", "ip", "-n", l.Path, "link", "set", IfPathSrv, "mtu", mtu); err != nil {
 		return err
 	}
 	rmem := DefaultTCPRmem
 	if f == FaultWScale {
 		rmem = fmt.Sprintf("4096 %d %d", wscaleServerRmem, wscaleServerRmem)
 	}
-	if err := WriteSysctl(l.Server, "net.ipv4.tcp_rmem", rmem); err != nil {
+	if err := netns.WriteSysctl(l.Server, "net.ipv4.tcp_rmem", rmem); err != nil {
 		return err
 	}
 	for _, ns := range l.Namespaces() {
 		for _, fam := range []string{"-4", "-6"} {
-			Run(ctx, "", "ip", fam, "-n", ns, "route", "flush", "cache")
+			netns.Run(ctx, "", "ip", fam, "-n", ns, "route", "flush", "cache")
 		}
 	}
 	if f == FaultWScale || f == FaultTSScramble || f == FaultTSScramble2 || f == FaultWScaleCap || opt.RTT > 0 {
@@ -92,7 +94,7 @@ func (l *Lab) SetPath(ctx context.Context, f Fault, opt PathOptions) error {
 		if v6 {
 			cmd = "ip6tables-restore"
 		}
-		if _, err := RunInput(ctx, l.Path, faultRules(f, v6, opt.RTT > 0), cmd, "--noflush"); err != nil {
+		if _, err := netns.RunInput(ctx, l.Path, faultRules(f, v6, opt.RTT > 0), cmd, "--noflush"); err != nil {
 			return err
 		}
 	}

@@ -14,6 +14,8 @@ import (
 	"net/netip"
 	"os"
 	"time"
+
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 )
 
 // Direction of a transfer.
@@ -109,7 +111,7 @@ func (l *Lab) Transfer(ctx context.Context, t Transfer) (TransferResult, error) 
 
 	dst := netip.AddrPortFrom(t.Dst, t.Port)
 	var ln net.Listener
-	if err := InNetns(l.Server, func() error {
+	if err := netns.InNetns(l.Server, func() error {
 		var err error
 		ln, err = net.Listen("tcp", dst.String())
 		return err
@@ -136,7 +138,7 @@ func (l *Lab) Transfer(ctx context.Context, t Transfer) (TransferResult, error) 
 
 	var cli net.Conn
 	var dialErr error
-	if err := InNetns(l.Client, func() error {
+	if err := netns.InNetns(l.Client, func() error {
 		var d net.Dialer
 		cli, dialErr = d.DialContext(ctx, "tcp", dst.String())
 		return nil
