@@ -105,11 +105,10 @@ var ErrTimeout = errors.New("timed out")
 // Transfer runs t and reports its outcome; a failed transfer is a result,
 // not an error. It returns an error only when the lab itself broke.
 func (l *Lab) Transfer(ctx context.Context, t Transfer) (TransferResult, error) {
-	t = t.withDefaults()
-	data, want := payload(t)
-	res := TransferResult{Transfer: t}
+	p := t.Prepare()
+	res := TransferResult{Transfer: p.Transfer}
 
-	dst := netip.AddrPortFrom(t.Dst, t.Port)
+	dst := netip.AddrPortFrom(p.Dst, p.Port)
 	var ln net.Listener
 	if err := netns.InNetns(l.Server, func() error {
 		var err error
@@ -120,7 +119,7 @@ func (l *Lab) Transfer(ctx context.Context, t Transfer) (TransferResult, error) 
 	}
 	defer ln.Close()
 
-	ctx, cancel := context.WithTimeout(ctx, t.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
 	ln.(*net.TCPListener).SetDeadline(deadline)
@@ -162,12 +161,12 @@ func (l *Lab) Transfer(ctx context.Context, t Transfer) (TransferResult, error) 
 		return res, nil
 	}
 	defer srv.Close()
-	exchange(&res, cli, srv, data, want, start, deadline)
-	return res, nil
+	return p.Exchange(cli, srv, start, deadline), nil
 }
 
-// withDefaults fills in t's unset fields.
-func (t Transfer) withDefaults() Transfer {
+// WithDefaults is t with its unset fields filled in: SMTPPort, DefaultSize,
+// DefaultTimeout.
+func (t Transfer) WithDefaults() Transfer {
 	if t.Port == 0 {
 		t.Port = SMTPPort
 	}
@@ -180,16 +179,30 @@ func (t Transfer) withDefaults() Transfer {
 	return t
 }
 
-// payload is t's data, generated from its seed, and its SHA-256.
-func payload(t Transfer) ([]byte, [sha256.Size]byte) {
-	data := make([]byte, t.Size)
-	rand.NewChaCha8([32]byte{byte(t.Seed), byte(t.Seed >> 8), byte(t.Seed >> 16), 'l', 'a', 'b'}).Read(data)
-	return data, sha256.Sum256(data)
+// Prepared is a transfer ready to run over a connection: its defaults
+// filled in and its data made from its seed, before the connection starts,
+// so that making 20 MB of data is not timed.
+type Prepared struct {
+	Transfer
+	data []byte
+	sum  [sha256.Size]byte // of data, what the receiver must get
 }
 
-// exchange sends data over a connected pair in t's direction and records in
-// res what arrived, when, and why it fell short.
-func exchange(res *TransferResult, cli, srv net.Conn, data []byte, want [sha256.Size]byte, start, deadline time.Time) {
+// Prepare fills in t's defaults and makes its data.
+func (t Transfer) Prepare() Prepared {
+	p := Prepared{Transfer: t.WithDefaults()}
+	p.data = make([]byte, p.Size)
+	rand.NewChaCha8([32]byte{byte(p.Seed), byte(p.Seed >> 8), byte(p.Seed >> 16), 'l', 'a', 'b'}).Read(p.data)
+	p.sum = sha256.Sum256(p.data)
+	return p
+}
+
+// Exchange sends p's data over the connected pair cli (the client's end)
+// and srv in p's direction until deadline, and reports what arrived, when
+// (Elapsed counts from start, before the connection), and why it fell
+// short.
+func (p Prepared) Exchange(cli, srv net.Conn, start, deadline time.Time) TransferResult {
+	res := TransferResult{Transfer: p.Transfer, Connected: true}
 	cli.SetDeadline(deadline)
 	srv.SetDeadline(deadline)
 	sender, receiver := cli, srv
@@ -198,7 +211,7 @@ func exchange(res *TransferResult, cli, srv net.Conn, data []byte, want [sha256.
 	}
 	sendErr := make(chan error, 1)
 	go func() {
-		_, err := sender.Write(data)
+		_, err := sender.Write(p.data)
 		if err == nil {
 			err = sender.(*net.TCPConn).CloseWrite()
 		}
@@ -218,9 +231,10 @@ func exchange(res *TransferResult, cli, srv net.Conn, data []byte, want [sha256.
 		res.Err = fmt.Errorf("receive: %w", rerr)
 	case res.Received != res.Size:
 		res.Err = fmt.Errorf("received %d of %d bytes (send: %v)", res.Received, res.Size, serr)
-	case !bytes.Equal(h.Sum(nil), want[:]):
+	case !bytes.Equal(h.Sum(nil), p.sum[:]):
 		res.Err = errors.New("SHA-256 mismatch")
 	default:
 		res.OK = true
 	}
+	return res
 }

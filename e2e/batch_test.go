@@ -1,6 +1,6 @@
 //go:build linux
 
-package lab
+package e2e
 
 import (
 	"context"
@@ -14,39 +14,41 @@ import (
 	"time"
 
 	"github.com/tcpnorm/tcpnorm/internal/netns"
+	"github.com/tcpnorm/tcpnorm/lab"
 )
 
-// Batch is transfers running at once to one listener on the server, the
-// load of a mail relay with many connections open.
-type Batch struct {
-	results   []TransferResult
+// batch is transfers running at once to one listener on the lab's server,
+// the load of a mail relay with many connections open.
+type batch struct {
+	results   []lab.TransferResult
 	ln        net.Listener
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	dialed    sync.WaitGroup
-	connected chan struct{}
-	completed atomic.Int32
+	allDialed chan struct{} // closed once every transfer has dialed
+	ok        atomic.Int32  // transfers completed
 
 	mu      sync.Mutex
 	pending map[string]chan net.Conn // accepted connections by the client's address
 }
 
-// StartBatch starts every transfer of ts at once. They must share Dst and
-// Port; each has its own direction, size, seed and timeout. It returns once
-// the transfers are dialling; Wait returns their outcomes.
-func (l *Lab) StartBatch(ctx context.Context, ts []Transfer) (*Batch, error) {
+// startBatch starts every transfer of ts at once, from l's client. They
+// must share Dst and Port; each has its own direction, size, seed and
+// timeout. It returns once the transfers are dialling; wait returns their
+// outcomes.
+func startBatch(ctx context.Context, l *lab.Lab, ts []lab.Transfer) (*batch, error) {
 	if len(ts) == 0 {
-		return nil, errors.New("lab: empty batch")
+		return nil, errors.New("empty batch")
 	}
 	for i := range ts {
-		ts[i] = ts[i].withDefaults()
+		ts[i] = ts[i].WithDefaults()
 		if ts[i].Dst != ts[0].Dst || ts[i].Port != ts[0].Port {
-			return nil, fmt.Errorf("lab: batch transfer %d goes to %s port %d, the first to %s port %d",
+			return nil, fmt.Errorf("batch transfer %d goes to %s port %d, the first to %s port %d",
 				i, ts[i].Dst, ts[i].Port, ts[0].Dst, ts[0].Port)
 		}
 	}
 	dst := netip.AddrPortFrom(ts[0].Dst, ts[0].Port)
-	b := &Batch{results: make([]TransferResult, len(ts)), connected: make(chan struct{}), pending: map[string]chan net.Conn{}}
+	b := &batch{results: make([]lab.TransferResult, len(ts)), allDialed: make(chan struct{}), pending: map[string]chan net.Conn{}}
 	if err := netns.InNetns(l.Server, func() error {
 		var err error
 		b.ln, err = net.Listen("tcp", dst.String())
@@ -63,13 +65,13 @@ func (l *Lab) StartBatch(ctx context.Context, ts []Transfer) (*Batch, error) {
 	}
 	go func() {
 		b.dialed.Wait()
-		close(b.connected)
+		close(b.allDialed)
 	}()
 	return b, nil
 }
 
 // accept hands every accepted connection to the transfer that dialled it.
-func (b *Batch) accept() {
+func (b *batch) accept() {
 	for {
 		c, err := b.ln.Accept()
 		if err != nil {
@@ -80,7 +82,7 @@ func (b *Batch) accept() {
 }
 
 // conn is the hand-over channel for the client at addr.
-func (b *Batch) conn(addr string) chan net.Conn {
+func (b *batch) conn(addr string) chan net.Conn {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	ch := b.pending[addr]
@@ -91,11 +93,11 @@ func (b *Batch) conn(addr string) chan net.Conn {
 	return ch
 }
 
-func (b *Batch) run(ctx context.Context, ns string, dst netip.AddrPort, i int, t Transfer) {
+func (b *batch) run(ctx context.Context, ns string, dst netip.AddrPort, i int, t lab.Transfer) {
 	defer b.wg.Done()
 	res := &b.results[i]
 	res.Transfer = t
-	data, want := payload(t)
+	p := t.Prepare()
 	ctx, cancel := context.WithTimeout(ctx, t.Timeout)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
@@ -113,7 +115,7 @@ func (b *Batch) run(ctx context.Context, ns string, dst netip.AddrPort, i int, t
 	if err != nil {
 		res.Elapsed, res.Err = time.Since(start), err
 		if ctx.Err() != nil {
-			res.Err = fmt.Errorf("connect %s: %w", dst, ErrTimeout)
+			res.Err = fmt.Errorf("connect %s: %w", dst, lab.ErrTimeout)
 		}
 		return
 	}
@@ -123,25 +125,25 @@ func (b *Batch) run(ctx context.Context, ns string, dst netip.AddrPort, i int, t
 	select {
 	case srv = <-b.conn(cli.LocalAddr().String()):
 	case <-ctx.Done():
-		res.Elapsed, res.Err = time.Since(start), fmt.Errorf("server accept: %w", ErrTimeout)
+		res.Elapsed, res.Err = time.Since(start), fmt.Errorf("server accept: %w", lab.ErrTimeout)
 		return
 	}
 	defer srv.Close()
-	exchange(res, cli, srv, data, want, start, deadline)
+	*res = p.Exchange(cli, srv, start, deadline)
 	if res.OK {
-		b.completed.Add(1)
+		b.ok.Add(1)
 	}
 }
 
-// Connected is closed once every transfer's handshake completed or failed.
-func (b *Batch) Connected() <-chan struct{} { return b.connected }
+// connected is closed once every transfer's handshake completed or failed.
+func (b *batch) connected() <-chan struct{} { return b.allDialed }
 
-// Completed is how many transfers have completed so far.
-func (b *Batch) Completed() int { return int(b.completed.Load()) }
+// completed is how many transfers have completed so far.
+func (b *batch) completed() int { return int(b.ok.Load()) }
 
-// Wait waits for every transfer to end and returns their outcomes, in the
+// wait waits for every transfer to end and returns their outcomes, in the
 // order they were given.
-func (b *Batch) Wait() []TransferResult {
+func (b *batch) wait() []lab.TransferResult {
 	b.wg.Wait()
 	b.cancel()
 	b.ln.Close()
@@ -157,38 +159,38 @@ func (b *Batch) Wait() []TransferResult {
 	return b.results
 }
 
-// Outcome is how a transfer ended, as an operator counts them.
-type Outcome uint8
+// outcome is how a transfer ended, as an operator counts them.
+type outcome uint8
 
 const (
-	Completed Outcome = iota // every byte arrived, checksum verified
-	Stalled                  // still unfinished at its timeout
-	Reset                    // the connection was reset or refused
-	Broken                   // any other failure
+	outcomeComplete outcome = iota // every byte arrived, checksum verified
+	outcomeStalled                 // still unfinished at its timeout
+	outcomeReset                   // the connection was reset or refused
+	outcomeBroken                  // any other failure
 )
 
-func (o Outcome) String() string {
+func (o outcome) String() string {
 	return [...]string{"complete", "stalled", "reset", "broken"}[o]
 }
 
-// Outcome classifies r.
-func (r TransferResult) Outcome() Outcome {
+// outcomeOf classifies r.
+func outcomeOf(r lab.TransferResult) outcome {
 	switch {
 	case r.OK:
-		return Completed
-	case errors.Is(r.Err, ErrTimeout):
-		return Stalled
+		return outcomeComplete
+	case errors.Is(r.Err, lab.ErrTimeout):
+		return outcomeStalled
 	case errors.Is(r.Err, syscall.ECONNRESET), errors.Is(r.Err, syscall.ECONNREFUSED), errors.Is(r.Err, syscall.EPIPE):
-		return Reset
+		return outcomeReset
 	}
-	return Broken
+	return outcomeBroken
 }
 
-// CountOutcomes counts rs by outcome.
-func CountOutcomes(rs []TransferResult) map[Outcome]int {
-	m := map[Outcome]int{}
+// countOutcomes counts rs by outcome.
+func countOutcomes(rs []lab.TransferResult) map[outcome]int {
+	m := map[outcome]int{}
 	for _, r := range rs {
-		m[r.Outcome()]++
+		m[outcomeOf(r)]++
 	}
 	return m
 }
