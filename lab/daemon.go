@@ -15,9 +15,9 @@ import (
 	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
-// MetricsAddr is where the daemon in the lab serves /metrics and /status:
+// metricsAddr is where the daemon in the lab serves /metrics and /status:
 // the gateway's address on the client link.
-const MetricsAddr = "198.18.1.1:9464"
+const metricsAddr = "198.18.1.1:9464"
 
 // Policy is one policy file for the lab daemon.
 type Policy struct {
@@ -58,12 +58,12 @@ func (p Policy) Text() string {
 	return config.FormatPolicy(&config.PolicyFile{Domain: Domain, MX: true, Policy: &pol, Probe: p.Probe})
 }
 
-// HostMetricsAddr is where a daemon in host mode on the client serves
+// hostMetricsAddr is where a daemon in host mode on the client serves
 // /metrics and /status.
-const HostMetricsAddr = "198.18.1.2:9464"
+const hostMetricsAddr = "198.18.1.2:9464"
 
 // ConfigText is the tcpnorm.toml the lab daemon on the gateway runs with.
-func ConfigText() string { return configText("gateway", MetricsAddr, DaemonOptions{}) }
+func ConfigText() string { return configText("gateway", metricsAddr, DaemonOptions{}) }
 
 func configText(mode, metrics string, opt DaemonOptions) string {
 	queue := ""
@@ -101,16 +101,16 @@ level = "debug"
 format = "text"
 
 [evidence]
-dir = "` + EvidenceDir + `"
+dir = "` + evidenceDir + `"
 `
 }
 
-// EvidenceDir is the lab daemon's [evidence] dir, relative to its Dir.
-const EvidenceDir = "evidence"
+// evidenceDir is the lab daemon's [evidence] dir, relative to its Dir.
+const evidenceDir = "evidence"
 
 // EvidenceFile is where the daemon keeps the evidence of policy name.
 func (dm *Daemon) EvidenceFile(name string) string {
-	return filepath.Join(dm.Dir, EvidenceDir, name+".pcapng")
+	return filepath.Join(dm.Dir, evidenceDir, name+".pcapng")
 }
 
 // Daemon is a tcpnorm daemon running on the lab's gateway (or, in host
@@ -127,7 +127,7 @@ type Daemon struct {
 // daemon logged msg=ready, or with an error (the daemon then stopped and the
 // directory removed). The caller removes Dir after Stop.
 func (l *Lab) StartDaemon(ctx context.Context, bin, dir string, policies []Policy, timeout time.Duration) (dm *Daemon, err error) {
-	return l.startDaemon(ctx, l.Gateway, "gateway", MetricsAddr, DaemonOptions{}, bin, dir, policies, timeout)
+	return l.startDaemon(ctx, l.Gateway, "gateway", metricsAddr, DaemonOptions{}, bin, dir, policies, timeout)
 }
 
 // DaemonOptions are a lab daemon's settings beyond its policies.
@@ -148,14 +148,14 @@ type DaemonOptions struct {
 
 // StartDaemonWith is StartDaemon with opt.
 func (l *Lab) StartDaemonWith(ctx context.Context, opt DaemonOptions, bin, dir string, policies []Policy, timeout time.Duration) (dm *Daemon, err error) {
-	return l.startDaemon(ctx, l.Gateway, "gateway", MetricsAddr, opt, bin, dir, policies, timeout)
+	return l.startDaemon(ctx, l.Gateway, "gateway", metricsAddr, opt, bin, dir, policies, timeout)
 }
 
 // StartHostDaemon is StartDaemon for a daemon in host mode on the client
 // (the MTA itself), the gateway just forwarding. It serves metrics on
-// HostMetricsAddr.
+// hostMetricsAddr.
 func (l *Lab) StartHostDaemon(ctx context.Context, bin, dir string, policies []Policy, timeout time.Duration) (dm *Daemon, err error) {
-	return l.startDaemon(ctx, l.Client, "host", HostMetricsAddr, DaemonOptions{}, bin, dir, policies, timeout)
+	return l.startDaemon(ctx, l.Client, "host", hostMetricsAddr, DaemonOptions{}, bin, dir, policies, timeout)
 }
 
 func (l *Lab) startDaemon(ctx context.Context, ns, mode, metrics string, opt DaemonOptions, bin, dir string, policies []Policy, timeout time.Duration) (dm *Daemon, err error) {

@@ -61,7 +61,7 @@ func startFaultBox(ns string, f Fault, opt PathOptions) (*faultBox, error) {
 	defer unix.Close(fd)
 	var srvIndex uint32
 	if err := netns.InNetns(ns, func() error {
-		ifi, err := net.InterfaceByName(IfPathSrv)
+		ifi, err := net.InterfaceByName(ifPathSrv)
 		if err == nil {
 			srvIndex = uint32(ifi.Index)
 		}

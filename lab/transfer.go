@@ -60,8 +60,8 @@ type TransferResult struct {
 	Err       error         // why it failed
 }
 
-// Throughput in bytes per second over Elapsed.
-func (r TransferResult) Throughput() float64 {
+// throughput in bytes per second over Elapsed.
+func (r TransferResult) throughput() float64 {
 	if r.Elapsed <= 0 {
 		return 0
 	}
@@ -71,14 +71,14 @@ func (r TransferResult) Throughput() float64 {
 func (r TransferResult) String() string {
 	if r.OK {
 		return fmt.Sprintf("OK      %s of %s in %.2fs (%s), SHA-256 verified",
-			r.Dir, fmtBytes(r.Size), r.Elapsed.Seconds(), fmtRate(r.Throughput()))
+			r.Dir, fmtBytes(r.Size), r.Elapsed.Seconds(), fmtRate(r.throughput()))
 	}
 	what := "FAILED "
 	if !r.Connected {
 		return fmt.Sprintf("%s %s: no connection after %.2fs: %v", what, r.Dir, r.Elapsed.Seconds(), r.Err)
 	}
 	return fmt.Sprintf("%s %s: %s of %s arrived in %.2fs (%s): %v", what, r.Dir,
-		fmtBytes(r.Received), fmtBytes(r.Size), r.Elapsed.Seconds(), fmtRate(r.Throughput()), r.Err)
+		fmtBytes(r.Received), fmtBytes(r.Size), r.Elapsed.Seconds(), fmtRate(r.throughput()), r.Err)
 }
 
 func fmtBytes(n int) string {

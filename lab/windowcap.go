@@ -8,9 +8,9 @@ import (
 	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
-// DefaultWScaleCap is the largest window-scale shift the wscale-cap path
+// defaultWScaleCap is the largest window-scale shift the wscale-cap path
 // honours unless PathOptions says otherwise.
-const DefaultWScaleCap = 2
+const defaultWScaleCap = 2
 
 // WScaleCapZero asks PathOptions for a wscale-cap box that honours no shift
 // at all (cap 0: it reads every window field unscaled), since a zero
