@@ -60,7 +60,7 @@ type TransferResult struct {
 	Err       error         // why it failed
 }
 
-// throughput in bytes per second over Elapsed.
+// throughput is the bytes a second over Elapsed.
 func (r TransferResult) throughput() float64 {
 	if r.Elapsed <= 0 {
 		return 0
