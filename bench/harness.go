@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/tcpnorm/tcpnorm/config"
-	"github.com/tcpnorm/tcpnorm/lab"
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 	"github.com/tcpnorm/tcpnorm/metrics"
 	"github.com/tcpnorm/tcpnorm/normalize"
 )
@@ -54,7 +54,7 @@ type Harness struct {
 	topo     *Topo
 	bulkSrcs []netip.Addr // one per queue: bulk flows spread over the queues
 	hashMap  map[uint16]int
-	servers  []*lab.Proc
+	servers  []*netns.Proc
 	tmp      string
 }
 
@@ -90,7 +90,7 @@ type Sample struct {
 
 // consumer is a running queue consumer (or none) and its rules.
 type consumer struct {
-	proc    *lab.Proc
+	proc    *netns.Proc
 	tcpnorm bool
 	dir     string
 }
@@ -146,14 +146,14 @@ func (h *Harness) Close() error {
 func (h *Harness) bin(name string) string { return filepath.Join(h.opt.Bin, name) }
 
 func (h *Harness) startServers(ctx context.Context) error {
-	p, err := lab.StartProc(ctx, h.topo.Server, "ready", 10*time.Second, h.bin("connload"), "serve", "-listen",
+	p, err := netns.StartProc(ctx, h.topo.Server, "ready", 10*time.Second, h.bin("connload"), "serve", "-listen",
 		netip.AddrPortFrom(ServerAddr, ConnPort).String())
 	if err != nil {
 		return err
 	}
 	h.servers = append(h.servers, p)
 	for i := 0; i < h.opt.Queues; i++ {
-		p, err := lab.StartProc(ctx, h.topo.Server, "Server listening", 10*time.Second, "iperf3", "-s", "--forceflush", "-B", ServerAddr.String(),
+		p, err := netns.StartProc(ctx, h.topo.Server, "Server listening", 10*time.Second, "iperf3", "-s", "--forceflush", "-B", ServerAddr.String(),
 			"-p", fmt.Sprint(IperfPort+i))
 		if err != nil {
 			return err
@@ -173,7 +173,7 @@ func (h *Harness) calibrate(ctx context.Context) error {
 	for i := 0; i < n; i++ {
 		qs = append(qs, fmt.Sprint(i))
 	}
-	p, err := lab.StartProc(ctx, h.topo.Gateway, "ready", 10*time.Second, append([]string{h.bin("naiveq")}, qs...)...)
+	p, err := netns.StartProc(ctx, h.topo.Gateway, "ready", 10*time.Second, append([]string{h.bin("naiveq")}, qs...)...)
 	if err != nil {
 		return err
 	}
@@ -219,7 +219,7 @@ func (h *Harness) calibrate(ctx context.Context) error {
 func (h *Harness) HashSpread() map[uint16]int { return h.hashMap }
 
 func dialOnce(ns string, src netip.Addr, dst netip.AddrPort) error {
-	return lab.InNetns(ns, func() error {
+	return netns.InNetns(ns, func() error {
 		d := net.Dialer{Timeout: 3 * time.Second, LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
 		c, err := d.Dial("tcp", dst.String())
 		if err != nil {
@@ -239,18 +239,18 @@ func balance(first, n int) string {
 }
 
 func (h *Harness) applyRules(ctx context.Context, script string) error {
-	_, err := lab.RunInput(ctx, h.topo.Gateway, script, "iptables-restore", "--noflush")
+	_, err := netns.RunInput(ctx, h.topo.Gateway, script, "iptables-restore", "--noflush")
 	return err
 }
 
 // flushRules empties the gateway's mangle FORWARD chain, where every
 // configuration's rules or jump live.
 func (h *Harness) flushRules(ctx context.Context) {
-	lab.Run(context.WithoutCancel(ctx), h.topo.Gateway, "iptables", "-t", "mangle", "-F", "FORWARD")
+	netns.Run(context.WithoutCancel(ctx), h.topo.Gateway, "iptables", "-t", "mangle", "-F", "FORWARD")
 }
 
 func (h *Harness) queueStats() (map[uint16]metrics.KernelQueue, error) {
-	t, err := lab.ReadNetFile(h.topo.Gateway, "netfilter/nfnetlink_queue")
+	t, err := netns.ReadNetFile(h.topo.Gateway, "netfilter/nfnetlink_queue")
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return map[uint16]metrics.KernelQueue{}, nil
@@ -290,7 +290,7 @@ func (h *Harness) start(ctx context.Context, name string) (*consumer, error) {
 		if name == "C2-gso" {
 			args = append(args, "-gso")
 		}
-		p, err := lab.StartProc(ctx, h.topo.Gateway, "ready", 10*time.Second, append(append(args, hs...), st...)...)
+		p, err := netns.StartProc(ctx, h.topo.Gateway, "ready", 10*time.Second, append(append(args, hs...), st...)...)
 		if err != nil {
 			return nil, err
 		}
@@ -306,7 +306,7 @@ func (h *Harness) start(ctx context.Context, name string) (*consumer, error) {
 		for _, q := range st {
 			args = append(args, q+":-:65535:32768")
 		}
-		p, err := lab.StartProc(ctx, h.topo.Gateway, "ready", 10*time.Second, args...)
+		p, err := netns.StartProc(ctx, h.topo.Gateway, "ready", 10*time.Second, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -317,7 +317,7 @@ func (h *Harness) start(ctx context.Context, name string) (*consumer, error) {
 		for _, q := range hs {
 			args = append(args, q+":gso,failopen:65535:4096")
 		}
-		p, err := lab.StartProc(ctx, h.topo.Gateway, "ready", 10*time.Second, args...)
+		p, err := netns.StartProc(ctx, h.topo.Gateway, "ready", 10*time.Second, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -383,7 +383,7 @@ func (h *Harness) startTcpnorm(ctx context.Context, name string) (*consumer, err
 	if err := os.WriteFile(filepath.Join(dir, "policies.d", "bench.toml"), []byte(TcpnormPolicy(name)), 0o644); err != nil {
 		return nil, err
 	}
-	p, err := lab.StartProc(ctx, h.topo.Gateway, "msg=ready", 30*time.Second, h.bin("tcpnorm"), "run", "-c", cfg)
+	p, err := netns.StartProc(ctx, h.topo.Gateway, "msg=ready", 30*time.Second, h.bin("tcpnorm"), "run", "-c", cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -405,10 +405,10 @@ func (h *Harness) stop(ctx context.Context, c *consumer) (string, error) {
 	if c.dir != "" {
 		os.RemoveAll(c.dir)
 	}
-	if out, _ := lab.Run(context.WithoutCancel(ctx), h.topo.Gateway, "iptables-save"); strings.Contains(out, "NFQUEUE") || strings.Contains(out, "TCPNORM") {
+	if out, _ := netns.Run(context.WithoutCancel(ctx), h.topo.Gateway, "iptables-save"); strings.Contains(out, "NFQUEUE") || strings.Contains(out, "TCPNORM") {
 		return "", fmt.Errorf("bench: rules left in the gateway after stop:\n%s", out)
 	}
-	if out, _ := lab.Run(context.WithoutCancel(ctx), h.topo.Gateway, "ipset", "list", "-n"); strings.TrimSpace(out) != "" {
+	if out, _ := netns.Run(context.WithoutCancel(ctx), h.topo.Gateway, "ipset", "list", "-n"); strings.TrimSpace(out) != "" {
 		return "", fmt.Errorf("bench: address sets left in the gateway after stop: %s", out)
 	}
 	if c.proc == nil {
@@ -442,11 +442,11 @@ func (h *Harness) snapshot(ctx context.Context, c *consumer) (snapshot, error) {
 		}
 	}
 	for _, ns := range []string{h.topo.Client, h.topo.Server} {
-		t, err := lab.ReadNetFile(ns, "snmp")
+		t, err := netns.ReadNetFile(ns, "snmp")
 		if err != nil {
 			return s, err
 		}
-		v, err := lab.ParseSNMP(t, "Tcp", "RetransSegs")
+		v, err := netns.ParseSNMP(t, "Tcp", "RetransSegs")
 		if err != nil {
 			return s, err
 		}
@@ -462,7 +462,7 @@ func (h *Harness) snapshot(ctx context.Context, c *consumer) (snapshot, error) {
 
 // metrics fetches tcpnorm's /metrics from inside the gateway.
 func (h *Harness) metrics(ctx context.Context) (string, error) {
-	return lab.HTTPGet(ctx, h.topo.Gateway, "http://"+MetricsAddr+"/metrics")
+	return netns.HTTPGet(ctx, h.topo.Gateway, "http://"+MetricsAddr+"/metrics")
 }
 
 // RunOne measures configuration name once.
@@ -492,10 +492,10 @@ func (h *Harness) RunOne(ctx context.Context, name string, round int) (s Sample)
 	if err != nil {
 		return fail(err)
 	}
-	var perf *lab.Proc
+	var perf *netns.Proc
 	if h.opt.PerfDir != "" && c.proc != nil {
 		s.PerfProfile = filepath.Join(h.opt.PerfDir, fmt.Sprintf("%s-r%d.perf.data", name, round))
-		perf, err = lab.StartProc(ctx, h.topo.Gateway, "", 0, "perf", "record", "-g", "-q", "-o", s.PerfProfile, "-p", fmt.Sprint(c.proc.Pid()))
+		perf, err = netns.StartProc(ctx, h.topo.Gateway, "", 0, "perf", "record", "-g", "-q", "-o", s.PerfProfile, "-p", fmt.Sprint(c.proc.Pid()))
 		if err != nil {
 			return fail(err)
 		}
@@ -589,14 +589,14 @@ func (h *Harness) RunOne(ctx context.Context, name string, round int) (s Sample)
 // ports. The returned func restores the setting.
 func (h *Harness) fewTimeWait() (func(), error) {
 	const key = "net.ipv4.tcp_max_tw_buckets"
-	old, err := lab.ReadSysctl(h.topo.Client, key)
+	old, err := netns.ReadSysctl(h.topo.Client, key)
 	if err != nil {
 		return nil, err
 	}
-	if err := lab.WriteSysctl(h.topo.Client, key, "1024"); err != nil {
+	if err := netns.WriteSysctl(h.topo.Client, key, "1024"); err != nil {
 		return nil, err
 	}
-	return func() { lab.WriteSysctl(h.topo.Client, key, old) }, nil
+	return func() { netns.WriteSysctl(h.topo.Client, key, old) }, nil
 }
 
 type iperfResult struct {
@@ -629,7 +629,7 @@ func (h *Harness) bulk(ctx context.Context, s *Sample, onePair bool) error {
 			defer wg.Done()
 			cctx, cancel := context.WithTimeout(ctx, time.Duration(secs+20)*time.Second)
 			defer cancel()
-			out, err := lab.Run(cctx, h.topo.Client, "iperf3", "-c", ServerAddr.String(), "-p", fmt.Sprint(IperfPort+i),
+			out, err := netns.Run(cctx, h.topo.Client, "iperf3", "-c", ServerAddr.String(), "-p", fmt.Sprint(IperfPort+i),
 				"-B", src.String(), "-P", fmt.Sprint(streams), "-t", fmt.Sprint(secs), "-O", "1", "-J")
 			if jerr := json.Unmarshal([]byte(out), &res[i]); jerr != nil && err == nil {
 				err = fmt.Errorf("iperf3 output: %w", jerr)
@@ -675,7 +675,7 @@ func (h *Harness) connload(ctx context.Context, conc int, rate float64, d time.D
 	if rate > 0 {
 		args = append(args, "-rate", fmt.Sprint(rate))
 	}
-	out, err := lab.Run(cctx, h.topo.Client, args...)
+	out, err := netns.Run(cctx, h.topo.Client, args...)
 	if err != nil {
 		return ConnResult{}, err
 	}

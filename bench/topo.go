@@ -5,9 +5,10 @@ package bench
 import (
 	"context"
 	"fmt"
-	"github.com/tcpnorm/tcpnorm/lab"
 	"net/netip"
 	"strings"
+
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 )
 
 // Prefix starts the name of every namespace the harness creates.
@@ -46,7 +47,7 @@ func NewTopo(ctx context.Context, nsrc int) (*Topo, error) {
 	if nsrc < 1 || nsrc > 200 {
 		return nil, fmt.Errorf("bench: %d source addresses: want 1..200", nsrc)
 	}
-	name, err := lab.NewName(ctx, Prefix)
+	name, err := netns.NewName(ctx, Prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -67,13 +68,13 @@ func (t *Topo) namespaces() []string { return []string{t.Client, t.Gateway, t.Se
 
 func (t *Topo) build(ctx context.Context) error {
 	for _, ns := range t.namespaces() {
-		if _, err := lab.Run(ctx, "", "ip", "netns", "add", ns); err != nil {
+		if _, err := netns.Run(ctx, "", "ip", "netns", "add", ns); err != nil {
 			return err
 		}
 	}
 	root := fmt.Sprintf("link add name %s netns %s type veth peer name %s netns %s\n", ifToGateway, t.Client, IfGwClient, t.Gateway) +
 		fmt.Sprintf("link add name %s netns %s type veth peer name %s netns %s\n", ifToGateway, t.Server, IfGwServer, t.Gateway)
-	if _, err := lab.RunInput(ctx, "", root, "ip", "-batch", "-"); err != nil {
+	if _, err := netns.RunInput(ctx, "", root, "ip", "-batch", "-"); err != nil {
 		return err
 	}
 	var c strings.Builder
@@ -87,22 +88,22 @@ func (t *Topo) build(ctx context.Context) error {
 		IfGwClient, IfGwServer, GwClient, IfGwClient, GwServer, IfGwServer)
 	s := fmt.Sprintf("link set lo up\nlink set gw0 up\naddr add %s/24 dev gw0\nroute add 198.18.0.0/15 via %s\n", ServerAddr, GwServer)
 	for ns, b := range map[string]string{t.Client: c.String(), t.Gateway: g, t.Server: s} {
-		if _, err := lab.RunInput(ctx, "", b, "ip", "-n", ns, "-batch", "-"); err != nil {
+		if _, err := netns.RunInput(ctx, "", b, "ip", "-n", ns, "-batch", "-"); err != nil {
 			return err
 		}
 	}
 	// Conntrack is on in the gateway in every configuration (tcpnorm's
 	// rules need it), with a short TIME_WAIT so that short connections do
 	// not fill the table.
-	if _, err := lab.RunInput(ctx, t.Gateway, "*filter\n-A FORWARD -m conntrack --ctstate INVALID\nCOMMIT\n", "iptables-restore", "--noflush"); err != nil {
+	if _, err := netns.RunInput(ctx, t.Gateway, "*filter\n-A FORWARD -m conntrack --ctstate INVALID\nCOMMIT\n", "iptables-restore", "--noflush"); err != nil {
 		return err
 	}
-	if err := lab.WriteSysctl(t.Gateway, "net.ipv4.ip_forward", "1",
+	if err := netns.WriteSysctl(t.Gateway, "net.ipv4.ip_forward", "1",
 		"net.netfilter.nf_conntrack_tcp_timeout_time_wait", "1",
 		"net.netfilter.nf_conntrack_tcp_timeout_close", "1"); err != nil {
 		return err
 	}
-	if err := lab.WriteSysctl(t.Client, "net.ipv4.tcp_tw_reuse", "1",
+	if err := netns.WriteSysctl(t.Client, "net.ipv4.tcp_tw_reuse", "1",
 		"net.ipv4.ip_local_port_range", "1024 65000"); err != nil {
 		return err
 	}
@@ -111,4 +112,4 @@ func (t *Topo) build(ctx context.Context) error {
 
 // Close kills processes left in the namespaces and deletes them. Safe to
 // call more than once.
-func (t *Topo) Close() error { return lab.DeleteNamespaces(t.namespaces()...) }
+func (t *Topo) Close() error { return netns.DeleteNamespaces(t.namespaces()...) }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 	"github.com/tcpnorm/tcpnorm/lab"
 )
 
@@ -123,7 +124,7 @@ func TestCorpusRecord(t *testing.T) {
 		// idle records the client sending cmds and sitting idle: the
 		// capture ends while the connection is still open, as a capture
 		// an operator stops usually does.
-		idle := func(ns, ifname, host, cmds string) []lab.Frame {
+		idle := func(ns, ifname, host, cmds string) []netns.Frame {
 			c := exec.Command("ip", "netns", "exec", ns, "sh", "-c", fmt.Sprintf("(printf '%s'; sleep 8) | redis-cli -h %s", strings.ReplaceAll(cmds, "\r\n", `\r\n`), host))
 			c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 			fr := record(t, ns, ifname, 0, func() {
@@ -238,15 +239,15 @@ func background(t *testing.T, ns string, args ...string) (stop func()) {
 }
 
 func run(t *testing.T, ns string, args ...string) {
-	if out, err := lab.Run(context.Background(), ns, args...); err != nil {
+	if out, err := netns.Run(context.Background(), ns, args...); err != nil {
 		t.Errorf("%v\n%s", err, out)
 	}
 }
 
 // record captures on ifname in ns while fn runs, and linger after it.
-func record(t *testing.T, ns, ifname string, linger time.Duration, fn func()) []lab.Frame {
+func record(t *testing.T, ns, ifname string, linger time.Duration, fn func()) []netns.Frame {
 	t.Helper()
-	c, err := lab.StartCapture(ns, ifname)
+	c, err := netns.StartCapture(ns, ifname)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,10 +258,10 @@ func record(t *testing.T, ns, ifname string, linger time.Duration, fn func()) []
 
 // write stores frames under corpusDir, each cut to snap bytes (0: as
 // captured).
-func write(t *testing.T, name string, frames []lab.Frame, snap int) {
+func write(t *testing.T, name string, frames []netns.Frame, snap int) {
 	t.Helper()
 	if snap > 0 {
-		cut := make([]lab.Frame, len(frames))
+		cut := make([]netns.Frame, len(frames))
 		for i, f := range frames {
 			f.Data = f.Data[:min(len(f.Data), snap)]
 			cut[i] = f
@@ -268,7 +269,7 @@ func write(t *testing.T, name string, frames []lab.Frame, snap int) {
 		frames = cut
 	}
 	var buf bytes.Buffer
-	if err := lab.WritePcap(&buf, frames); err != nil {
+	if err := netns.WritePcap(&buf, frames); err != nil {
 		t.Fatal(err)
 	}
 	if buf.Len() > 400<<10 {
@@ -283,8 +284,8 @@ func write(t *testing.T, name string, frames []lab.Frame, snap int) {
 
 // filterFrames keeps one direction: what the capturing host sent
 // (outgoing) or received.
-func filterFrames(frames []lab.Frame, outgoing bool) []lab.Frame {
-	var out []lab.Frame
+func filterFrames(frames []netns.Frame, outgoing bool) []netns.Frame {
+	var out []netns.Frame
 	for _, f := range frames {
 		if f.Outgoing == outgoing {
 			out = append(out, f)
@@ -296,7 +297,7 @@ func filterFrames(frames []lab.Frame, outgoing bool) []lab.Frame {
 // badLength copies frames and makes the IPv4 total length of the first
 // large received data segment claim 9000 bytes: a fuzzed or corrupted
 // length field, far beyond what was captured.
-func badLength(frames []lab.Frame) []lab.Frame {
+func badLength(frames []netns.Frame) []netns.Frame {
 	out := cloneFrames(frames)
 	for i := range out {
 		d := out[i].Data
@@ -310,7 +311,7 @@ func badLength(frames []lab.Frame) []lab.Frame {
 
 // zeroLength copies frames and zeroes the IPv4 total length of every
 // outgoing data segment, as captures of TSO super-segments show it.
-func zeroLength(frames []lab.Frame) []lab.Frame {
+func zeroLength(frames []netns.Frame) []netns.Frame {
 	out := cloneFrames(frames)
 	for i := range out {
 		d := out[i].Data
@@ -321,8 +322,8 @@ func zeroLength(frames []lab.Frame) []lab.Frame {
 	return out
 }
 
-func cloneFrames(frames []lab.Frame) []lab.Frame {
-	out := make([]lab.Frame, len(frames))
+func cloneFrames(frames []netns.Frame) []netns.Frame {
+	out := make([]netns.Frame, len(frames))
 	for i, f := range frames {
 		f.Data = append([]byte(nil), f.Data...)
 		out[i] = f

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 	"github.com/tcpnorm/tcpnorm/lab"
 )
 
@@ -150,7 +151,7 @@ func recordLab(ctx context.Context, t *testing.T, l *lab.Lab, name string, f lab
 		if err := l.SetPath(ctx, f, opt); err != nil {
 			t.Fatal(err)
 		}
-		capt, err := lab.StartCapture(l.Client, lab.IfClient)
+		capt, err := netns.StartCapture(l.Client, lab.IfClient)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -166,9 +167,9 @@ func recordLab(ctx context.Context, t *testing.T, l *lab.Lab, name string, f lab
 			// The comparison the suspected finding asks for: the same
 			// peer, timestamps off, answered.
 			key := "net.ipv4.tcp_timestamps"
-			if err = lab.WriteSysctl(l.Client, key, "0"); err == nil {
+			if err = netns.WriteSysctl(l.Client, key, "0"); err == nil {
 				_, err = l.Transfer(ctx, lab.Transfer{Dst: lab.ServerAddr(v6), Size: 16 << 10, Timeout: 3 * time.Second, Seed: 8})
-				if e := lab.WriteSysctl(l.Client, key, "1"); err == nil {
+				if e := netns.WriteSysctl(l.Client, key, "1"); err == nil {
 					err = e
 				}
 			}
@@ -180,7 +181,7 @@ func recordLab(ctx context.Context, t *testing.T, l *lab.Lab, name string, f lab
 		}
 		t.Logf("transfer: %v, %d frames", res, len(frames))
 		var buf bytes.Buffer
-		if err := lab.WritePcap(&buf, frames); err != nil {
+		if err := netns.WritePcap(&buf, frames); err != nil {
 			t.Fatal(err)
 		}
 		if recording && !v6 {

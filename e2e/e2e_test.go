@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 	"github.com/tcpnorm/tcpnorm/lab"
 	"github.com/tcpnorm/tcpnorm/normalize"
 )
@@ -119,7 +120,7 @@ func startHostDaemon(t *testing.T, l *lab.Lab, policies ...lab.Policy) *lab.Daem
 		if err := d.Stop(); err != nil {
 			t.Errorf("daemon exit after SIGTERM: %v\nlog:\n%s", err, d.Log())
 		}
-		if out, _ := lab.Run(context.Background(), l.Client, "iptables-save"); strings.Contains(out, "TCPNORM") {
+		if out, _ := netns.Run(context.Background(), l.Client, "iptables-save"); strings.Contains(out, "TCPNORM") {
 			t.Errorf("rules left in the client after the daemon exited:\n%s", out)
 		}
 	})
@@ -160,12 +161,12 @@ func stopDaemon(t *testing.T, l *lab.Lab, d *lab.Daemon) {
 // returns the outcome and the segments each end saw.
 func transfer(t *testing.T, l *lab.Lab, tr lab.Transfer) (r lab.TransferResult, client, server []lab.Segment) {
 	t.Helper()
-	cc, err := lab.StartCapture(l.Client, lab.IfClient)
+	cc, err := netns.StartCapture(l.Client, lab.IfClient)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cc.Stop()
-	sc, err := lab.StartCapture(l.Server, lab.IfServer)
+	sc, err := netns.StartCapture(l.Server, lab.IfServer)
 	if err != nil {
 		t.Fatal(err)
 	}

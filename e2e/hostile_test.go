@@ -27,7 +27,7 @@ const (
 	hostileSport = 2000
 )
 
-// TestHostilePackets floods the daemon's queues with lab.HostilePackets
+// TestHostilePackets floods the daemon's queues with hostilePackets
 // (bad option lengths, options past the header, truncated headers, data
 // offsets below 5 and past the packet, every option kind in a SYN,
 // duplicated options, IPv6 extension header chains, IPv4 fragments, bad
@@ -46,7 +46,7 @@ func TestHostilePackets(t *testing.T) {
 		if v6 {
 			src = lab.ClientV6
 		}
-		for _, p := range lab.HostilePackets(src, lab.ServerAddr(v6), hostileSport, lab.SMTPPort) {
+		for _, p := range hostilePackets(src, lab.ServerAddr(v6), hostileSport, lab.SMTPPort) {
 			pkts = append(pkts, p.Data)
 			kinds++
 			if p.Malformed {
@@ -57,12 +57,12 @@ func TestHostilePackets(t *testing.T) {
 	before := metrics(t, d)
 
 	type injected struct {
-		st  lab.InjectStats
+		st  injectStats
 		err error
 	}
 	flood := make(chan injected, 1)
 	go func() {
-		st, err := lab.Inject(ctx, l.Client, pkts, hostilePPS, hostileFor)
+		st, err := inject(ctx, l.Client, pkts, hostilePPS, hostileFor)
 		flood <- injected{st, err}
 	}()
 	var results []lab.TransferResult

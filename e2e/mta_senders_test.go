@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 	"github.com/tcpnorm/tcpnorm/lab"
 )
 
@@ -34,7 +35,7 @@ func TestMTAEximOutbound(t *testing.T) {
 // (net.ipv4.tcp_retries2, lowered in the client's namespace).
 func TestMTASendmailOutbound(t *testing.T) {
 	mtaOutbound(t, sendmailSender, func(t *testing.T, l *lab.Lab) {
-		if err := lab.WriteSysctl(l.Client, "net.ipv4.tcp_retries2", sendmailRetries2); err != nil {
+		if err := netns.WriteSysctl(l.Client, "net.ipv4.tcp_retries2", sendmailRetries2); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 	"github.com/tcpnorm/tcpnorm/lab"
 )
 
@@ -141,7 +142,7 @@ func mtaWorkflow(t *testing.T, l *lab.Lab, d *lab.Daemon, newSender func(*testin
 	// Debian's receive buffers on the MTA, whatever the host's: a larger
 	// maximum gives the MTA a larger shift, and the box would then read
 	// its windows so small that the reply to EHLO is dropped, not the body.
-	if err := lab.WriteSysctl(l.Client, "net.ipv4.tcp_rmem", lab.DefaultTCPRmem); err != nil {
+	if err := netns.WriteSysctl(l.Client, "net.ipv4.tcp_rmem", lab.DefaultTCPRmem); err != nil {
 		t.Fatal(err)
 	}
 	mx := startPostfix(t, l.Server, lab.PostfixOptions{
@@ -341,7 +342,7 @@ func inboundWorkflow(t *testing.T, v6 bool) {
 	ctx := context.Background()
 	// Debian's receive buffers on our MTA, whatever the host's: the shift
 	// of the windows it advertises, which the box reads unscaled.
-	if err := lab.WriteSysctl(l.Client, "net.ipv4.tcp_rmem", lab.DefaultTCPRmem); err != nil {
+	if err := netns.WriteSysctl(l.Client, "net.ipv4.tcp_rmem", lab.DefaultTCPRmem); err != nil {
 		t.Fatal(err)
 	}
 	const ourDomain = "example.net"
@@ -360,7 +361,7 @@ func inboundWorkflow(t *testing.T, v6 bool) {
 		Relay:       map[string]netip.Addr{ourDomain: ourAddr},
 		BodyTimeout: mtaBodyTimeout,
 	})
-	capt, err := lab.StartCapture(l.Client, lab.IfClient)
+	capt, err := netns.StartCapture(l.Client, lab.IfClient)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,7 +385,7 @@ func inboundWorkflow(t *testing.T, v6 bool) {
 	// The capture on our MTA, as the operator takes it.
 	pcap := filepath.Join(t.TempDir(), "inbound.pcap")
 	var buf bytes.Buffer
-	if err := lab.WritePcap(&buf, capt.Stop()); err != nil {
+	if err := netns.WritePcap(&buf, capt.Stop()); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(pcap, buf.Bytes(), 0o644); err != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 	"github.com/tcpnorm/tcpnorm/lab"
 )
 
@@ -61,24 +62,24 @@ func TestOverload(t *testing.T) {
 	for i := range flows {
 		flows[i] = lab.Transfer{Dst: lab.ServerAddr(false), Size: overloadSize, Dir: lab.Upload, Timeout: 40 * time.Second, Seed: uint64(i)}
 	}
-	a, err := l.StartBatch(ctx, flows)
+	a, err := startBatch(ctx, l, flows)
 	if err != nil {
 		t.Fatal(err)
 	}
-	<-a.Connected()
+	<-a.connected()
 	time.Sleep(overloadAfter)
 
-	flowsBefore := a.Completed()
+	flowsBefore := a.completed()
 	m0 := metrics(t, d)
 	hits0 := handshakeRuleHits(t, l)
 	if err := d.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	stopped := time.Now()
-	flood := make(chan lab.InjectStats, 1)
+	flood := make(chan injectStats, 1)
 	go func() {
-		syns := lab.SYNs([]netip.Addr{lab.ClientV4}, lab.ServerAddr(false), hostileSport, lab.SMTPPort, 4096)
-		st, err := lab.Inject(ctx, l.Client, syns, overloadSYNs, overloadBurst)
+		syns := makeSYNs([]netip.Addr{lab.ClientV4}, lab.ServerAddr(false), hostileSport, lab.SMTPPort, 4096)
+		st, err := inject(ctx, l.Client, syns, overloadSYNs, overloadBurst)
 		if err != nil {
 			t.Error(err)
 		}
@@ -92,17 +93,17 @@ func TestOverload(t *testing.T) {
 		fresh[i] = lab.Transfer{Dst: lab.ServerAddr(false), Port: lab.SMTPPort + 1, Size: stormSize, Dir: lab.Direction(i % 2), Timeout: okTimeout, Seed: uint64(i)}
 	}
 	fl := <-flood
-	b, err := l.StartBatch(ctx, fresh)
+	b, err := startBatch(ctx, l, fresh)
 	if err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Until(stopped.Add(overloadStop)))
-	freshDone := b.Completed()
+	freshDone := b.completed()
 	if err := d.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("daemon stopped for %.1fs", time.Since(stopped).Seconds())
-	freshRes, flowRes := b.Wait(), a.Wait()
+	freshRes, flowRes := b.wait(), a.wait()
 	m1 := metrics(t, d)
 	hits := handshakeRuleHits(t, l) - hits0
 
@@ -139,7 +140,7 @@ func TestOverload(t *testing.T) {
 // rule in the gateway.
 func handshakeRuleHits(t *testing.T, l *lab.Lab) float64 {
 	t.Helper()
-	out, err := lab.Run(context.Background(), l.Gateway, "iptables", "-w", "-t", "mangle", "-vxnL", "TCPNORM-FWD")
+	out, err := netns.Run(context.Background(), l.Gateway, "iptables", "-w", "-t", "mangle", "-vxnL", "TCPNORM-FWD")
 	if err != nil {
 		t.Fatal(err)
 	}

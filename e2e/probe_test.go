@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/tcpnorm/tcpnorm/config"
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 	"github.com/tcpnorm/tcpnorm/lab"
 )
 
@@ -58,7 +59,7 @@ func sink(t *testing.T, l *lab.Lab, port int) (stop func()) {
 	t.Helper()
 	var lns []net.Listener
 	for _, v6 := range []bool{false, true} {
-		err := lab.InNetns(l.Server, func() error {
+		err := netns.InNetns(l.Server, func() error {
 			ln, err := net.Listen("tcp", netip.AddrPortFrom(lab.ServerAddr(v6), uint16(port)).String())
 			lns = append(lns, ln)
 			return err
@@ -136,7 +137,7 @@ func runProbe(t *testing.T, l *lab.Lab, args ...string) (probeResult, int, strin
 	}
 	// Its rules go with it, whatever the outcome.
 	for _, tool := range []string{"iptables-save", "ip6tables-save"} {
-		out, err := lab.Run(ctx, l.Client, tool)
+		out, err := netns.Run(ctx, l.Client, tool)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -246,7 +247,7 @@ func setLoss(t *testing.T, l *lab.Lab, p string) {
 	t.Helper()
 	ctx := context.Background()
 	segs := func(n string) error {
-		_, err := lab.Run(ctx, "", "ip", "-n", l.Client, "link", "set", "dev", lab.IfClient, "gso_max_segs", n)
+		_, err := netns.Run(ctx, "", "ip", "-n", l.Client, "link", "set", "dev", lab.IfClient, "gso_max_segs", n)
 		return err
 	}
 	if err := segs("1"); err != nil {
@@ -262,10 +263,10 @@ func pathRule(t *testing.T, l *lab.Lab, chain string, rule ...string) {
 	t.Helper()
 	ctx := context.Background()
 	for _, tool := range []string{"iptables", "ip6tables"} {
-		if _, err := lab.Run(ctx, l.Path, append([]string{tool, "-w", "-I", chain}, rule...)...); err != nil {
+		if _, err := netns.Run(ctx, l.Path, append([]string{tool, "-w", "-I", chain}, rule...)...); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { lab.Run(ctx, l.Path, append([]string{tool, "-w", "-D", chain}, rule...)...) })
+		t.Cleanup(func() { netns.Run(ctx, l.Path, append([]string{tool, "-w", "-D", chain}, rule...)...) })
 	}
 }
 
@@ -313,7 +314,7 @@ func TestProbeInterrupted(t *testing.T) {
 	pathRule(t, l, "FORWARD", "-p", "tcp", "--syn", "-j", "DROP")
 	probeRules := func() string {
 		t.Helper()
-		out, err := lab.Run(ctx, l.Client, "iptables-save")
+		out, err := netns.Run(ctx, l.Client, "iptables-save")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -461,7 +462,7 @@ func TestProbeBesideDaemon(t *testing.T) {
 		defer close(done)
 		deadline := time.Now().Add(10 * time.Second)
 		for time.Now().Before(deadline) {
-			out, _ := lab.Run(ctx, l.Client, "iptables-save", "-t", "mangle")
+			out, _ := netns.Run(ctx, l.Client, "iptables-save", "-t", "mangle")
 			if strings.Contains(out, "-A OUTPUT -j TCPNORM-PROBE-OUT") {
 				break
 			}
@@ -469,15 +470,15 @@ func TestProbeBesideDaemon(t *testing.T) {
 		}
 		for _, tool := range []string{"iptables", "ip6tables"} {
 			for _, j := range [][2]string{{"OUTPUT", "TCPNORM-OUT"}, {"INPUT", "TCPNORM-IN"}} {
-				lab.Run(ctx, l.Client, tool, "-w", "-t", "mangle", "-D", j[0], "-j", j[1])
-				lab.Run(ctx, l.Client, tool, "-w", "-t", "mangle", "-I", j[0], "1", "-j", j[1])
+				netns.Run(ctx, l.Client, tool, "-w", "-t", "mangle", "-D", j[0], "-j", j[1])
+				netns.Run(ctx, l.Client, tool, "-w", "-t", "mangle", "-I", j[0], "1", "-j", j[1])
 			}
 		}
 	}()
 	res, code, stderr := runProbe(t, l, "--proto", "tcp", "--port", "25", "--bytes", "4194304", "--stall", "2s", lab.ServerAddr(false).String())
 	<-done
 	stopSink()
-	if out, _ := lab.Run(ctx, l.Client, "iptables-save", "-t", "mangle"); !strings.Contains(out, "-A OUTPUT -j TCPNORM-OUT") {
+	if out, _ := netns.Run(ctx, l.Client, "iptables-save", "-t", "mangle"); !strings.Contains(out, "-A OUTPUT -j TCPNORM-OUT") {
 		t.Fatalf("the daemon's jump is gone:\n%s", out)
 	}
 	if code != 3 || res.Fix == nil || res.Fix.Name != "wscale-clamp-4" {
@@ -598,7 +599,7 @@ func TestProbeRetire(t *testing.T) {
 // server's close: every byte arrived.
 func uploadTo(l *lab.Lab, dst netip.AddrPort, size int, timeout time.Duration) error {
 	var c net.Conn
-	err := lab.InNetns(l.Client, func() error {
+	err := netns.InNetns(l.Client, func() error {
 		var err error
 		c, err = net.DialTimeout("tcp", dst.String(), 5*time.Second)
 		return err

@@ -46,7 +46,7 @@ type killCase struct {
 // killed is what happened to a killCase's transfers.
 type killed struct {
 	results []lab.TransferResult
-	counts  map[lab.Outcome]int
+	counts  map[outcome]int
 	before  int           // completed before the kill
 	ready   time.Duration // from the kill to the restarted daemon's ready
 	// rewrites counts the stateful rewrites of the killed daemon and of
@@ -98,14 +98,14 @@ func killDuring(t *testing.T, l *lab.Lab, clean []string, tc killCase) killed {
 			ts[i].Size = tc.upSize
 		}
 	}
-	b, err := l.StartBatch(ctx, ts)
+	b, err := startBatch(ctx, l, ts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	<-b.Connected()
+	<-b.connected()
 	time.Sleep(killAfter)
 	var k killed
-	k.before = b.Completed()
+	k.before = b.completed()
 	k.rewrites = statefulRewrites(t, d)
 	d.Kill()
 	at := time.Now()
@@ -120,15 +120,15 @@ func killDuring(t *testing.T, l *lab.Lab, clean []string, tc killCase) killed {
 		k.ready = time.Since(at)
 		checkRules(t, l, clean, "after the restart")
 	}
-	k.results = b.Wait()
-	k.counts = lab.CountOutcomes(k.results)
+	k.results = b.wait()
+	k.counts = countOutcomes(k.results)
 	if d2 != nil {
 		k.rewritesAfter = statefulRewrites(t, d2)
 		stopDaemon(t, l, d2)
 	}
 	n := k.counts
 	t.Logf("%s: %d/%d complete, %d stalled, %d reset, %d broken (%d had completed before the kill); %s",
-		tc.name, n[lab.Completed], len(k.results), n[lab.Stalled], n[lab.Reset], n[lab.Broken], k.before, elapsedSummary(k.results))
+		tc.name, n[outcomeComplete], len(k.results), n[outcomeStalled], n[outcomeReset], n[outcomeBroken], k.before, elapsedSummary(k.results))
 	if tc.restart {
 		t.Logf("killed to ready again: %.2fs; stateful rewrites before the kill %.0f, by the restarted daemon %.0f",
 			k.ready.Seconds(), k.rewrites, k.rewritesAfter)
@@ -186,7 +186,7 @@ func TestDaemonKilled(t *testing.T) {
 			// anyway: reported, not required). Nothing is ever reset.
 			for _, r := range k.results {
 				must := tc.policy.Options.WindowScale == normalize.WSStrip || (r.Dir == lab.Upload) != tc.restart
-				if r.Outcome() == lab.Reset || r.Outcome() == lab.Broken || (must && !r.OK) {
+				if outcomeOf(r) == outcomeReset || outcomeOf(r) == outcomeBroken || (must && !r.OK) {
 					t.Errorf("%s", r)
 				} else if !r.OK {
 					t.Logf("not required: %s", r)
@@ -221,12 +221,12 @@ func TestDaemonKilledRepair(t *testing.T) {
 			if k.rewrites == 0 {
 				t.Errorf("the killed daemon had repaired no TSval: the flows were not repaired")
 			}
-			want := lab.Completed
+			want := outcomeComplete
 			if !tc.restart {
-				want = lab.Stalled
+				want = outcomeStalled
 			}
 			for _, r := range k.results {
-				if r.Outcome() != want {
+				if outcomeOf(r) != want {
 					t.Errorf("%s; want %s", r, want)
 				}
 			}
@@ -241,11 +241,11 @@ func runBatch(l *lab.Lab, v6 bool, n, size int) ([]lab.TransferResult, error) {
 	for i := range ts {
 		ts[i] = lab.Transfer{Dst: lab.ServerAddr(v6), Size: size, Dir: lab.Direction(i % 2), Timeout: okTimeout, Seed: uint64(i)}
 	}
-	b, err := l.StartBatch(context.Background(), ts)
+	b, err := startBatch(context.Background(), l, ts)
 	if err != nil {
 		return nil, err
 	}
-	return b.Wait(), nil
+	return b.wait(), nil
 }
 
 // countOK reports every transfer of rs that failed, as what, and returns

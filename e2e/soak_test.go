@@ -72,15 +72,15 @@ func TestSoakSYNFlood(t *testing.T) {
 	for i := range srcs {
 		srcs[i] = netip.AddrFrom4([4]byte{198, 18, 128 + byte(i>>8&0x7f), byte(i)})
 	}
-	syns := lab.SYNs(srcs, lab.ServerAddr(false), hostileSport, lab.SMTPPort, floodSources*floodPorts)
+	syns := makeSYNs(srcs, lab.ServerAddr(false), hostileSport, lab.SMTPPort, floodSources*floodPorts)
 	rss0, _ := rss(t, d.Pid())
 	m0 := metrics(t, d)
 
-	done := make(chan lab.InjectStats, 1)
+	done := make(chan injectStats, 1)
 	go func() {
-		var total lab.InjectStats
+		var total injectStats
 		for total.Sent < floodSYNs {
-			st, err := lab.Inject(ctx, l.Client, syns, floodPPS, 10*time.Second)
+			st, err := inject(ctx, l.Client, syns, floodPPS, 10*time.Second)
 			if err != nil {
 				t.Error(err)
 				break
@@ -92,7 +92,7 @@ func TestSoakSYNFlood(t *testing.T) {
 	}()
 	start := time.Now()
 	legit, clamped := 0, 0
-	var fl lab.InjectStats
+	var fl injectStats
 	for running := true; running; {
 		select {
 		case fl = <-done:

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 	"github.com/tcpnorm/tcpnorm/lab"
 	"github.com/tcpnorm/tcpnorm/normalize"
 )
@@ -292,7 +293,7 @@ func csumErrors(t *testing.T, l *lab.Lab) map[string]uint64 {
 	t.Helper()
 	m := map[string]uint64{}
 	for _, ns := range l.Namespaces() {
-		v, err := lab.TCPInCsumErrors(ns)
+		v, err := netns.TCPInCsumErrors(ns)
 		if err != nil {
 			t.Fatalf("TcpInCsumErrors: %v", err)
 		}

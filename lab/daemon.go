@@ -5,21 +5,19 @@ package lab
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/tcpnorm/tcpnorm/config"
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
-// MetricsAddr is where the daemon in the lab serves /metrics and /status:
+// metricsAddr is where the daemon in the lab serves /metrics and /status:
 // the gateway's address on the client link.
-const MetricsAddr = "198.18.1.1:9464"
+const metricsAddr = "198.18.1.1:9464"
 
 // Policy is one policy file for the lab daemon.
 type Policy struct {
@@ -60,12 +58,12 @@ func (p Policy) Text() string {
 	return config.FormatPolicy(&config.PolicyFile{Domain: Domain, MX: true, Policy: &pol, Probe: p.Probe})
 }
 
-// HostMetricsAddr is where a daemon in host mode on the client serves
+// hostMetricsAddr is where a daemon in host mode on the client serves
 // /metrics and /status.
-const HostMetricsAddr = "198.18.1.2:9464"
+const hostMetricsAddr = "198.18.1.2:9464"
 
 // ConfigText is the tcpnorm.toml the lab daemon on the gateway runs with.
-func ConfigText() string { return configText("gateway", MetricsAddr, DaemonOptions{}) }
+func ConfigText() string { return configText("gateway", metricsAddr, DaemonOptions{}) }
 
 func configText(mode, metrics string, opt DaemonOptions) string {
 	queue := ""
@@ -103,16 +101,16 @@ level = "debug"
 format = "text"
 
 [evidence]
-dir = "` + EvidenceDir + `"
+dir = "` + evidenceDir + `"
 `
 }
 
-// EvidenceDir is the lab daemon's [evidence] dir, relative to its Dir.
-const EvidenceDir = "evidence"
+// evidenceDir is the lab daemon's [evidence] dir, relative to its Dir.
+const evidenceDir = "evidence"
 
 // EvidenceFile is where the daemon keeps the evidence of policy name.
 func (dm *Daemon) EvidenceFile(name string) string {
-	return filepath.Join(dm.Dir, EvidenceDir, name+".pcapng")
+	return filepath.Join(dm.Dir, evidenceDir, name+".pcapng")
 }
 
 // Daemon is a tcpnorm daemon running on the lab's gateway (or, in host
@@ -121,7 +119,7 @@ type Daemon struct {
 	Dir     string // holds tcpnorm.toml and policies.d
 	NS      string // the namespace it runs in
 	Metrics string // its metrics listener
-	*Proc
+	*netns.Proc
 }
 
 // StartDaemon writes the config and policies into a new directory under
@@ -129,7 +127,7 @@ type Daemon struct {
 // daemon logged msg=ready, or with an error (the daemon then stopped and the
 // directory removed). The caller removes Dir after Stop.
 func (l *Lab) StartDaemon(ctx context.Context, bin, dir string, policies []Policy, timeout time.Duration) (dm *Daemon, err error) {
-	return l.startDaemon(ctx, l.Gateway, "gateway", MetricsAddr, DaemonOptions{}, bin, dir, policies, timeout)
+	return l.startDaemon(ctx, l.Gateway, "gateway", metricsAddr, DaemonOptions{}, bin, dir, policies, timeout)
 }
 
 // DaemonOptions are a lab daemon's settings beyond its policies.
@@ -150,14 +148,14 @@ type DaemonOptions struct {
 
 // StartDaemonWith is StartDaemon with opt.
 func (l *Lab) StartDaemonWith(ctx context.Context, opt DaemonOptions, bin, dir string, policies []Policy, timeout time.Duration) (dm *Daemon, err error) {
-	return l.startDaemon(ctx, l.Gateway, "gateway", MetricsAddr, opt, bin, dir, policies, timeout)
+	return l.startDaemon(ctx, l.Gateway, "gateway", metricsAddr, opt, bin, dir, policies, timeout)
 }
 
 // StartHostDaemon is StartDaemon for a daemon in host mode on the client
 // (the MTA itself), the gateway just forwarding. It serves metrics on
-// HostMetricsAddr.
+// hostMetricsAddr.
 func (l *Lab) StartHostDaemon(ctx context.Context, bin, dir string, policies []Policy, timeout time.Duration) (dm *Daemon, err error) {
-	return l.startDaemon(ctx, l.Client, "host", HostMetricsAddr, DaemonOptions{}, bin, dir, policies, timeout)
+	return l.startDaemon(ctx, l.Client, "host", hostMetricsAddr, DaemonOptions{}, bin, dir, policies, timeout)
 }
 
 func (l *Lab) startDaemon(ctx context.Context, ns, mode, metrics string, opt DaemonOptions, bin, dir string, policies []Policy, timeout time.Duration) (dm *Daemon, err error) {
@@ -189,7 +187,7 @@ func (l *Lab) startDaemon(ctx context.Context, ns, mode, metrics string, opt Dae
 	}
 	// The config says format = "text": ready is logged as msg=ready.
 	args := append(append(append([]string(nil), opt.Prefix...), bin), "run", "-c", cfg)
-	p, err := StartProc(ctx, ns, "msg=ready", timeout, args...)
+	p, err := netns.StartProc(ctx, ns, "msg=ready", timeout, args...)
 	if err != nil {
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
@@ -199,44 +197,7 @@ func (l *Lab) startDaemon(ctx context.Context, ns, mode, metrics string, opt Dae
 // Get fetches path ("/metrics", "/status") from the daemon's metrics
 // listener, connecting from the gateway namespace.
 func (dm *Daemon) Get(ctx context.Context, path string) (string, error) {
-	return HTTPGet(ctx, dm.NS, "http://"+dm.Metrics+path)
-}
-
-// HTTPGet fetches url with a connection made in namespace ns.
-func HTTPGet(ctx context.Context, ns, url string) (string, error) {
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			var c net.Conn
-			err := InNetns(ns, func() error {
-				var d net.Dialer
-				var err error
-				c, err = d.DialContext(ctx, network, addr)
-				return err
-			})
-			return c, err
-		},
-		DisableKeepAlives: true,
-	}
-	defer tr.CloseIdleConnections()
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return string(b), fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return string(b), nil
+	return netns.HTTPGet(ctx, dm.NS, "http://"+dm.Metrics+path)
 }
 
 // TcpnormRules returns the lines of iptables-save and ip6tables-save in the
@@ -249,7 +210,7 @@ func (l *Lab) TcpnormRules(ctx context.Context) ([]string, error) {
 // SetMembers lists the members of address set name in namespace ns, as
 // ipset prints them (a /32 or /128 without its length).
 func SetMembers(ctx context.Context, ns, name string) ([]string, error) {
-	out, err := Run(ctx, ns, "ipset", "list", name)
+	out, err := netns.Run(ctx, ns, "ipset", "list", name)
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +222,7 @@ func SetMembers(ctx context.Context, ns, name string) ([]string, error) {
 // count too.
 func (l *Lab) TcpnormRulesIn(ctx context.Context, ns string) ([]string, error) {
 	var found []string
-	sets, err := Run(ctx, ns, "ipset", "list", "-n")
+	sets, err := netns.Run(ctx, ns, "ipset", "list", "-n")
 	if err != nil {
 		return nil, err
 	}
@@ -271,7 +232,7 @@ func (l *Lab) TcpnormRulesIn(ctx context.Context, ns string) ([]string, error) {
 		}
 	}
 	for _, cmd := range []string{"iptables-save", "ip6tables-save"} {
-		out, err := Run(ctx, ns, cmd)
+		out, err := netns.Run(ctx, ns, cmd)
 		if err != nil {
 			return nil, err
 		}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
@@ -69,11 +70,11 @@ func RunDemo(ctx context.Context, w io.Writer, opt DemoOptions) (res DemoResult,
 		}
 		fmt.Fprintf(w, "\nLab removed (namespaces %s-*).\n", l.Name)
 	}()
-	fmt.Fprintf(w, "Topology (each box is a network namespace):\n%s\n", l.Topology())
+	fmt.Fprintf(w, "topology (each box is a network namespace):\n%s\n", l.topology())
 	if err := l.SetFault(ctx, opt.Fault); err != nil {
 		return res, err
 	}
-	fmt.Fprintf(w, "Fault on the path box: %s\n\n", opt.Fault.Describe())
+	fmt.Fprintf(w, "Fault on the path box: %s\n\n", opt.Fault.describe())
 
 	t := Transfer{Dst: ServerAddr(opt.V6), Size: opt.Size, Dir: dir, Timeout: opt.Timeout}
 
@@ -149,12 +150,12 @@ func RunDemo(ctx context.Context, w io.Writer, opt DemoOptions) (res DemoResult,
 // demoTransfer runs t with captures at client and server and prints the
 // handshake each end received and the outcome.
 func (l *Lab) demoTransfer(ctx context.Context, w io.Writer, t Transfer) (TransferResult, error) {
-	cc, err := StartCapture(l.Client, IfClient)
+	cc, err := netns.StartCapture(l.Client, IfClient)
 	if err != nil {
 		return TransferResult{}, err
 	}
 	defer cc.Stop()
-	sc, err := StartCapture(l.Server, IfServer)
+	sc, err := netns.StartCapture(l.Server, IfServer)
 	if err != nil {
 		return TransferResult{}, err
 	}
@@ -183,7 +184,7 @@ func (l *Lab) demoTransfer(ctx context.Context, w io.Writer, t Transfer) (Transf
 	printFirst(w, cseg, "client received SYN-ACK", func(s Segment) bool { return !s.Outgoing && s.SYN && s.ACK })
 	if faulted > 0 {
 		what := "rewrote"
-		if l.Fault() == FaultWScaleCap {
+		if l.currentFault() == FaultWScaleCap {
 			what = "dropped"
 		}
 		fmt.Fprintf(w, "   path box %s %d packets\n", what, faulted)

@@ -9,6 +9,8 @@ import (
 	"sync"
 
 	"github.com/miekg/dns"
+
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 )
 
 // dnsTTL is short so a daemon's refresh would notice changes quickly.
@@ -21,7 +23,7 @@ type DNSAnswers struct {
 	TTL    uint32     // of every record; 0: 60 s
 }
 
-// dnsServer answers for the lab's domain on DNSV4 and DNSV6, port 53, UDP
+// dnsServer answers for the lab's domain on dnsV4 and dnsV6, port 53, UDP
 // and TCP, inside the server namespace.
 type dnsServer struct {
 	servers []*dns.Server
@@ -62,8 +64,8 @@ func (d *dnsServer) answers() DNSAnswers {
 func startDNS(ns string) (*dnsServer, error) {
 	var pcs []net.PacketConn
 	var lns []net.Listener
-	err := InNetns(ns, func() error {
-		for _, a := range []string{"[" + DNSV4.String() + "]:53", "[" + DNSV6.String() + "]:53"} {
+	err := netns.InNetns(ns, func() error {
+		for _, a := range []string{"[" + dnsV4.String() + "]:53", "[" + dnsV6.String() + "]:53"} {
 			pc, err := net.ListenPacket("udp", a)
 			if err != nil {
 				return err

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 )
 
 // EximPackages are the Debian packages an Exim instance runs from,
@@ -110,7 +112,7 @@ begin retry
 	if err := os.WriteFile(e.Conf(), []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	if out, err := Run(ctx, ns, e.Bin(), "-C", e.Conf(), "-bV"); err != nil {
+	if out, err := netns.Run(ctx, ns, e.Bin(), "-C", e.Conf(), "-bV"); err != nil {
 		return nil, fmt.Errorf("exim -bV: %v", err)
 	} else if !strings.Contains(out, "Exim version") {
 		return nil, fmt.Errorf("exim -bV: %s", out)
@@ -128,14 +130,14 @@ func (e *Exim) Conf() string { return filepath.Join(e.Dir, "exim.conf") }
 // command line, as a program on the MTA's host does; Exim delivers it in
 // a background process.
 func (e *Exim) Send(ctx context.Context, from, to string, msg []byte) error {
-	_, err := RunInput(ctx, e.NS, string(msg), e.Bin(), "-C", e.Conf(), "-i", "-f", from, "--", to)
+	_, err := netns.RunInput(ctx, e.NS, string(msg), e.Bin(), "-C", e.Conf(), "-i", "-f", from, "--", to)
 	return err
 }
 
 // Flush delivers every queued message now, whatever its retry time (exim
 // -qff), as the operator does once the path is fixed.
 func (e *Exim) Flush(ctx context.Context) error {
-	_, err := Run(ctx, e.NS, e.Bin(), "-C", e.Conf(), "-qff")
+	_, err := netns.Run(ctx, e.NS, e.Bin(), "-C", e.Conf(), "-qff")
 	return err
 }
 

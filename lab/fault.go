@@ -37,17 +37,18 @@ func Faults() []Fault {
 	return []Fault{FaultSYNTS, FaultWScale, FaultTSScramble, FaultPMTU}
 }
 
-// StatefulFaults lists the faults only the stateful actions fix without
+// statefulFaults lists the faults only the stateful actions fix without
 // giving up the option: window_scale = "clamp" and timestamps = "repair".
-func StatefulFaults() []Fault {
+func statefulFaults() []Fault {
 	return []Fault{FaultWScaleCap, FaultTSScramble2}
 }
 
-// FaultNames are the names of Faults and StatefulFaults, in that order:
-// what `tcpnorm lab --fault` takes.
+// FaultNames are the names of Faults and of the faults only the stateful
+// actions fix (statefulFaults), in that order: what `tcpnorm lab --fault`
+// takes.
 func FaultNames() []string {
 	var ns []string
-	for _, f := range append(Faults(), StatefulFaults()...) {
+	for _, f := range append(Faults(), statefulFaults()...) {
 		ns = append(ns, f.String())
 	}
 	return ns
@@ -63,8 +64,8 @@ func ParseFault(s string) (Fault, error) {
 	return 0, fmt.Errorf("unknown fault %q (want one of %s)", s, strings.Join(faultNames[1:], ", "))
 }
 
-// Describe says what the fault does, for people.
-func (f Fault) Describe() string {
+// describe says what the fault does, for people.
+func (f Fault) describe() string {
 	switch f {
 	case FaultSYNTS:
 		return "the path drops every SYN that carries the TCP timestamps option (a SYN-option firewall)"
@@ -102,7 +103,7 @@ func (f Fault) FixOptions(v6 bool) normalize.Policy {
 	case FaultPMTU:
 		return normalize.Policy{MSSMax: uint16(PMTUMSS(v6))}
 	case FaultWScaleCap:
-		return ClampOptions(DefaultWScaleCap)
+		return ClampOptions(defaultWScaleCap)
 	case FaultTSScramble2:
 		return normalize.Policy{Timestamps: normalize.TSRepair}
 	}

@@ -5,7 +5,7 @@ package lab
 import "testing"
 
 func TestParseFault(t *testing.T) {
-	for _, f := range append(append(Faults(), StatefulFaults()...), FaultNone) {
+	for _, f := range append(append(Faults(), statefulFaults()...), FaultNone) {
 		got, err := ParseFault(f.String())
 		if err != nil || got != f {
 			t.Errorf("ParseFault(%q) = %v, %v; want %v", f.String(), got, err, f)

@@ -13,6 +13,8 @@ import (
 	nfqueue "github.com/florianl/go-nfqueue/v2"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 )
 
 // tsScramblePick chooses about one data segment in 16 by its sequence number:
@@ -52,14 +54,14 @@ const (
 )
 
 func startFaultBox(ns string, f Fault, opt PathOptions) (*faultBox, error) {
-	fd, err := unix.Open(netnsDir+"/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(netns.Dir+"/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("fault box: %w", err)
 	}
 	defer unix.Close(fd)
 	var srvIndex uint32
-	if err := InNetns(ns, func() error {
-		ifi, err := net.InterfaceByName(IfPathSrv)
+	if err := netns.InNetns(ns, func() error {
+		ifi, err := net.InterfaceByName(ifPathSrv)
 		if err == nil {
 			srvIndex = uint32(ifi.Index)
 		}

@@ -12,10 +12,12 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 )
 
-// DefaultPrefix starts the name of every namespace a lab creates.
-const DefaultPrefix = "tnlab"
+// defaultPrefix starts the name of every namespace a lab creates.
+const defaultPrefix = "tnlab"
 
 // Domain is the lab's mail domain: its MX host is the server.
 const (
@@ -29,21 +31,21 @@ const SMTPPort = 25
 // Addresses of the lab. Each link has an IPv4 /24 and an IPv6 /64.
 var (
 	ClientV4  = netip.MustParseAddr("198.18.1.2")
-	GatewayV4 = netip.MustParseAddr("198.18.1.1") // client side
-	GwPathV4  = netip.MustParseAddr("198.18.2.1")
-	PathGwV4  = netip.MustParseAddr("198.18.2.2")
-	PathSrvV4 = netip.MustParseAddr("198.18.3.1")
+	gatewayV4 = netip.MustParseAddr("198.18.1.1") // client side
+	gwPathV4  = netip.MustParseAddr("198.18.2.1")
+	pathGwV4  = netip.MustParseAddr("198.18.2.2")
+	pathSrvV4 = netip.MustParseAddr("198.18.3.1")
 	ServerV4  = netip.MustParseAddr("198.18.3.2")
-	DNSV4     = netip.MustParseAddr("198.18.3.53")
+	dnsV4     = netip.MustParseAddr("198.18.3.53")
 	OtherV4   = netip.MustParseAddr("198.18.3.99") // on the server, not in DNS
 
 	ClientV6  = netip.MustParseAddr("2001:2:0:1::2")
-	GatewayV6 = netip.MustParseAddr("2001:2:0:1::1")
-	GwPathV6  = netip.MustParseAddr("2001:2:0:2::1")
-	PathGwV6  = netip.MustParseAddr("2001:2:0:2::2")
-	PathSrvV6 = netip.MustParseAddr("2001:2:0:3::1")
+	gatewayV6 = netip.MustParseAddr("2001:2:0:1::1")
+	gwPathV6  = netip.MustParseAddr("2001:2:0:2::1")
+	pathGwV6  = netip.MustParseAddr("2001:2:0:2::2")
+	pathSrvV6 = netip.MustParseAddr("2001:2:0:3::1")
 	ServerV6  = netip.MustParseAddr("2001:2:0:3::2")
-	DNSV6     = netip.MustParseAddr("2001:2:0:3::53")
+	dnsV6     = netip.MustParseAddr("2001:2:0:3::53")
 	OtherV6   = netip.MustParseAddr("2001:2:0:3::99")
 )
 
@@ -51,10 +53,10 @@ var (
 // with the host's or another lab's.
 const (
 	IfClient    = "gw0"   // client's link to the gateway
-	IfGwClient  = "cli0"  // gateway's link to the client
-	IfGwPath    = "path0" // gateway's link to the path
-	IfPathGw    = "gw0"   // path's link to the gateway
-	IfPathSrv   = "srv0"  // path's link to the server
+	ifGwClient  = "cli0"  // gateway's link to the client
+	ifGwPath    = "path0" // gateway's link to the path
+	ifPathGw    = "gw0"   // path's link to the gateway
+	ifPathSrv   = "srv0"  // path's link to the server
 	IfServer    = "path0" // server's link to the path
 	serverMTU   = 1500
 	blackholeMT = 1280 // path's MTU toward the server with the PMTU fault
@@ -74,7 +76,7 @@ type Lab struct {
 
 // Options configures New.
 type Options struct {
-	Prefix string // namespace name prefix; default DefaultPrefix
+	Prefix string // namespace name prefix; default "tnlab" (defaultPrefix)
 }
 
 // New builds a lab: four namespaces, three links with IPv4 and IPv6, routes
@@ -83,9 +85,9 @@ type Options struct {
 // leftovers of crashed runs with the same prefix. On error nothing is left.
 func New(ctx context.Context, opt Options) (*Lab, error) {
 	if opt.Prefix == "" {
-		opt.Prefix = DefaultPrefix
+		opt.Prefix = defaultPrefix
 	}
-	name, err := NewName(ctx, opt.Prefix)
+	name, err := netns.NewName(ctx, opt.Prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -110,11 +112,11 @@ func (l *Lab) Namespaces() []string {
 
 func (l *Lab) build(ctx context.Context) error {
 	for _, ns := range l.Namespaces() {
-		if _, err := Run(ctx, "", "ip", "netns", "add", ns); err != nil {
+		if _, err := netns.Run(ctx, "", "ip", "netns", "add", ns); err != nil {
 			return err
 		}
 		// Addresses must be usable at once: no duplicate address detection.
-		if err := WriteSysctl(ns,
+		if err := netns.WriteSysctl(ns,
 			"net.ipv6.conf.all.accept_dad", "0",
 			"net.ipv6.conf.default.accept_dad", "0",
 			"net.ipv6.conf.all.accept_ra", "0",
@@ -124,16 +126,16 @@ func (l *Lab) build(ctx context.Context) error {
 		}
 	}
 	links := []struct{ nsA, ifA, nsB, ifB string }{
-		{l.Client, IfClient, l.Gateway, IfGwClient},
-		{l.Gateway, IfGwPath, l.Path, IfPathGw},
-		{l.Path, IfPathSrv, l.Server, IfServer},
+		{l.Client, IfClient, l.Gateway, ifGwClient},
+		{l.Gateway, ifGwPath, l.Path, ifPathGw},
+		{l.Path, ifPathSrv, l.Server, IfServer},
 	}
 	// One `ip -batch` per namespace: an ip process costs tens of milliseconds.
 	var root strings.Builder
 	for _, k := range links {
 		fmt.Fprintf(&root, "link add name %s netns %s type veth peer name %s netns %s\n", k.ifA, k.nsA, k.ifB, k.nsB)
 	}
-	if _, err := RunInput(ctx, "", root.String(), "ip", "-batch", "-"); err != nil {
+	if _, err := netns.RunInput(ctx, "", root.String(), "ip", "-batch", "-"); err != nil {
 		return err
 	}
 	batch := map[string]*strings.Builder{}
@@ -155,41 +157,41 @@ func (l *Lab) build(ctx context.Context) error {
 	for _, a := range []netip.Addr{ClientV4, ClientV6} {
 		addr(l.Client, IfClient, a)
 	}
-	for _, a := range []netip.Addr{GatewayV4, GatewayV6} {
-		addr(l.Gateway, IfGwClient, a)
+	for _, a := range []netip.Addr{gatewayV4, gatewayV6} {
+		addr(l.Gateway, ifGwClient, a)
 	}
-	for _, a := range []netip.Addr{GwPathV4, GwPathV6} {
-		addr(l.Gateway, IfGwPath, a)
+	for _, a := range []netip.Addr{gwPathV4, gwPathV6} {
+		addr(l.Gateway, ifGwPath, a)
 	}
-	for _, a := range []netip.Addr{PathGwV4, PathGwV6} {
-		addr(l.Path, IfPathGw, a)
+	for _, a := range []netip.Addr{pathGwV4, pathGwV6} {
+		addr(l.Path, ifPathGw, a)
 	}
-	for _, a := range []netip.Addr{PathSrvV4, PathSrvV6} {
-		addr(l.Path, IfPathSrv, a)
+	for _, a := range []netip.Addr{pathSrvV4, pathSrvV6} {
+		addr(l.Path, ifPathSrv, a)
 	}
-	for _, a := range []netip.Addr{ServerV4, ServerV6, DNSV4, DNSV6, OtherV4, OtherV6} {
+	for _, a := range []netip.Addr{ServerV4, ServerV6, dnsV4, dnsV6, OtherV4, OtherV6} {
 		addr(l.Server, IfServer, a)
 	}
 	routes := [][]string{
-		{l.Client, "198.18.0.0/15", GatewayV4.String()},
-		{l.Client, "2001:2::/48", GatewayV6.String()},
-		{l.Gateway, "198.18.3.0/24", PathGwV4.String()},
-		{l.Gateway, "2001:2:0:3::/64", PathGwV6.String()},
-		{l.Path, "198.18.1.0/24", GwPathV4.String()},
-		{l.Path, "2001:2:0:1::/64", GwPathV6.String()},
-		{l.Server, "198.18.0.0/15", PathSrvV4.String()},
-		{l.Server, "2001:2::/48", PathSrvV6.String()},
+		{l.Client, "198.18.0.0/15", gatewayV4.String()},
+		{l.Client, "2001:2::/48", gatewayV6.String()},
+		{l.Gateway, "198.18.3.0/24", pathGwV4.String()},
+		{l.Gateway, "2001:2:0:3::/64", pathGwV6.String()},
+		{l.Path, "198.18.1.0/24", gwPathV4.String()},
+		{l.Path, "2001:2:0:1::/64", gwPathV6.String()},
+		{l.Server, "198.18.0.0/15", pathSrvV4.String()},
+		{l.Server, "2001:2::/48", pathSrvV6.String()},
 	}
 	for _, r := range routes {
 		fmt.Fprintf(batch[r[0]], "route add %s via %s\n", r[1], r[2])
 	}
 	for _, ns := range l.Namespaces() {
-		if _, err := RunInput(ctx, "", batch[ns].String(), "ip", "-n", ns, "-batch", "-"); err != nil {
+		if _, err := netns.RunInput(ctx, "", batch[ns].String(), "ip", "-n", ns, "-batch", "-"); err != nil {
 			return err
 		}
 	}
 	for _, ns := range []string{l.Gateway, l.Path} {
-		if err := WriteSysctl(ns,
+		if err := netns.WriteSysctl(ns,
 			"net.ipv4.ip_forward", "1",
 			"net.ipv6.conf.all.forwarding", "1",
 		); err != nil {
@@ -223,7 +225,7 @@ func (l *Lab) waitReachable(ctx context.Context) error {
 		addr netip.Addr
 	}{
 		{l.Client, ServerV4}, {l.Client, ServerV6}, {l.Client, OtherV4}, {l.Client, OtherV6},
-		{l.Gateway, DNSV4}, {l.Gateway, DNSV6},
+		{l.Gateway, dnsV4}, {l.Gateway, dnsV6},
 	}
 	for _, p := range probes {
 		var err error
@@ -241,7 +243,7 @@ func (l *Lab) waitReachable(ctx context.Context) error {
 
 // probe connects to the discard port of addr from namespace ns.
 func probe(ctx context.Context, ns string, addr netip.Addr) error {
-	return InNetns(ns, func() error {
+	return netns.InNetns(ns, func() error {
 		d := net.Dialer{Timeout: 500 * time.Millisecond}
 		c, err := d.DialContext(ctx, "tcp", netip.AddrPortFrom(addr, 9).String())
 		if err == nil {
@@ -272,7 +274,7 @@ func (l *Lab) Close() error {
 		l.dns.stop()
 		l.dns = nil
 	}
-	return DeleteNamespaces(l.Namespaces()...)
+	return netns.DeleteNamespaces(l.Namespaces()...)
 }
 
 // enableConntrack makes conntrack track every packet in ns (it only hooks a
@@ -286,15 +288,15 @@ func enableConntrack(ctx context.Context, ns, extra string) error {
 		"-A OUTPUT -m conntrack --ctstate INVALID\n" +
 		"COMMIT\n" + extra
 	for _, cmd := range []string{"iptables-restore", "ip6tables-restore"} {
-		if _, err := RunInput(ctx, ns, rules, cmd, "--noflush"); err != nil {
+		if _, err := netns.RunInput(ctx, ns, rules, cmd, "--noflush"); err != nil {
 			return err
 		}
 	}
-	return WriteSysctl(ns, "net.netfilter.nf_conntrack_tcp_be_liberal", "0")
+	return netns.WriteSysctl(ns, "net.netfilter.nf_conntrack_tcp_be_liberal", "0")
 }
 
-// Topology describes the lab for people.
-func (l *Lab) Topology() string {
+// topology describes the lab for people.
+func (l *Lab) topology() string {
 	var b strings.Builder
 	box := func(role, ns, what string) {
 		fmt.Fprintf(&b, "  %-8s %-22s %s\n", role, ns, what)
@@ -307,16 +309,16 @@ func (l *Lab) Topology() string {
 	iface(IfClient, ClientV4, ClientV6, "")
 	b.WriteString("     |\n")
 	box("gateway", l.Gateway, "tcpnorm runs here (mangle FORWARD)")
-	iface(IfGwClient, GatewayV4, GatewayV6, "metrics on "+MetricsAddr)
-	iface(IfGwPath, GwPathV4, GwPathV6, "")
+	iface(ifGwClient, gatewayV4, gatewayV6, "metrics on "+metricsAddr)
+	iface(ifGwPath, gwPathV4, gwPathV6, "")
 	b.WriteString("     |\n")
 	box("path", l.Path, "the faulty middlebox")
-	iface(IfPathGw, PathGwV4, PathGwV6, "")
-	iface(IfPathSrv, PathSrvV4, PathSrvV6, "")
+	iface(ifPathGw, pathGwV4, pathGwV6, "")
+	iface(ifPathSrv, pathSrvV4, pathSrvV6, "")
 	b.WriteString("     |\n")
 	box("server", l.Server, "the remote MX, "+MXHost)
 	iface(IfServer, ServerV4, ServerV6, "MX "+MXHost)
-	iface("", DNSV4, DNSV6, "DNS server for "+Domain)
+	iface("", dnsV4, dnsV6, "DNS server for "+Domain)
 	iface("", OtherV4, OtherV6, "no DNS name: no policy matches it")
 	return b.String()
 }
@@ -342,12 +344,25 @@ func OtherAddr(v6 bool) netip.Addr {
 // destination, where tests can move the MX (SetDNS).
 func DNSAddr(v6 bool) netip.Addr {
 	if v6 {
-		return DNSV6
+		return dnsV6
 	}
-	return DNSV4
+	return dnsV4
 }
 
 // DNSServer is the lab DNS server, as config's [dns] servers wants it.
 func DNSServer() string {
-	return netip.AddrPortFrom(DNSV4, 53).String()
+	return netip.AddrPortFrom(dnsV4, 53).String()
+}
+
+// ConntrackInvalidAll reads the invalid counter of every lab namespace.
+func (l *Lab) ConntrackInvalidAll() (map[string]uint64, error) {
+	m := make(map[string]uint64)
+	for _, ns := range l.Namespaces() {
+		v, err := netns.ConntrackInvalid(ns)
+		if err != nil {
+			return nil, err
+		}
+		m[ns] = v
+	}
+	return m, nil
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package lab
 
 import (
@@ -8,6 +10,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 )
 
 func needRoot(t *testing.T) {
@@ -19,7 +23,7 @@ func needRoot(t *testing.T) {
 
 func labNamespaces(t *testing.T, prefix string) []string {
 	t.Helper()
-	ents, err := os.ReadDir(netnsDir)
+	ents, err := os.ReadDir(netns.Dir)
 	if err != nil && !os.IsNotExist(err) {
 		t.Fatal(err)
 	}
@@ -40,10 +44,10 @@ func TestNewClose(t *testing.T) {
 	const prefix = "tnlabtest"
 	// A namespace as a crashed run (pid 0x7ffffffe cannot exist) leaves it.
 	stale := prefix + "-2147483646-abcdef-c"
-	if _, err := Run(ctx, "", "ip", "netns", "add", stale); err != nil {
+	if _, err := netns.Run(ctx, "", "ip", "netns", "add", stale); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { Run(ctx, "", "ip", "netns", "del", stale) })
+	t.Cleanup(func() { netns.Run(ctx, "", "ip", "netns", "del", stale) })
 
 	l, err := New(ctx, Options{Prefix: prefix})
 	if err != nil {
@@ -69,7 +73,7 @@ func TestNewClose(t *testing.T) {
 		{MXHost, dns.TypeAAAA, ServerV6.String()},
 	} {
 		var in *dns.Msg
-		err := InNetns(l.Gateway, func() error {
+		err := netns.InNetns(l.Gateway, func() error {
 			m := new(dns.Msg)
 			m.SetQuestion(dns.Fqdn(q.name), q.qtype)
 			var err error

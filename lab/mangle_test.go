@@ -10,6 +10,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 )
 
 // buildTCP serializes an IPv4 or IPv6 TCP packet with gopacket, checksums
@@ -125,7 +127,7 @@ func TestManglersSurviveGarbage(t *testing.T) {
 func TestSegments(t *testing.T) {
 	ipv4 := buildTCP(t, false, true, true, 1000, 7, 5000, 0)
 	eth := append([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0x08, 0x00}, ipv4...)
-	segs := Segments([]Frame{{Data: eth, OrigLen: len(eth)}, {Data: []byte{1, 2, 3}}})
+	segs := Segments([]netns.Frame{{Data: eth, OrigLen: len(eth)}, {Data: []byte{1, 2, 3}}})
 	if len(segs) != 1 {
 		t.Fatalf("Segments: got %d segments, want 1", len(segs))
 	}

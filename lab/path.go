@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 )
 
 const (
@@ -27,7 +29,7 @@ const DefaultTCPRmem = "4096 131072 6291456"
 type PathOptions struct {
 	// WScaleCap is the largest shift a wscale-cap path honours (1..14,
 	// or WScaleCapZero for a box that ignores scaling altogether); 0 means
-	// DefaultWScaleCap.
+	// the default, 2 (defaultWScaleCap).
 	WScaleCap int
 	// RTT is added to every TCP round trip through the path: the box holds
 	// each TCP packet RTT/2, in order, in both directions. 0: none.
@@ -45,7 +47,7 @@ func (l *Lab) SetFault(ctx context.Context, f Fault) error {
 func (l *Lab) SetPath(ctx context.Context, f Fault, opt PathOptions) error {
 	switch opt.WScaleCap {
 	case 0:
-		opt.WScaleCap = DefaultWScaleCap
+		opt.WScaleCap = defaultWScaleCap
 	case WScaleCapZero:
 		opt.WScaleCap = 0
 	}
@@ -65,19 +67,19 @@ func (l *Lab) SetPath(ctx context.Context, f Fault, opt PathOptions) error {
 	if f == FaultPMTU {
 		mtu = fmt.Sprint(blackholeMT)
 	}
-	if _, err := Run(ctx, "", "ip", "-n", l.Path, "link", "set", IfPathSrv, "mtu", mtu); err != nil {
+	if _, err := netns.Run(ctx, "", "ip", "-n", l.Path, "link", "set", ifPathSrv, "mtu", mtu); err != nil {
 		return err
 	}
 	rmem := DefaultTCPRmem
 	if f == FaultWScale {
 		rmem = fmt.Sprintf("4096 %d %d", wscaleServerRmem, wscaleServerRmem)
 	}
-	if err := WriteSysctl(l.Server, "net.ipv4.tcp_rmem", rmem); err != nil {
+	if err := netns.WriteSysctl(l.Server, "net.ipv4.tcp_rmem", rmem); err != nil {
 		return err
 	}
 	for _, ns := range l.Namespaces() {
 		for _, fam := range []string{"-4", "-6"} {
-			Run(ctx, "", "ip", fam, "-n", ns, "route", "flush", "cache")
+			netns.Run(ctx, "", "ip", fam, "-n", ns, "route", "flush", "cache")
 		}
 	}
 	if f == FaultWScale || f == FaultTSScramble || f == FaultTSScramble2 || f == FaultWScaleCap || opt.RTT > 0 {
@@ -92,7 +94,7 @@ func (l *Lab) SetPath(ctx context.Context, f Fault, opt PathOptions) error {
 		if v6 {
 			cmd = "ip6tables-restore"
 		}
-		if _, err := RunInput(ctx, l.Path, faultRules(f, v6, opt.RTT > 0), cmd, "--noflush"); err != nil {
+		if _, err := netns.RunInput(ctx, l.Path, faultRules(f, v6, opt.RTT > 0), cmd, "--noflush"); err != nil {
 			return err
 		}
 	}
@@ -100,8 +102,8 @@ func (l *Lab) SetPath(ctx context.Context, f Fault, opt PathOptions) error {
 	return nil
 }
 
-// Fault is the fault in force.
-func (l *Lab) Fault() Fault {
+// currentFault is the fault in force.
+func (l *Lab) currentFault() Fault {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.fault
@@ -132,9 +134,9 @@ func faultRules(f Fault, v6, hold bool) string {
 	case hold || f == FaultWScaleCap:
 		fmt.Fprintf(&b, "-A labfault -p tcp %s\n", q)
 	case f == FaultWScale:
-		fmt.Fprintf(&b, "-A labfault -i %s -p tcp --tcp-flags SYN,ACK SYN,ACK %s\n", IfPathSrv, q)
+		fmt.Fprintf(&b, "-A labfault -i %s -p tcp --tcp-flags SYN,ACK SYN,ACK %s\n", ifPathSrv, q)
 	case f == FaultTSScramble || f == FaultTSScramble2:
-		fmt.Fprintf(&b, "-A labfault -i %s -p tcp -m length --length 200:65535 %s\n", IfPathSrv, q)
+		fmt.Fprintf(&b, "-A labfault -i %s -p tcp -m length --length 200:65535 %s\n", ifPathSrv, q)
 	}
 	b.WriteString("COMMIT\n*filter\n-F labfault\n")
 	switch f {

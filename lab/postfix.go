@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 )
 
 // Postfix is an instance of Debian's Postfix run in a lab namespace with
@@ -147,7 +149,7 @@ virtual_mailbox_limit = 0
 		return nil, err
 	}
 	exec.CommandContext(ctx, "postfix", "-c", filepath.Join(dir, "etc"), "set-permissions").Run()
-	if out, err := Run(ctx, ns, "postfix", "-c", filepath.Join(dir, "etc"), "start"); err != nil {
+	if out, err := netns.Run(ctx, ns, "postfix", "-c", filepath.Join(dir, "etc"), "start"); err != nil {
 		return nil, fmt.Errorf("postfix start: %v: %s\n%s", err, out, p.Log())
 	}
 	// Ready when smtpd's listener answers: master binds before it forks.
@@ -168,10 +170,10 @@ virtual_mailbox_limit = 0
 func (p *Postfix) Stop() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err := Run(ctx, p.NS, "postfix", "-c", filepath.Join(p.Dir, "etc"), "stop")
+	_, err := netns.Run(ctx, p.NS, "postfix", "-c", filepath.Join(p.Dir, "etc"), "stop")
 	// postfix stop signals the master; status fails once it is gone.
 	for ctx.Err() == nil {
-		if _, serr := Run(ctx, p.NS, "postfix", "-c", filepath.Join(p.Dir, "etc"), "status"); serr != nil {
+		if _, serr := netns.Run(ctx, p.NS, "postfix", "-c", filepath.Join(p.Dir, "etc"), "status"); serr != nil {
 			return err
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -207,13 +209,13 @@ func (p *Postfix) Messages() []string {
 // Send submits msg (header, blank line, body; lines end in LF) with the
 // instance's sendmail(1), as a program on the MTA's host does.
 func (p *Postfix) Send(ctx context.Context, from, to string, msg []byte) error {
-	_, err := RunInput(ctx, p.NS, string(msg), "sendmail", "-C", filepath.Join(p.Dir, "etc"), "-i", "-f", from, "--", to)
+	_, err := netns.RunInput(ctx, p.NS, string(msg), "sendmail", "-C", filepath.Join(p.Dir, "etc"), "-i", "-f", from, "--", to)
 	return err
 }
 
 // Flush asks the instance to deliver its queued mail now (postqueue -f),
 // as the operator does once the path is fixed.
 func (p *Postfix) Flush(ctx context.Context) error {
-	_, err := Run(ctx, p.NS, "postqueue", "-c", filepath.Join(p.Dir, "etc"), "-f")
+	_, err := netns.Run(ctx, p.NS, "postqueue", "-c", filepath.Join(p.Dir, "etc"), "-f")
 	return err
 }

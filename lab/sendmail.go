@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 )
 
 // SendmailPackages are the Debian packages a Sendmail instance runs from,
@@ -183,7 +185,7 @@ mount --bind "$d/resolv.conf" /etc/resolv.conf
 exec "$sm" "$@"`
 	args = append([]string{"unshare", "--mount", "--uts", "--propagation", "private", "sh", "-ec", script,
 		"sh", s.Dir, s.Bin(), s.Hostname, "-C", s.Conf(), "-L", "sm-mta"}, args...)
-	return RunInput(ctx, s.NS, stdin, args...)
+	return netns.RunInput(ctx, s.NS, stdin, args...)
 }
 
 // Send submits msg (header, blank line, body; lines end in LF) on

@@ -14,6 +14,8 @@ import (
 	"net/netip"
 	"os"
 	"time"
+
+	"github.com/tcpnorm/tcpnorm/internal/netns"
 )
 
 // Direction of a transfer.
@@ -58,8 +60,8 @@ type TransferResult struct {
 	Err       error         // why it failed
 }
 
-// Throughput in bytes per second over Elapsed.
-func (r TransferResult) Throughput() float64 {
+// throughput is the bytes a second over Elapsed.
+func (r TransferResult) throughput() float64 {
 	if r.Elapsed <= 0 {
 		return 0
 	}
@@ -69,14 +71,14 @@ func (r TransferResult) Throughput() float64 {
 func (r TransferResult) String() string {
 	if r.OK {
 		return fmt.Sprintf("OK      %s of %s in %.2fs (%s), SHA-256 verified",
-			r.Dir, fmtBytes(r.Size), r.Elapsed.Seconds(), fmtRate(r.Throughput()))
+			r.Dir, fmtBytes(r.Size), r.Elapsed.Seconds(), fmtRate(r.throughput()))
 	}
 	what := "FAILED "
 	if !r.Connected {
 		return fmt.Sprintf("%s %s: no connection after %.2fs: %v", what, r.Dir, r.Elapsed.Seconds(), r.Err)
 	}
 	return fmt.Sprintf("%s %s: %s of %s arrived in %.2fs (%s): %v", what, r.Dir,
-		fmtBytes(r.Received), fmtBytes(r.Size), r.Elapsed.Seconds(), fmtRate(r.Throughput()), r.Err)
+		fmtBytes(r.Received), fmtBytes(r.Size), r.Elapsed.Seconds(), fmtRate(r.throughput()), r.Err)
 }
 
 func fmtBytes(n int) string {
@@ -103,13 +105,12 @@ var ErrTimeout = errors.New("timed out")
 // Transfer runs t and reports its outcome; a failed transfer is a result,
 // not an error. It returns an error only when the lab itself broke.
 func (l *Lab) Transfer(ctx context.Context, t Transfer) (TransferResult, error) {
-	t = t.withDefaults()
-	data, want := payload(t)
-	res := TransferResult{Transfer: t}
+	p := t.Prepare()
+	res := TransferResult{Transfer: p.Transfer}
 
-	dst := netip.AddrPortFrom(t.Dst, t.Port)
+	dst := netip.AddrPortFrom(p.Dst, p.Port)
 	var ln net.Listener
-	if err := InNetns(l.Server, func() error {
+	if err := netns.InNetns(l.Server, func() error {
 		var err error
 		ln, err = net.Listen("tcp", dst.String())
 		return err
@@ -118,7 +119,7 @@ func (l *Lab) Transfer(ctx context.Context, t Transfer) (TransferResult, error) 
 	}
 	defer ln.Close()
 
-	ctx, cancel := context.WithTimeout(ctx, t.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
 	ln.(*net.TCPListener).SetDeadline(deadline)
@@ -136,7 +137,7 @@ func (l *Lab) Transfer(ctx context.Context, t Transfer) (TransferResult, error) 
 
 	var cli net.Conn
 	var dialErr error
-	if err := InNetns(l.Client, func() error {
+	if err := netns.InNetns(l.Client, func() error {
 		var d net.Dialer
 		cli, dialErr = d.DialContext(ctx, "tcp", dst.String())
 		return nil
@@ -160,12 +161,12 @@ func (l *Lab) Transfer(ctx context.Context, t Transfer) (TransferResult, error) 
 		return res, nil
 	}
 	defer srv.Close()
-	exchange(&res, cli, srv, data, want, start, deadline)
-	return res, nil
+	return p.Exchange(cli, srv, start, deadline), nil
 }
 
-// withDefaults fills in t's unset fields.
-func (t Transfer) withDefaults() Transfer {
+// WithDefaults is t with its unset fields filled in: SMTPPort, DefaultSize,
+// DefaultTimeout.
+func (t Transfer) WithDefaults() Transfer {
 	if t.Port == 0 {
 		t.Port = SMTPPort
 	}
@@ -178,16 +179,30 @@ func (t Transfer) withDefaults() Transfer {
 	return t
 }
 
-// payload is t's data, generated from its seed, and its SHA-256.
-func payload(t Transfer) ([]byte, [sha256.Size]byte) {
-	data := make([]byte, t.Size)
-	rand.NewChaCha8([32]byte{byte(t.Seed), byte(t.Seed >> 8), byte(t.Seed >> 16), 'l', 'a', 'b'}).Read(data)
-	return data, sha256.Sum256(data)
+// Prepared is a transfer ready to run over a connection: its defaults
+// filled in and its data made from its seed, before the connection starts,
+// so that making 20 MB of data is not timed.
+type Prepared struct {
+	Transfer
+	data []byte
+	sum  [sha256.Size]byte // of data, what the receiver must get
 }
 
-// exchange sends data over a connected pair in t's direction and records in
-// res what arrived, when, and why it fell short.
-func exchange(res *TransferResult, cli, srv net.Conn, data []byte, want [sha256.Size]byte, start, deadline time.Time) {
+// Prepare fills in t's defaults and makes its data.
+func (t Transfer) Prepare() Prepared {
+	p := Prepared{Transfer: t.WithDefaults()}
+	p.data = make([]byte, p.Size)
+	rand.NewChaCha8([32]byte{byte(p.Seed), byte(p.Seed >> 8), byte(p.Seed >> 16), 'l', 'a', 'b'}).Read(p.data)
+	p.sum = sha256.Sum256(p.data)
+	return p
+}
+
+// Exchange sends p's data over the connected pair cli (the client's end)
+// and srv in p's direction until deadline, and reports what arrived, when
+// (Elapsed counts from start, before the connection), and why it fell
+// short.
+func (p Prepared) Exchange(cli, srv net.Conn, start, deadline time.Time) TransferResult {
+	res := TransferResult{Transfer: p.Transfer, Connected: true}
 	cli.SetDeadline(deadline)
 	srv.SetDeadline(deadline)
 	sender, receiver := cli, srv
@@ -196,7 +211,7 @@ func exchange(res *TransferResult, cli, srv net.Conn, data []byte, want [sha256.
 	}
 	sendErr := make(chan error, 1)
 	go func() {
-		_, err := sender.Write(data)
+		_, err := sender.Write(p.data)
 		if err == nil {
 			err = sender.(*net.TCPConn).CloseWrite()
 		}
@@ -216,9 +231,10 @@ func exchange(res *TransferResult, cli, srv net.Conn, data []byte, want [sha256.
 		res.Err = fmt.Errorf("receive: %w", rerr)
 	case res.Received != res.Size:
 		res.Err = fmt.Errorf("received %d of %d bytes (send: %v)", res.Received, res.Size, serr)
-	case !bytes.Equal(h.Sum(nil), want[:]):
+	case !bytes.Equal(h.Sum(nil), p.sum[:]):
 		res.Err = errors.New("SHA-256 mismatch")
 	default:
 		res.OK = true
 	}
+	return res
 }

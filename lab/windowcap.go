@@ -3,13 +3,14 @@
 package lab
 
 import (
-	"encoding/binary"
 	"net/netip"
+
+	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
-// DefaultWScaleCap is the largest window-scale shift the wscale-cap path
+// defaultWScaleCap is the largest window-scale shift the wscale-cap path
 // honours unless PathOptions says otherwise.
-const DefaultWScaleCap = 2
+const defaultWScaleCap = 2
 
 // WScaleCapZero asks PathOptions for a wscale-cap box that honours no shift
 // at all (cap 0: it reads every window field unscaled), since a zero
@@ -50,47 +51,32 @@ func newWindowCap(max int) *windowCap {
 	return &windowCap{max: max, flows: make(map[capKey]*capFlow)}
 }
 
-// segmentAddrs returns the addresses and ports of a segment tcpSegment
-// accepted.
-func segmentAddrs(pkt []byte, off int) (src, dst netip.AddrPort) {
-	var s, d netip.Addr
-	if pkt[0]>>4 == 4 {
-		s = netip.AddrFrom4([4]byte(pkt[12:16]))
-		d = netip.AddrFrom4([4]byte(pkt[16:20]))
-	} else {
-		s = netip.AddrFrom16([16]byte(pkt[8:24]))
-		d = netip.AddrFrom16([16]byte(pkt[24:40]))
-	}
-	return netip.AddrPortFrom(s, binary.BigEndian.Uint16(pkt[off:])),
-		netip.AddrPortFrom(d, binary.BigEndian.Uint16(pkt[off+2:]))
-}
-
 // forward reports whether the box forwards pkt, and learns from it.
 func (c *windowCap) forward(pkt []byte) bool {
-	off, ok := tcpSegment(pkt)
+	tcp, srcAddr, dstAddr, ok := tcpSegment(pkt)
 	if !ok {
 		return true
 	}
-	src, dst := segmentAddrs(pkt, off)
-	flags := pkt[off+13]
+	src := netip.AddrPortFrom(srcAddr, tcp.SrcPort())
+	dst := netip.AddrPortFrom(dstAddr, tcp.DstPort())
+	flags := tcp.Flags()
 	shift := -1
-	if o := findOption(pkt, off, optWScale, 3); o >= 0 {
-		shift = int(min(pkt[o+2], 14))
+	if ws := findOption(tcp, normalize.OptWS); ws != nil {
+		shift = int(min(ws[2], normalize.MaxWindowShift))
 	}
-	switch flags & (flagSYN | flagACK) {
-	case flagSYN:
+	switch flags & (normalize.FlagSYN | normalize.FlagACK) {
+	case normalize.FlagSYN:
 		if len(c.flows) >= capFlowsMax {
 			clear(c.flows)
 		}
 		c.flows[capKey{src, dst}] = &capFlow{end: [2]capEnd{{shift: shift}, {shift: -1}}}
 		return true
-	case flagSYN | flagACK:
+	case normalize.FlagSYN | normalize.FlagACK:
 		f := c.flows[capKey{dst, src}]
 		if f == nil {
 			return true
 		}
-		f.end[1] = capEnd{shift: shift, haveWin: true,
-			ack: binary.BigEndian.Uint32(pkt[off+8:]), win: uint32(binary.BigEndian.Uint16(pkt[off+14:]))}
+		f.end[1] = capEnd{shift: shift, haveWin: true, ack: tcp.Ack(), win: uint32(tcp.Window())}
 		return true
 	}
 	d := 0
@@ -103,23 +89,22 @@ func (c *windowCap) forward(pkt []byte) bool {
 		return true
 	}
 	peer := &f.end[1-d]
-	if n := tcpPayloadLen(pkt, off); n > 0 && peer.haveWin {
-		seq := binary.BigEndian.Uint32(pkt[off+4:])
-		if int32(seq+uint32(n)-(peer.ack+peer.win)) > 0 {
+	if n := payloadLen(tcp); n > 0 && peer.haveWin {
+		if int32(tcp.Seq()+uint32(n)-(peer.ack+peer.win)) > 0 {
 			return false
 		}
 	}
-	if flags&flagACK != 0 {
+	if flags&normalize.FlagACK != 0 {
 		e := &f.end[d]
 		scale := 0
 		if e.shift >= 0 && peer.shift >= 0 {
 			scale = min(e.shift, c.max)
 		}
 		e.haveWin = true
-		e.ack = binary.BigEndian.Uint32(pkt[off+8:])
-		e.win = uint32(binary.BigEndian.Uint16(pkt[off+14:])) << scale
+		e.ack = tcp.Ack()
+		e.win = uint32(tcp.Window()) << scale
 	}
-	if flags&(flagRST) != 0 {
+	if flags&normalize.FlagRST != 0 {
 		delete(c.flows, capKey{src, dst})
 		delete(c.flows, capKey{dst, src})
 	}

@@ -53,6 +53,29 @@ func fullTCPChecksum(ph uint32, seg []byte) uint16 {
 	return ^fold(s)
 }
 
+// HeaderSum is the folded sum of the header words an edit may change: data
+// offset and flags to the end of the options (editable). Taken before an
+// edit, it is what UpdateChecksum needs after it. Valid only after IsValid.
+func (b TCP) HeaderSum() uint16 { return fold(sum16(editable(b), 0)) }
+
+// UpdateChecksum fixes the checksum after edits inside the header whose sum
+// was old (HeaderSum) before them, incrementally (RFC 1624): a checksum that
+// verified still does, one that did not still does not.
+func (b TCP) UpdateChecksum(old uint16) {
+	b.SetChecksum(updateChecksum(b.Checksum(), old, b.HeaderSum()))
+}
+
+// TCPChecksum computes the full checksum of seg, a complete segment carried
+// by the IPv4 or IPv6 packet ip (the IP header at ip[0]; its checksum field
+// is skipped). It is for tools that build packets; the packet path updates
+// checksums (UpdateChecksum) unless the kernel left one unfinished.
+func TCPChecksum(ip []byte, seg TCP) uint16 {
+	if ip[0]>>4 == 6 {
+		return fullTCPChecksum(IPv6(ip).pseudoHeaderSum(), seg)
+	}
+	return fullTCPChecksum(IPv4(ip).pseudoHeaderSum(), seg)
+}
+
 // ChecksumState is what a TCP checksum field says of its segment.
 type ChecksumState uint8
 

@@ -98,3 +98,37 @@ func randomOptions(rng *rand.Rand) []byte {
 	}
 	return b
 }
+
+// TestTCPChecksumAndUpdate: on random segments, TCPChecksum gives what
+// gopacket computed, and an option byte edited with HeaderSum and
+// UpdateChecksum around it leaves the checksum TCPChecksum computes, or
+// still failing when it failed before.
+func TestTCPChecksumAndUpdate(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := 0; i < 2000; i++ {
+		s := seg{src: "198.18.7.1", dst: "198.18.7.2", sport: uint16(rng.Uint32()), dport: 25, syn: true,
+			seq: rng.Uint32(), window: uint16(rng.Uint32()), badCsum: rng.IntN(3) == 0,
+			options: randomOptions(rng), payload: make([]byte, rng.IntN(64))}
+		if i%2 == 1 {
+			s.src, s.dst = "2001:2::1", "2001:2::2"
+		}
+		for j := range s.payload {
+			s.payload[j] = byte(rng.Uint32())
+		}
+		pkt := build(t, s)
+		tcp := tcpOf(t, pkt)
+		ip := pkt[:len(pkt)-len(tcp)]
+		if got, want := TCPChecksum(ip, tcp) == tcp.Checksum(), !s.badCsum; got != want {
+			t.Fatalf("TCPChecksum = %#04x, field %#04x, checksum made bad %v: %x", TCPChecksum(ip, tcp), tcp.Checksum(), s.badCsum, pkt)
+		}
+		if len(tcp.Options()) == 0 {
+			continue
+		}
+		old := tcp.HeaderSum()
+		tcp.Options()[rng.IntN(len(tcp.Options()))] = byte(rng.Uint32())
+		tcp.UpdateChecksum(old)
+		if verifies(t, pkt) == s.badCsum {
+			t.Fatalf("after an edit: verifies %v, checksum made bad %v: %x", !s.badCsum, s.badCsum, pkt)
+		}
+	}
+}

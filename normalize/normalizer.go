@@ -449,7 +449,7 @@ func headerSum(seg *segment, csumNotReady bool) uint16 {
 	if csumNotReady {
 		return 0
 	}
-	return fold(sum16(editable(seg.tcp), 0))
+	return seg.tcp.HeaderSum()
 }
 
 // finishChecksum fixes the checksum after edits inside the TCP header:
@@ -461,5 +461,5 @@ func finishChecksum(seg *segment, csumNotReady bool, old uint16) {
 		tcp.SetChecksum(fullTCPChecksum(seg.pseudoHeaderSum(), tcp))
 		return
 	}
-	tcp.SetChecksum(updateChecksum(tcp.Checksum(), old, fold(sum16(editable(tcp), 0))))
+	tcp.UpdateChecksum(old)
 }

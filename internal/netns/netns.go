@@ -1,6 +1,6 @@
 //go:build linux
 
-package lab
+package netns
 
 import (
 	"bytes"
@@ -20,15 +20,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// netnsDir is where `ip netns` keeps its named namespaces.
-const netnsDir = "/var/run/netns"
+// Dir is where `ip netns` keeps its named namespaces: Dir/NAME is the file
+// to open to join namespace NAME, or to give an NFQUEUE socket its namespace.
+const Dir = "/var/run/netns"
 
 // InNetns runs fn on an OS thread that has joined the named network
 // namespace. Sockets fn creates stay in that namespace for their whole life,
 // whichever thread uses them later. fn must not start goroutines that expect
 // to run in the namespace.
 func InNetns(name string, fn func() error) error {
-	target, err := unix.Open(netnsDir+"/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	target, err := unix.Open(Dir+"/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("netns %s: %w", name, err)
 	}
@@ -113,9 +114,9 @@ func ReadSysctl(ns, key string) (string, error) {
 
 // NewName returns a name for a set of namespaces, prefix-PID-random, unique
 // to this process and run. It first removes the namespaces of runs with the
-// same prefix whose process is gone (CleanStale).
+// same prefix whose process is gone (cleanStale).
 func NewName(ctx context.Context, prefix string) (string, error) {
-	if err := CleanStale(ctx, prefix); err != nil {
+	if err := cleanStale(ctx, prefix); err != nil {
 		return "", err
 	}
 	var rb [3]byte
@@ -132,7 +133,7 @@ func DeleteNamespaces(names ...string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for _, ns := range names {
-		if _, err := os.Stat(netnsDir + "/" + ns); err != nil {
+		if _, err := os.Stat(Dir + "/" + ns); err != nil {
 			continue
 		}
 		killNetnsProcs(ctx, ns)
@@ -157,11 +158,11 @@ func killNetnsProcs(ctx context.Context, ns string) {
 	}
 }
 
-// CleanStale deletes namespaces named prefix-PID-... whose creating process
-// PID no longer exists: leftovers of a crashed or killed run. Labs of live
-// processes (tests running in parallel) are left alone.
-func CleanStale(ctx context.Context, prefix string) error {
-	ents, err := os.ReadDir(netnsDir)
+// cleanStale deletes namespaces named prefix-PID-... whose creating process
+// PID no longer exists: leftovers of a crashed or killed run. Namespaces of
+// live processes (tests running in parallel) are left alone.
+func cleanStale(ctx context.Context, prefix string) error {
+	ents, err := os.ReadDir(Dir)
 	if err != nil {
 		if os.IsNotExist(err) {
 			return nil

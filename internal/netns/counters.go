@@ -1,6 +1,6 @@
 //go:build linux
 
-package lab
+package netns
 
 import (
 	"errors"
@@ -46,19 +46,6 @@ func parseCTStat(text, col string) (uint64, error) {
 		sum += v
 	}
 	return sum, nil
-}
-
-// ConntrackInvalidAll reads the invalid counter of every lab namespace.
-func (l *Lab) ConntrackInvalidAll() (map[string]uint64, error) {
-	m := make(map[string]uint64)
-	for _, ns := range l.Namespaces() {
-		v, err := ConntrackInvalid(ns)
-		if err != nil {
-			return nil, err
-		}
-		m[ns] = v
-	}
-	return m, nil
 }
 
 // TCPInCsumErrors reads the Tcp InCsumErrors counter of namespace ns

@@ -1,6 +1,6 @@
 //go:build linux
 
-package lab
+package e2e
 
 import (
 	"context"
@@ -10,11 +10,14 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpnorm/tcpnorm/internal/netns"
+	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
-// HostilePacket is one packet of the hostile set, with what is wrong with
+// hostilePacket is one packet of the hostile set, with what is wrong with
 // it.
-type HostilePacket struct {
+type hostilePacket struct {
 	Name string
 	Data []byte
 	// Malformed is set for SYNs whose option list is malformed in a way
@@ -42,10 +45,19 @@ type rawSeg struct {
 	cut      int // keep only this many bytes of the TCP header and payload; 0: all
 }
 
+// Short names of normalize's option kinds and flags for the option lists
+// below, IP protocol numbers and IPv6 extension headers (RFC 8200 section
+// 4).
 const (
+	optEOL       = normalize.OptEOL
+	optNOP       = normalize.OptNOP
+	optMSS       = normalize.OptMSS
+	optWScale    = normalize.OptWS
+	optSACKOK    = normalize.OptSACKOK
+	optTimestamp = normalize.OptTS
+	tcpFlagsSYN  = normalize.FlagSYN
+	tcpFlagsSA   = normalize.FlagSYN | normalize.FlagACK
 	ipProtoTCP   = 6
-	tcpFlagsSYN  = 0x02
-	tcpFlagsSA   = 0x12
 	ipv6HopByHop = 0
 	ipv6DestOpts = 60
 	ipv6Routing  = 43
@@ -101,7 +113,7 @@ func (s rawSeg) build() []byte {
 		off = 40 + len(s.ext)
 	}
 	copy(pkt[off:], tcp)
-	fixTCPChecksum(pkt, off)
+	normalize.TCP(pkt[off:]).SetChecksum(normalize.TCPChecksum(pkt, pkt[off:]))
 	if s.badCsum {
 		pkt[off+16] ^= 0x5a
 	}
@@ -118,18 +130,18 @@ func (s rawSeg) build() []byte {
 // PadN option) followed by next header nh.
 func pad(nh uint8) []byte { return []byte{nh, 0, 1, 4, 0, 0, 0, 0} }
 
-// HostilePackets is the hostile set: SYNs from src to dst:dport (and a few
+// hostilePackets is the hostile set: SYNs from src to dst:dport (and a few
 // SYN-ACKs) with every kind of broken header the option walker and the
 // header parsers must survive. Source ports start at sport, one per packet,
 // so no two share a flow.
-func HostilePackets(src, dst netip.Addr, sport, dport uint16) []HostilePacket {
-	var ps []HostilePacket
+func hostilePackets(src, dst netip.Addr, sport, dport uint16) []hostilePacket {
+	var ps []hostilePacket
 	add := func(name string, malformed bool, s rawSeg) {
 		s.src, s.dst, s.sport, s.dport = src, dst, sport+uint16(len(ps)), dport
 		if s.flags == 0 {
 			s.flags = tcpFlagsSYN
 		}
-		ps = append(ps, HostilePacket{Name: name, Data: s.build(), Malformed: malformed})
+		ps = append(ps, hostilePacket{Name: name, Data: s.build(), Malformed: malformed})
 	}
 	for _, o := range []struct {
 		name string
@@ -189,20 +201,20 @@ func HostilePackets(src, dst netip.Addr, sport, dport uint16) []HostilePacket {
 	return ps
 }
 
-// InjectStats is what Inject sent.
-type InjectStats struct {
+// injectStats is what inject sent.
+type injectStats struct {
 	Sent, Failed int // packets sent, and refused by the sending kernel
 	Rounds       int // times the whole set went out
 }
 
-// Inject sends pkts from namespace ns over a raw socket (the packets carry
+// inject sends pkts from namespace ns over a raw socket (the packets carry
 // their own IP headers), the whole set again and again at up to pps
 // packets a second, until d has passed or ctx is done. Packets of either
 // family may be mixed.
-func Inject(ctx context.Context, ns string, pkts [][]byte, pps int, d time.Duration) (InjectStats, error) {
-	var st InjectStats
+func inject(ctx context.Context, ns string, pkts [][]byte, pps int, d time.Duration) (injectStats, error) {
+	var st injectStats
 	fds := map[int]int{}
-	err := InNetns(ns, func() error {
+	err := netns.InNetns(ns, func() error {
 		for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
 			fd, err := unix.Socket(fam, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
 			if err != nil {
@@ -250,10 +262,10 @@ func Inject(ctx context.Context, ns string, pkts [][]byte, pps int, d time.Durat
 	return st, nil
 }
 
-// SYNs returns n well-formed SYNs to dst:dport carrying Linux's options
+// makeSYNs returns n well-formed SYNs to dst:dport carrying Linux's options
 // (MSS, SACK-permitted, timestamps, window scale), from the addresses of
 // srcs in turn, source ports counting up from sport.
-func SYNs(srcs []netip.Addr, dst netip.Addr, sport, dport uint16, n int) [][]byte {
+func makeSYNs(srcs []netip.Addr, dst netip.Addr, sport, dport uint16, n int) [][]byte {
 	ps := make([][]byte, n)
 	for i := range ps {
 		ps[i] = rawSeg{src: srcs[i%len(srcs)], dst: dst, sport: sport + uint16(i/len(srcs)), dport: dport, flags: tcpFlagsSYN,
