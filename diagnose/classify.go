@@ -42,14 +42,16 @@ func (c Class) Fixable() bool {
 	return false
 }
 
-// Confidence levels.
+// Confidence is how strongly a finding's evidence shows its class.
+type Confidence uint8
+
 const (
-	High   = "high"
-	Medium = "medium"
-	Low    = "low"
+	High Confidence = iota
+	Medium
+	Low
 	// Suspected is a finding whose evidence is too weak for a policy: it
 	// names what to capture next instead.
-	Suspected = "suspected"
+	Suspected
 )
 
 // connInfo is what a finding keeps of its connection.
@@ -66,7 +68,7 @@ type connInfo struct {
 // findings are grouped by peer.
 type rawFinding struct {
 	class   Class
-	conf    string
+	conf    Confidence
 	ci      connInfo
 	sender  int8 // the data sender's side in ci, -1: none (handshake)
 	count   int
@@ -154,7 +156,7 @@ func (a *analyzer) finish(c *conn) {
 			a.add(c, ci, rawFinding{class: ClassSACK, conf: High, sender: int8(d),
 				summary: fmt.Sprintf("%d of %d SACK blocks %s sent about %s's data lie outside anything %s sent: a middlebox shifts sequence numbers without fixing SACK blocks",
 					o.sackBad, o.sackBlocks, ci.endpoint(1-d), ci.endpoint(d), ci.endpoint(d)),
-				fix: Fix{SACKPermitted: "strip"}})
+				fix: Fix{SACKPermitted: true}})
 		}
 		if !optionFault && a.pmtuFinding(c, ci, d) {
 			optionFault = true
@@ -204,7 +206,7 @@ func (a *analyzer) pawsFinding(c *conn, ci connInfo, d int) bool {
 	a.add(c, ci, rawFinding{class: ClassPAWS, conf: conf, sender: int8(d),
 		summary: fmt.Sprintf("%d times %s sent a data segment whose TSval was older than one %s had already taken in order, and %s never acknowledged it, so it was sent again: PAWS discards (%d TSvals went backwards in all)",
 			h.paws, ci.endpoint(d), ci.endpoint(1-d), ci.endpoint(1-d), h.tsBack),
-		fix: Fix{Timestamps: "strip"}})
+		fix: Fix{Timestamps: normalize.TSStrip}})
 	return true
 }
 
@@ -242,7 +244,7 @@ func (a *analyzer) wscaleFinding(c *conn, ci connInfo, d int) bool {
 			continue
 		}
 		rf := rawFinding{class: ClassWindowScale, conf: High, sender: int8(d), shiftSeen: sh, shiftActing: s,
-			fix: Fix{WindowScale: "strip"}}
+			fix: Fix{WindowScale: normalize.WSStrip}}
 		if s == sh {
 			// The sender read the windows with a larger shift only if it
 			// had one to apply: the shift it announced itself, when larger
@@ -287,7 +289,7 @@ func (a *analyzer) wscaleFinding(c *conn, ci connInfo, d int) bool {
 		a.add(c, ci, rawFinding{class: ClassWindowScale, conf: Medium, sender: int8(d), shiftSeen: sh, shiftActing: 0,
 			summary: fmt.Sprintf("%s never had more data in flight than %s's unscaled window field (%d times at the limit) although %s announced shift %d: the shift is lost on the way",
 				ci.endpoint(d), ci.endpoint(recv), h.unscaledHits, ci.endpoint(recv), sh),
-			fix: Fix{WindowScale: "strip"}})
+			fix: Fix{WindowScale: normalize.WSStrip}})
 		return true
 	}
 	return false
@@ -678,16 +680,16 @@ func (a *analyzer) synFindings() {
 func synFix(off uint16) Fix {
 	var f Fix
 	if off&optBitTS != 0 {
-		f.Timestamps = "strip"
+		f.Timestamps = normalize.TSStrip
 	}
 	if off&optBitWS != 0 {
-		f.WindowScale = "strip"
+		f.WindowScale = normalize.WSStrip
 	}
 	if off&optBitSACKOK != 0 {
-		f.SACKPermitted = "strip"
+		f.SACKPermitted = true
 	}
 	if off&(optBitTFO|optBitMPTCP|optBitOther) != 0 {
-		f.Unknown = "strip"
+		f.Unknown = true
 	}
 	return f
 }

@@ -14,15 +14,51 @@ import (
 	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
-// Verdicts.
+// Verdict is the outcome of a whole capture.
+type Verdict uint8
+
 const (
-	VerdictHealthy       = "healthy"
-	VerdictOptionFault   = "option-fault"    // at least one finding a policy fixes
-	VerdictNoOptionFault = "no-option-fault" // trouble, but not one a policy fixes
+	VerdictHealthy       Verdict = iota
+	VerdictOptionFault           // at least one finding a policy fixes
+	VerdictNoOptionFault         // trouble, but not one a policy fixes
 	// VerdictSuspected: an option fault is suspected, but the evidence is
 	// too weak to propose a policy; the findings say what would settle it.
-	VerdictSuspected = "suspected"
+	VerdictSuspected
 )
+
+// Vantage is whose view of a finding the capture shows: the sender or
+// receiver of the data, or the client or server for handshake findings.
+type Vantage uint8
+
+const (
+	VantageSender Vantage = iota
+	VantageReceiver
+	VantageClient
+	VantageServer
+)
+
+// Direction is who opened a finding's connections, seen from the capturing
+// host: Outbound, it sent the SYN. DirectionUnknown: the handshake is not in
+// the capture.
+type Direction uint8
+
+const (
+	DirectionUnknown Direction = iota
+	Outbound
+	Inbound
+)
+
+// policy is the policy file's direction for d; an unknown direction is
+// both.
+func (d Direction) policy() normalize.Direction {
+	switch d {
+	case Outbound:
+		return normalize.Outbound
+	case Inbound:
+		return normalize.Inbound
+	}
+	return normalize.Both
+}
 
 // Report is the outcome of Diagnose.
 type Report struct {
@@ -38,7 +74,7 @@ type Report struct {
 	NonTCP           uint64    `json:"non_tcp"`
 	ICMPTooBig       uint64    `json:"icmp_too_big"`
 	Unlisted         uint64    `json:"unlisted_findings,omitempty"`
-	Verdict          string    `json:"verdict"`
+	Verdict          Verdict   `json:"verdict"`
 	Findings         []Finding `json:"findings"`
 	Policies         []Policy  `json:"policies"`
 	Notes            []string  `json:"notes,omitempty"`
@@ -47,18 +83,16 @@ type Report struct {
 
 // Finding is one failure class seen on the connections to one peer.
 type Finding struct {
-	Class      Class  `json:"class"`
-	Fixable    bool   `json:"fixable"`
-	Confidence string `json:"confidence"`
-	Summary    string `json:"summary"`
-	Client     string `json:"client,omitempty"` // the SYN sender, when the handshake was seen
-	Server     string `json:"server,omitempty"`
-	Local      string `json:"local"` // the capturing host's end
-	Peer       string `json:"peer"`
-	Direction  string `json:"direction"` // outbound | inbound: who opened the connection
-	// Vantage is whose view the capture shows: "sender" or "receiver" of
-	// the data, or "client" or "server" for handshake findings.
-	Vantage        string     `json:"vantage"`
+	Class          Class      `json:"class"`
+	Fixable        bool       `json:"fixable"`
+	Confidence     Confidence `json:"confidence"`
+	Summary        string     `json:"summary"`
+	Client         string     `json:"client,omitempty"` // the SYN sender, when the handshake was seen
+	Server         string     `json:"server,omitempty"`
+	Local          string     `json:"local"` // the capturing host's end
+	Peer           string     `json:"peer"`
+	Direction      Direction  `json:"direction"` // who opened the connection
+	Vantage        Vantage    `json:"vantage"`
 	VantageWhy     []string   `json:"vantage_evidence"`
 	VantageAssumed bool       `json:"vantage_assumed"`
 	Connections    int        `json:"connections"`
@@ -84,35 +118,38 @@ type Evidence struct {
 	Note   string `json:"note"`
 }
 
-// Fix is the [options] a policy needs; empty fields stay at their defaults.
+// Fix is the [options] a policy needs, in normalize's terms; fields at
+// their zero value (keep) stay at the policy's defaults and are left out
+// of the JSON.
 type Fix struct {
-	WindowScale    string `json:"window_scale,omitempty"`
-	WindowScaleMax *int   `json:"window_scale_max,omitempty"`
-	Timestamps     string `json:"timestamps,omitempty"`
-	SACKPermitted  string `json:"sack_permitted,omitempty"`
-	MSSMax         int    `json:"mss_max,omitempty"`
-	Unknown        string `json:"unknown,omitempty"`
+	WindowScale    normalize.WindowScaleAction `json:"window_scale,omitempty"`
+	WindowScaleMax *int                        `json:"window_scale_max,omitempty"`
+	Timestamps     normalize.TimestampsAction  `json:"timestamps,omitempty"`
+	SACKPermitted  Strip                       `json:"sack_permitted,omitempty"`
+	MSSMax         int                         `json:"mss_max,omitempty"`
+	Unknown        Strip                       `json:"unknown,omitempty"`
 }
+
+// Strip is the fix for an option a policy can only keep or strip
+// (sack_permitted, unknown; normalize.Policy's StripSACKOK and
+// StripUnknown): true is "strip" in JSON, as in the policy file.
+type Strip bool
 
 func (f Fix) empty() bool { return f == Fix{} }
 
 // merge combines two fixes for one peer: strip beats clamp, the smaller
 // MSS wins.
 func (f Fix) merge(g Fix) Fix {
-	if g.WindowScale == "strip" || f.WindowScale == "" {
-		if g.WindowScale != "" {
+	if g.WindowScale == normalize.WSStrip || f.WindowScale == normalize.WSKeep {
+		if g.WindowScale != normalize.WSKeep {
 			f.WindowScale, f.WindowScaleMax = g.WindowScale, g.WindowScaleMax
 		}
 	}
-	if g.Timestamps == "strip" || f.Timestamps == "" && g.Timestamps != "" {
+	if g.Timestamps == normalize.TSStrip || f.Timestamps == normalize.TSKeep && g.Timestamps != normalize.TSKeep {
 		f.Timestamps = g.Timestamps
 	}
-	if g.SACKPermitted != "" {
-		f.SACKPermitted = g.SACKPermitted
-	}
-	if g.Unknown != "" {
-		f.Unknown = g.Unknown
-	}
+	f.SACKPermitted = f.SACKPermitted || g.SACKPermitted
+	f.Unknown = f.Unknown || g.Unknown
 	if g.MSSMax > 0 && (f.MSSMax == 0 || g.MSSMax < f.MSSMax) {
 		f.MSSMax = g.MSSMax
 	}
@@ -121,12 +158,12 @@ func (f Fix) merge(g Fix) Fix {
 
 // Policy is a ready policy file for one peer.
 type Policy struct {
-	Peer        string  `json:"peer"`
-	Direction   string  `json:"direction,omitempty"` // outbound | inbound: whose connections it covers
-	File        string  `json:"file"`                // suggested name in policy_dir
-	Classes     []Class `json:"classes"`
-	Text        string  `json:"text"`
-	Explanation string  `json:"explanation"` // for the upstream ticket
+	Peer        string    `json:"peer"`
+	Direction   Direction `json:"direction,omitempty"` // whose connections it covers
+	File        string    `json:"file"`                // suggested name in policy_dir
+	Classes     []Class   `json:"classes"`
+	Text        string    `json:"text"`
+	Explanation string    `json:"explanation"` // for the upstream ticket
 }
 
 // report settles the vantage point of every finding, groups the fixes per
@@ -149,7 +186,7 @@ func (a *analyzer) report() *Report {
 	// directions.
 	type peerDir struct {
 		peer netip.Addr
-		dir  string
+		dir  Direction
 	}
 	byPeer := map[peerDir]int{}
 	for i := range rep.Findings {
@@ -208,7 +245,7 @@ func (a *analyzer) report() *Report {
 	return rep
 }
 
-func rank(conf string) int {
+func rank(conf Confidence) int {
 	switch conf {
 	case High:
 		return 0
@@ -264,20 +301,20 @@ func (a *analyzer) finding(rf *rawFinding) Finding {
 		f.Client, f.Server = ci.endpoint(int(ci.client)), ci.endpoint(1-int(ci.client))
 		f.serverPort = ci.port[1-ci.client]
 		if local == int(ci.client) {
-			f.Direction = "outbound"
+			f.Direction = Outbound
 		} else {
-			f.Direction = "inbound"
+			f.Direction = Inbound
 		}
 	}
 	switch {
 	case rf.sender < 0 && local == int(ci.client):
-		f.Vantage = "client"
+		f.Vantage = VantageClient
 	case rf.sender < 0:
-		f.Vantage = "server"
+		f.Vantage = VantageServer
 	case int(rf.sender) == local:
-		f.Vantage = "sender"
+		f.Vantage = VantageSender
 	default:
-		f.Vantage = "receiver"
+		f.Vantage = VantageReceiver
 	}
 	for _, e := range rf.ev {
 		f.Evidence = append(f.Evidence, Evidence{Packet: e.pkt, From: ci.endpoint(int(e.side)), To: ci.endpoint(1 - int(e.side)),
@@ -322,7 +359,7 @@ func (a *analyzer) policy(p *Policy) {
 	if a.opt.Domain != "" {
 		base = a.opt.Domain
 		pf.Domain = a.opt.Domain
-		if first.Direction == "inbound" {
+		if first.Direction == Inbound {
 			pf.SPF = true // the domain's sending hosts (inbound mail)
 		} else {
 			pf.MX = true // the domain's MX hosts (outbound mail)
@@ -337,15 +374,13 @@ func (a *analyzer) policy(p *Policy) {
 	}
 	p.File = base + ".toml"
 	if a.twoDirections(p.Peer) {
-		p.File = base + "-" + p.Direction + ".toml"
+		p.File = base + "-" + p.Direction.String() + ".toml"
 		header = append(header, "One of two files for this peer: the other direction needs a different fix.")
 	}
 	if first.serverPort != 0 {
 		pol.Ports = []uint16{first.serverPort}
 	}
-	if first.Direction != "" {
-		pol.Direction.UnmarshalText([]byte(first.Direction))
-	}
+	pol.Direction = first.Direction.policy()
 	pol.Expires = a.opt.Now.UTC().Add(90 * 24 * time.Hour).Truncate(24 * time.Hour)
 	header = append(header, "A workaround, not a fix: it expires; escalate upstream.")
 	pol.Reason = reasonFor(first)
@@ -363,8 +398,8 @@ func (a *analyzer) twoDirections(peer string) bool {
 	var in, out bool
 	for _, p := range a.rep.Policies {
 		if p.Peer == peer {
-			in = in || p.Direction == "inbound"
-			out = out || p.Direction != "inbound"
+			in = in || p.Direction == Inbound
+			out = out || p.Direction != Inbound
 		}
 	}
 	return in && out
@@ -372,14 +407,14 @@ func (a *analyzer) twoDirections(peer string) bool {
 
 // apply sets the fix's options on p.
 func (f Fix) apply(p *normalize.Policy) {
-	p.WindowScale.UnmarshalText([]byte(f.WindowScale))
+	p.WindowScale = f.WindowScale
 	if f.WindowScaleMax != nil {
 		p.WindowScaleMax = uint8(*f.WindowScaleMax)
 	}
-	p.Timestamps.UnmarshalText([]byte(f.Timestamps))
-	p.StripSACKOK = f.SACKPermitted == "strip"
+	p.Timestamps = f.Timestamps
+	p.StripSACKOK = bool(f.SACKPermitted)
 	p.MSSMax = uint16(f.MSSMax)
-	p.StripUnknown = f.Unknown == "strip"
+	p.StripUnknown = bool(f.Unknown)
 }
 
 // windowLimitFix is the fix for a window-limit box, by who sends the data.
@@ -391,10 +426,10 @@ func (f Fix) apply(p *normalize.Policy) {
 // the box reads right (up to 64 KiB).
 func windowLimitFix(rf *rawFinding, local int) Fix {
 	if int(rf.sender) == local {
-		return Fix{WindowScale: "strip", MSSMax: rf.mss}
+		return Fix{WindowScale: normalize.WSStrip, MSSMax: rf.mss}
 	}
 	k := rf.capLo
-	return Fix{WindowScale: "clamp", WindowScaleMax: &k, MSSMax: rf.mss}
+	return Fix{WindowScale: normalize.WSClamp, WindowScaleMax: &k, MSSMax: rf.mss}
 }
 
 func reasonFor(f *Finding) string {
@@ -458,7 +493,7 @@ func explain(f *Finding) string {
 		if rf.capLo == 0 {
 			fix = fmt.Sprintf("Until this is fixed we clamp the window-scale shift on connections with %s to 0 and rewrite the windows %s advertises as plain 16-bit values, which the device reads correctly (up to 64 KB).", peer, local)
 		}
-		if rf.fix.WindowScale == "strip" {
+		if rf.fix.WindowScale == normalize.WSStrip {
 			fix = fmt.Sprintf("Until this is fixed we disable window scaling on connections with %s: both ends then send plain 16-bit windows, which the device reads correctly (up to 64 KB). "+
 				"Clamping would not help here: %s sends the data, and the device holds it to %s's window field << %d, about %d bytes, whatever %s advertises itself.",
 				peer, local, peer, rf.capHi, rf.capWin, local)
@@ -546,8 +581,8 @@ func (r *Report) WriteText(w io.Writer, name string) error {
 	}
 	for _, p := range r.Policies {
 		dir := ""
-		if p.Direction != "" {
-			dir = ", " + p.Direction + " connections"
+		if p.Direction != DirectionUnknown {
+			dir = ", " + p.Direction.String() + " connections"
 		}
 		fmt.Fprintf(&b, "\npolicy for %s%s (save as policy_dir/%s, then `tcpnorm check` and reload):\n\n", p.Peer, dir, p.File)
 		for _, l := range strings.Split(strings.TrimRight(p.Text, "\n"), "\n") {
@@ -578,11 +613,11 @@ func (r *Report) WriteText(w io.Writer, name string) error {
 func vantageLine(f *Finding) string {
 	s := ""
 	switch f.Vantage {
-	case "sender":
+	case VantageSender:
 		s = fmt.Sprintf("the sender's view: captured on %s, which sent the data", f.Local)
-	case "receiver":
+	case VantageReceiver:
 		s = fmt.Sprintf("the receiver's view: captured on %s, which received the data", f.Local)
-	case "client":
+	case VantageClient:
 		s = fmt.Sprintf("the client's view: captured on %s, which sent the SYNs", f.Local)
 	default:
 		s = fmt.Sprintf("the server's view: captured on %s, which received the SYNs", f.Local)
