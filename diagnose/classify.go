@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tcpnorm/tcpnorm/normalize"
 )
@@ -31,6 +32,23 @@ const (
 	// ClassLoss is retransmission with no option pattern: not an option
 	// fault, and no policy fixes it.
 	ClassLoss Class = "loss"
+)
+
+// Thresholds of the findings.
+const (
+	// minMTU is the IPv6 minimum MTU (RFC 8200 section 5): every path
+	// carries packets of this size, so a black hole drops only larger ones.
+	minMTU = 1280
+	// minStall is how long data must stay away before it counts as
+	// dropped for good: RFC 6298's initial retransmission timeout, by
+	// which a sender has sent its data again.
+	minStall = time.Second
+	// stallRTTs is the same in handshake round trips, for slow paths: ten
+	// leave room for the sender's backed-off retransmission timeouts.
+	stallRTTs = 10
+	// maxNotes bounds the notes of a report: a capture of many broken
+	// connections repeats the same few.
+	maxNotes = 64
 )
 
 // Fixable reports whether a policy can fix the class.
@@ -339,10 +357,6 @@ func (a *analyzer) pmtuFinding(c *conn, ci connInfo, d int) bool {
 	if ps != nil && ps.tooBig > 0 {
 		return false
 	}
-	ipHdr := 20
-	if c.v6 {
-		ipHdr = 40
-	}
 	// The sender's view: a segment sent three times or more and never
 	// acknowledged, larger than anything acknowledged on the first try and
 	// than 1280 bytes (the IPv6 minimum MTU, which paths carry), sent while
@@ -354,21 +368,21 @@ func (a *analyzer) pmtuFinding(c *conn, ci connInfo, d int) bool {
 	}
 	peerOpen := o.closedAt == 0 || o.closedAt > h.stuck.sentAt
 	if h.repeatLost >= 1 && h.maxTx >= 3 && !h.stuckAcked && peerOpen && h.minRepeatWire > h.maxDelivered &&
-		int(h.stuck.wire) > h.maxDelivered && h.stuck.wire > 1280 {
+		int(h.stuck.wire) > h.maxDelivered && h.stuck.wire > minMTU {
 		working := h.maxDelivered
 		why := fmt.Sprintf("the largest packet acknowledged on its first transmission was %d bytes", working)
 		if working == 0 {
 			why = "no data packet was acknowledged on its first transmission, only the handshake got through"
 		}
-		if working < 1280 && h.minRepeatWire > 1280 {
-			working = 1280
+		if working < minMTU && h.minRepeatWire > minMTU {
+			working = minMTU
 			why += "; 1280 bytes (the IPv6 minimum MTU) is a size paths carry"
 		}
 		conf := High
 		if h.maxDelivered == 0 && !c.synAcked {
 			conf = Medium
 		}
-		mss := working - ipHdr - 20
+		mss := working - c.headerLen()
 		c.addEvidence(ClassPMTU, evidence{pkt: h.stuck.pkt, side: int8(d), seq: h.stuck.seq, length: int(h.stuck.end - h.stuck.seq),
 			note: fmt.Sprintf("%d-byte packets: sent %d times, last in packet %d, never acknowledged", h.stuck.wire, h.stuck.tx, h.stuck.lastPkt)})
 		a.add(c, ci, rawFinding{class: ClassPMTU, conf: conf, sender: int8(d), mss: mss,
@@ -436,13 +450,9 @@ func (a *analyzer) windowLimitFinding(c *conn, ci connInfo, d int) bool {
 		// than 1280 bytes: a path-MTU black hole fits the same packets.
 		// Both are worked around, and the finding says so.
 		var mss int
-		ipHdr := 20
-		if c.v6 {
-			ipHdr = 40
-		}
-		if h.maxTx >= 3 && !h.stuckAcked && h.minRepeatWire > max(h.maxDelivered, 1280) && int(h.stuck.wire) > 1280 {
+		if h.maxTx >= 3 && !h.stuckAcked && h.minRepeatWire > max(h.maxDelivered, minMTU) && int(h.stuck.wire) > minMTU {
 			conf = Medium
-			mss = 1280 - ipHdr - 20
+			mss = minMTU - c.headerLen()
 		}
 		rng := fmt.Sprintf("K = %d", lo)
 		if hi > lo {
@@ -511,9 +521,9 @@ func (a *analyzer) unarrivedFinding(c *conn, ci connInfo, d, S int) bool {
 	win := uint32(o.win)
 	// The stall lasted: retransmissions had time to arrive.
 	last := max(h.lastPktAt, o.lastPktAt)
-	stall := last - h.lastNewData
+	stall := time.Duration(last - h.lastNewData)
 	if gap < uint32(mssp) || win == 0 || win >= uint32(mssp) || win<<S < uint32(mssp) ||
-		stall < max(int64(1e9), 10*c.handshakeRTT()) {
+		stall < max(minStall, stallRTTs*c.handshakeRTT()) {
 		return false
 	}
 	hi := 0
@@ -524,13 +534,9 @@ func (a *analyzer) unarrivedFinding(c *conn, ci connInfo, d, S int) bool {
 	if hi > 0 {
 		rng = fmt.Sprintf("K between 0 and %d", hi)
 	}
-	ipHdr := 20
-	if c.v6 {
-		ipHdr = 40
-	}
 	var mss int
-	if int(o.mss)+ipHdr+20 > 1280 {
-		mss = 1280 - ipHdr - 20
+	if int(o.mss)+c.headerLen() > minMTU {
+		mss = minMTU - c.headerLen()
 	}
 	after := ""
 	if o.dataGoPkt != 0 && h.lastNewData <= o.dataGoAt {
@@ -542,7 +548,7 @@ func (a *analyzer) unarrivedFinding(c *conn, ci connInfo, d, S int) bool {
 		ci.endpoint(recv), win, win<<S, S, ci.endpoint(d), mssp, hi, rng)
 	if mss > 0 {
 		summary += fmt.Sprintf(". A path-MTU black hole dropping the full-size segments (%d-byte packets) would look the same from here, so the policy also lowers the MSS to %d",
-			int(o.mss)+ipHdr+20, mss)
+			int(o.mss)+c.headerLen(), mss)
 	}
 	c.addEvidence(ClassWindowLimit, evidence{pkt: h.aheadPkt, time: h.aheadAt, side: int8(d), seq: h.aheadSeq, ack: o.ack,
 		note: fmt.Sprintf("sequence number %d bytes beyond the data that arrived: sent and dropped before the capture", gap)})
@@ -733,7 +739,7 @@ func (a *analyzer) addRaw(rf rawFinding) {
 func addr16(a netip.Addr) [16]byte { return a.As16() }
 
 func (a *analyzer) note(s string) {
-	if a.notes[s] || len(a.notes) >= 64 {
+	if a.notes[s] || len(a.notes) >= maxNotes {
 		return
 	}
 	a.notes[s] = true
@@ -778,7 +784,7 @@ func (a *analyzer) connInfo(c *conn) connInfo {
 		ci.why = append(ci.why, fmt.Sprintf("%s's segments carry partial checksums: transmit offload on the capturing host", ci.addr[1]))
 	}
 	if c.client >= 0 && c.synTime != 0 && c.synAckTime != 0 && c.ackTime != 0 {
-		d1, d2 := c.synAckTime-c.synTime, c.ackTime-c.synAckTime
+		d1, d2 := time.Duration(c.synAckTime-c.synTime), time.Duration(c.ackTime-c.synAckTime)
 		sign := 1 - 2*int(c.client) // toward the client
 		switch {
 		case d1 > 4*d2 && d1 > 0:
@@ -800,8 +806,8 @@ func (a *analyzer) connInfo(c *conn) connInfo {
 
 func initialTTL(t uint8) bool { return t == 64 || t == 128 || t == 255 || t == 32 }
 
-func timeDur(ns int64) string {
-	return fmt.Sprint(roundDur(ns))
+func timeDur(d time.Duration) string {
+	return fmt.Sprint(roundDur(d))
 }
 
 func (ci *connInfo) endpoint(d int) string {

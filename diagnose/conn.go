@@ -1,6 +1,10 @@
 package diagnose
 
-import "github.com/tcpnorm/tcpnorm/normalize"
+import (
+	"time"
+
+	"github.com/tcpnorm/tcpnorm/normalize"
+)
 
 // numShifts is the number of window-scale shifts 0..14 (RFC 7323 section 2.3).
 const numShifts = normalize.MaxWindowShift + 1
@@ -11,6 +15,25 @@ const ringSize = 64
 
 // maxEvidence bounds the evidence kept per connection and class.
 const maxEvidence = 6
+
+// Time thresholds of the per-packet analysis.
+const (
+	// dupWindow: the same packet captured twice (on two interfaces, or a
+	// bridge and its port) comes again within microseconds; 50 ms is far
+	// above that and below a retransmission timeout (200 ms at least on
+	// Linux).
+	dupWindow = 50 * time.Millisecond
+	// lostAfter: a segment unacknowledged this long is lost, not in
+	// flight: RFC 6298's initial retransmission timeout.
+	lostAfter = time.Second
+	// minPause is the shortest pause in a sender's new data that counts as
+	// a retransmission timeout: below Linux's 200 ms minimum RTO, above
+	// its 40 ms delayed ACK.
+	minPause = 150 * time.Millisecond
+	// pauseRTTs is the same in handshake round trips, for slow paths: a
+	// sender clocked by ACKs never waits thirty of them.
+	pauseRTTs = 30
+)
 
 // connKey identifies a connection regardless of direction: the endpoint
 // with the smaller address (then port) comes first.
@@ -129,7 +152,7 @@ type half struct {
 	pauses   uint32
 	holes    uint32
 	fullSegs uint32
-	maxPause int64
+	maxPause time.Duration
 	// IPv4 identification: Linux numbers the packets of a connection one
 	// by one, so a jump is packets this side sent that never reached the
 	// capture
@@ -235,6 +258,19 @@ func (c *conn) shift(d int) (int, bool) {
 	return int(min(h.ws, normalize.MaxWindowShift)), true
 }
 
+// tsOptionSpace is what the timestamps option takes of a full-size
+// segment: its 10 bytes and the two NOPs every stack pads it with.
+const tsOptionSpace = 12
+
+// headerLen is the size of the IP and TCP headers without options: a full
+// packet's size less its payload.
+func (c *conn) headerLen() int {
+	if c.v6 {
+		return normalize.IPv6MinimumSize + normalize.TCPMinimumSize
+	}
+	return normalize.IPv4MinimumSize + normalize.TCPMinimumSize
+}
+
 // mssPayload is the payload of a full-size segment side d sends: the peer's
 // MSS less the timestamps option, or 0 if unknown.
 func (c *conn) mssPayload(d int) int {
@@ -244,7 +280,7 @@ func (c *conn) mssPayload(d int) int {
 	}
 	p := int(o.mss)
 	if c.h[d].ts && o.ts {
-		p -= 12
+		p -= tsOptionSpace
 	}
 	return p
 }
@@ -262,7 +298,7 @@ func (a *analyzer) update(c *conn, d int, s *segment) {
 	if !s.v6 {
 		sg.ipid = s.ipid
 	}
-	if h.lastSigSet && sg == h.lastSig && c.lastSide == int8(d) && a.now-h.lastSigTime < 50e6 {
+	if h.lastSigSet && sg == h.lastSig && c.lastSide == int8(d) && time.Duration(a.now-h.lastSigTime) < dupWindow {
 		h.dups++
 		a.dups++
 		return
@@ -630,7 +666,7 @@ func (a *analyzer) account(c *conn, d int, e *segEntry, acked bool) {
 	lost := e.tx > 1
 	// Never acknowledged, and a second passed: lost too; sent just before
 	// the capture ended, it tells nothing.
-	gone := lost || !acked && a.now-e.sentAt > 1e9
+	gone := lost || !acked && time.Duration(a.now-e.sentAt) > lostAfter
 	for sh := 0; sh < numShifts; sh++ {
 		if e.beyondNow&(1<<sh) != 0 {
 			h.nowBeyond[sh]++
@@ -724,10 +760,10 @@ func (a *analyzer) arrival(c *conn, d int, s *segment, seq uint32, beyondNow uin
 	if !ok || !o.ackSet || o.lastAckTime == 0 {
 		return
 	}
-	gap := a.now - o.lastAckTime
+	gap := time.Duration(a.now - o.lastAckTime)
 	rtt := c.handshakeRTT()
 	open := int64(int32(o.cur[sh] - h.sndMax))
-	if mssp := c.mssPayload(d); gap > max(150e6, 30*rtt) && mssp > 0 && open >= int64(4*mssp) {
+	if mssp := c.mssPayload(d); gap > max(minPause, pauseRTTs*rtt) && mssp > 0 && open >= int64(4*mssp) {
 		h.pauses++
 		h.maxPause = max(h.maxPause, gap)
 	}
@@ -757,9 +793,9 @@ func smtpGoAhead(s *segment) bool {
 
 // handshakeRTT is the round trip the handshake took as the capture saw
 // it, 0 if unknown.
-func (c *conn) handshakeRTT() int64 {
+func (c *conn) handshakeRTT() time.Duration {
 	if c.synTime != 0 && c.ackTime > c.synTime {
-		return c.ackTime - c.synTime
+		return time.Duration(c.ackTime - c.synTime)
 	}
 	return 0
 }

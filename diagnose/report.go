@@ -628,8 +628,7 @@ func vantageLine(f *Finding) string {
 	return s
 }
 
-func roundDur(ns int64) time.Duration {
-	d := time.Duration(ns)
+func roundDur(d time.Duration) time.Duration {
 	switch {
 	case d >= time.Second:
 		return d.Round(time.Millisecond)
