@@ -56,14 +56,33 @@ type evidence struct {
 }
 
 // half is what one endpoint of a connection sent, and what it acknowledged
-// of the other's data.
+// of the other's data. Its parts are embedded: the analysis reads their
+// fields as the half's own.
 type half struct {
 	pkts           uint64
 	ttlMin, ttlMax uint8
 	partial, bad   uint32 // checksum states of complete segments
 	badPkt         uint64
+	lastPktAt      int64 // when this side's latest packet was captured
+	closedAt       int64 // when this side sent its FIN or RST
+	lastSig        sig   // to tell the same packet captured twice
+	lastSigTime    int64
+	lastSigSet     bool
 
-	// handshake: SYN or SYN-ACK
+	synSent
+	dataSent
+	resolved
+	beyondEdge
+	arrivals
+	ipids
+	unarrived
+	acksSent
+	tsSent
+	sackSent
+}
+
+// synSent is the handshake: SYN or SYN-ACK.
+type synSent struct {
 	syns          uint16
 	synFirstMask  uint16
 	synLastMask   uint16
@@ -77,17 +96,26 @@ type half struct {
 	synWasSYNACK  bool
 	firstDataSeq  uint32
 	firstDataSeen bool
+}
 
-	// data sent
-	sndMaxSet               bool
-	sndMax                  uint32
-	dataSegs, dataBytes     uint64
-	retx, reorder, dups     uint32
-	oversize                uint32
-	maxPayload              int
-	lastNewData, lastRetx   int64
-	fin, rst                bool
-	ring                    *segRing
+// dataSent is the data sent.
+type dataSent struct {
+	sndMaxSet              bool
+	sndMax                 uint32
+	dataSegs, dataBytes    uint64
+	retx, reorder, dups    uint32
+	oversize               uint32
+	maxPayload             int
+	lastNewData, lastRetx  int64
+	fin, rst               bool
+	ring                   *segRing
+	unscaledHits, overUnsc uint32
+	flightMax              uint32
+}
+
+// resolved is what the ledger counted of the data sent as each segment was
+// acknowledged, sent again or left outstanding (ledger.go).
+type resolved struct {
 	beyondSent, beyondLost  [numShifts]uint32
 	withinSent, withinLost  [numShifts]uint32
 	delivered, lost         uint32 // segments acked on the first try / retransmitted
@@ -98,52 +126,59 @@ type half struct {
 	stuck                   segEntry // the most retransmitted segment
 	stuckAcked              bool     // and it was acknowledged in the end
 	unackedAtEnd            uint32
-	unscaledHits, overUnsc  uint32
-	flightMax               uint32
-	lastSig                 sig
-	lastSigTime             int64
-	lastSigSet              bool
 	badsumLost, badsumAcked uint32
 	// against the receiver's latest edges (beyondNow): entries beyond and
 	// within each shift's edge, and those of them lost (sent again or
 	// never acknowledged)
 	nowBeyond, nowBeyondLost [numShifts]uint32
 	nowWithin, nowWithinLost [numShifts]uint32
-	// per shift: when the first segment beyond the latest edge was sent,
-	// and how often the receiver's ack advanced after that (it was alive
-	// and taking the data within the edge)
+}
+
+// beyondEdge is, per shift, when the first segment beyond the latest edge
+// was sent, and how often the receiver's ack advanced after that (it was
+// alive and taking the data within the edge).
+type beyondEdge struct {
 	firstBeyondAt [numShifts]int64
 	advAfter      [numShifts]uint32
-	// the receiver's view of this side's new data: the smallest shift
-	// whose latest edge every segment fitted (fitMax), pauses the receiver
-	// did not cause, segments arriving past a hole, full-size segments
+}
+
+// arrivals is the receiver's view of this side's new data: the smallest
+// shift whose latest edge every segment fitted (fitMax), pauses the
+// receiver did not cause, segments arriving past a hole, full-size
+// segments.
+type arrivals struct {
 	fitMax   int
 	fitSegs  uint32
 	pauses   uint32
 	holes    uint32
 	fullSegs uint32
 	maxPause time.Duration
-	// IPv4 identification: Linux numbers the packets of a connection one
-	// by one, so a jump is packets this side sent that never reached the
-	// capture
-	lastIPID  uint16
-	ipidGaps  uint32
-	ipidLost  uint32
-	lastPktAt int64 // when this side's latest packet was captured
-	closedAt  int64 // when this side sent its FIN or RST
+}
 
-	// the receiver's view of data that never arrived: this side's packets
-	// without data (acknowledgments, FIN, RST) carry its SND.NXT (RFC 9293
-	// section 3.10.7.4), which lies beyond everything of its data in the
-	// capture when segments it sent were dropped before the capture
+// ipids is the IPv4 identification: Linux numbers the packets of a
+// connection one by one, so a jump is packets this side sent that never
+// reached the capture.
+type ipids struct {
+	lastIPID uint16
+	ipidGaps uint32
+	ipidLost uint32
+}
+
+// unarrived is the receiver's view of data that never arrived: this side's
+// packets without data (acknowledgments, FIN, RST) carry its SND.NXT (RFC
+// 9293 section 3.10.7.4), which lies beyond everything of its data in the
+// capture when segments it sent were dropped before the capture.
+type unarrived struct {
 	aheadSeq  uint32 // the furthest such sequence number
 	aheadN    uint32 // packets showing it
 	aheadPkt  uint64 // the first of them
 	aheadAt   int64
 	dataGoPkt uint64 // latest data segment holding an SMTP 354 reply (go ahead with the body)
 	dataGoAt  int64
+}
 
-	// acknowledgments and windows this side sent
+// acksSent is the acknowledgments and windows this side sent.
+type acksSent struct {
 	ackSet      bool
 	dupAcks     uint32 // acks without data repeating ack since it last advanced
 	ack         uint32
@@ -153,8 +188,10 @@ type half struct {
 	cur         [numShifts]uint32 // ack + field << s of the latest acknowledgment
 	lastAdvance int64
 	lastAckTime int64
+}
 
-	// timestamps this side sent
+// tsSent is the timestamps this side sent.
+type tsSent struct {
 	tsSet       bool
 	tsMax       uint32
 	tsBack      uint32
@@ -165,8 +202,10 @@ type half struct {
 	suspRecent  uint32
 	suspSet     bool
 	paws        uint32
+}
 
-	// SACK blocks this side sent about the other's data
+// sackSent is the SACK blocks this side sent about the other's data.
+type sackSent struct {
 	sackBlocks, sackBad uint32
 }
 
