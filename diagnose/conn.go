@@ -325,14 +325,16 @@ func (a *analyzer) update(c *conn, d int, s *segment) {
 		}
 		h.lastIPID = s.ipid
 	}
-	switch s.csum {
-	case csumPartial:
-		h.partial++
-	case csumBad:
-		if h.bad == 0 {
-			h.badPkt = a.pkt
+	if s.complete {
+		switch s.csum {
+		case normalize.ChecksumPartial:
+			h.partial++
+		case normalize.ChecksumBad:
+			if h.bad == 0 {
+				h.badPkt = a.pkt
+			}
+			h.bad++
 		}
-		h.bad++
 	}
 
 	if s.payload == 0 && flags&normalize.FlagSYN == 0 && h.sndMaxSet && seqGT(seq, h.sndMax) {
@@ -587,7 +589,7 @@ func (a *analyzer) data(c *conn, d int, s *segment, seq, end uint32) {
 		if h.ring == nil {
 			h.ring = a.getRing()
 		}
-		a.push(c, d, segEntry{seq: seq, end: end, wire: uint16(min(wire, 0xffff)), tx: 1, badsum: s.csum == csumBad, beyond: beyond, beyondNow: beyondNow, sentAt: a.now, pkt: a.pkt})
+		a.push(c, d, segEntry{seq: seq, end: end, wire: uint16(min(wire, 0xffff)), tx: 1, badsum: s.badChecksum(), beyond: beyond, beyondNow: beyondNow, sentAt: a.now, pkt: a.pkt})
 		h.sndMax = end
 		return
 	}

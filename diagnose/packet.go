@@ -6,16 +6,11 @@ import (
 	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
-// IP protocol numbers and IPv6 extension headers (RFC 8200 section 4).
+// IP protocol numbers.
 const (
-	protoICMP      = 1
-	protoTCP       = 6
-	protoICMPv6    = 58
-	ipv6HopByHop   = 0
-	ipv6Routing    = 43
-	ipv6Fragment   = 44
-	ipv6DestOpts   = 60
-	maxIPv6ExtHdrs = 8
+	protoICMP   = 1
+	protoTCP    = 6
+	protoICMPv6 = 58
 )
 
 // pktKind says what a frame turned out to be.
@@ -41,8 +36,9 @@ type segment struct {
 	tcp      normalize.TCP
 	payload  int  // payload length on the wire
 	complete bool // the whole segment is in the frame
-	// csum is the checksum state of a complete segment.
-	csum csumState
+	// csum is the checksum state of a complete segment; of another, it
+	// means nothing.
+	csum normalize.ChecksumState
 	// tooBigFor is the destination of the packet an ICMP too-big quotes.
 	tooBigFor [16]byte
 	tooBigMTU int
@@ -83,25 +79,9 @@ var optNames = [...]struct {
 	{optBitOther, "other"}, {optBitMalformed, "malformed"},
 }
 
-// csumState is a segment's checksum as normalize.VerifyTCPChecksum found
-// it, or csumUnchecked when the capture does not hold the whole segment.
-type csumState uint8
-
-const (
-	csumUnchecked csumState = iota
-	csumGood
-	csumBad
-	csumPartial // the pseudo-header sum only: transmit checksum offload
-)
-
-func checkTCP(ip []byte, seg []byte) csumState {
-	switch normalize.VerifyTCPChecksum(ip, seg) {
-	case normalize.ChecksumGood:
-		return csumGood
-	case normalize.ChecksumPartial:
-		return csumPartial
-	}
-	return csumBad
+// badChecksum reports a complete segment whose checksum fails.
+func (s *segment) badChecksum() bool {
+	return s.complete && s.csum == normalize.ChecksumBad
 }
 
 // decode parses an IP packet into s. wireLen is the frame's original length
@@ -130,12 +110,12 @@ func decode(ip []byte, wireLen int, s *segment) pktKind {
 		}
 		hl = h.HeaderLength()
 		s.v6 = false
-		s.src = [16]byte{}
-		s.dst = [16]byte{}
-		copy(s.src[:4], ip[12:16])
-		copy(s.dst[:4], ip[16:20])
-		s.ttl = ip[8]
-		s.ipid = binary.BigEndian.Uint16(ip[4:])
+		src, dst := h.Src().As4(), h.Dst().As4()
+		s.src, s.dst = [16]byte{}, [16]byte{}
+		copy(s.src[:4], src[:])
+		copy(s.dst[:4], dst[:])
+		s.ttl = h.TTL()
+		s.ipid = h.ID()
 		s.ipLen = int(h.TotalLength())
 		if s.ipLen < hl {
 			s.ipLen = wireLen
@@ -148,14 +128,13 @@ func decode(ip []byte, wireLen int, s *segment) pktKind {
 			return kindOther
 		}
 		s.v6 = true
-		copy(s.src[:], ip[8:24])
-		copy(s.dst[:], ip[24:40])
-		s.ttl = ip[7]
+		s.src, s.dst = h.Src().As16(), h.Dst().As16()
+		s.ttl = h.HopLimit()
 		s.ipLen = normalize.IPv6MinimumSize + int(h.PayloadLength())
 		if h.PayloadLength() == 0 {
 			s.ipLen = wireLen // jumbogram or BIG TCP
 		}
-		off, p, ok := ipv6Transport(ip)
+		off, p, ok := h.FirstFragmentTransport()
 		if !ok {
 			return kindOther
 		}
@@ -192,37 +171,11 @@ func decode(ip []byte, wireLen int, s *segment) pktKind {
 		s.payload = 0
 	}
 	s.complete = hl+len(l4) >= s.ipLen && len(l4) == s.ipLen-hl
-	s.csum = csumUnchecked
 	if s.complete {
-		s.csum = checkTCP(ip, l4)
+		s.csum = normalize.VerifyTCPChecksum(ip, l4)
 	}
 	s.parseOptions()
 	return kindTCP
-}
-
-// ipv6Transport walks the extension headers. A fragment header ends the walk
-// unusable (ok false) unless it is the first fragment of a TCP packet.
-func ipv6Transport(b []byte) (off int, proto uint8, ok bool) {
-	off, proto = normalize.IPv6MinimumSize, b[6]
-	for i := 0; i < maxIPv6ExtHdrs; i++ {
-		switch proto {
-		case ipv6HopByHop, ipv6Routing, ipv6DestOpts:
-			if off+8 > len(b) {
-				return 0, 0, false
-			}
-			proto = b[off]
-			off += (int(b[off+1]) + 1) * 8
-		case ipv6Fragment:
-			if off+8 > len(b) || binary.BigEndian.Uint16(b[off+2:])&0xfff8 != 0 {
-				return 0, 0, false
-			}
-			proto = b[off]
-			off += 8
-		default:
-			return off, proto, off <= len(b)
-		}
-	}
-	return 0, 0, false
 }
 
 // decodeICMP recognizes ICMP fragmentation-needed (RFC 1191) and ICMPv6
