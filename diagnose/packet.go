@@ -69,13 +69,15 @@ const (
 	optBitMalformed
 )
 
-// optNames names the bits of an option set, in the order they are printed.
+// optNames names the bits of an option set, in the order they are printed:
+// the kinds tcpdump names by its names, as the option printer does.
 var optNames = [...]struct {
 	bit  uint16
 	name string
 }{
-	{optBitMSS, "mss"}, {optBitWS, "wscale"}, {optBitSACKOK, "sackOK"}, {optBitTS, "TS"},
-	{optBitSACK, "sack"}, {optBitTFO, "tfo"}, {optBitMPTCP, "mptcp"}, {optBitAuth, "md5/ao"},
+	{optBitMSS, normalize.OptionName(normalize.OptMSS)}, {optBitWS, normalize.OptionName(normalize.OptWS)},
+	{optBitSACKOK, normalize.OptionName(normalize.OptSACKOK)}, {optBitTS, normalize.OptionName(normalize.OptTS)},
+	{optBitSACK, normalize.OptionName(normalize.OptSACK)}, {optBitTFO, "tfo"}, {optBitMPTCP, "mptcp"}, {optBitAuth, "md5/ao"},
 	{optBitOther, "other"}, {optBitMalformed, "malformed"},
 }
 
