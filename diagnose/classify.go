@@ -44,6 +44,41 @@ const (
 	// stallRTTs is the same in handshake round trips, for slow paths: ten
 	// leave room for the sender's backed-off retransmission timeouts.
 	stallRTTs = 10
+
+	// minBadSACK: a box shifting sequence numbers spoils every block; one
+	// or two stray blocks are a stack's bug, not a path fault.
+	minBadSACK = 3
+	// minBadsumLost: one corrupted segment never acknowledged may be the
+	// last before the capture ended; two are a pattern.
+	minBadsumLost = 2
+	// pawsHigh: a second discard rules out a single reordered segment.
+	pawsHigh = 2
+	// minBeyond, minBeyondLost, minWithin: segments on each side of the
+	// receiver's edge, enough to tell an edge from random loss.
+	minBeyond     = 4
+	minBeyondLost = 4
+	minWithin     = 3
+	// minUnscaledHits, minUnscaledSegs: a flight held at the unscaled
+	// window twenty times in fifty segments is no application pausing.
+	minUnscaledHits = 20
+	minUnscaledSegs = 50
+	// minEdgeSegs: the fewest segments on each side of an edge K that
+	// place it; two rule out one segment lost by chance.
+	minEdgeSegs = 2
+	// wlHighBeyond, wlHighAcks: with this many segments beyond the edge
+	// and acknowledgments after the first, the receiver was alive and the
+	// edge is certain.
+	wlHighBeyond = 4
+	wlHighAcks   = 2
+	// minPauses: one or two pauses are an application's; four timeouts in
+	// a row are a sender held back.
+	minPauses = 4
+	// minFullSegs: eight full-size segments show a bulk sender, which
+	// fills the window it is offered.
+	minFullSegs = 8
+	// minIPIDGaps: one or two gaps in the identification numbers can be
+	// packets of the host's other traffic; three are packets lost.
+	minIPIDGaps = 3
 )
 
 // Fixable reports whether a policy can fix the class.
@@ -69,7 +104,7 @@ func (a *analyzer) finish(c *conn) {
 	optionFault := false
 	for d := 0; d < 2; d++ {
 		h, o := &c.h[d], &c.h[1-d]
-		if ws := h.ws; ws > 14 {
+		if ws := h.ws; ws > normalize.MaxWindowShift {
 			a.note(fmt.Sprintf("%s sent window-scale shift %d in packet %d: out of range, treated as 14 (RFC 7323)", ci.endpoint(d), ws, h.synPkt))
 		}
 		if h.dataSegs == 0 {
@@ -92,7 +127,7 @@ func (a *analyzer) finish(c *conn) {
 		if !optionFault && a.wscaleFinding(c, ci, d) {
 			optionFault = true
 		}
-		if o.sackBad >= 3 && o.sackBad*2 >= o.sackBlocks {
+		if o.sackBad >= minBadSACK && o.sackBad*2 >= o.sackBlocks {
 			optionFault = true
 			a.add(c, ci, rawFinding{class: ClassSACK, conf: High, sender: int8(d),
 				summary: fmt.Sprintf("%d of %d SACK blocks %s sent about %s's data lie outside anything %s sent: a middlebox shifts sequence numbers without fixing SACK blocks",
@@ -102,7 +137,7 @@ func (a *analyzer) finish(c *conn) {
 		if !optionFault && a.pmtuFinding(c, ci, d) {
 			optionFault = true
 		}
-		if h.badsumLost >= 2 {
+		if h.badsumLost >= minBadsumLost {
 			a.add(c, ci, rawFinding{class: ClassChecksum, conf: Medium, sender: int8(d),
 				summary: fmt.Sprintf("%d segments from %s with bad TCP checksums were never acknowledged (first in packet %d): corrupted on the path",
 					h.badsumLost, ci.endpoint(d), h.badPkt)})
@@ -141,7 +176,7 @@ func (a *analyzer) pawsFinding(c *conn, ci connInfo, d int) bool {
 		return false
 	}
 	conf := Medium
-	if h.paws >= 2 {
+	if h.paws >= pawsHigh {
 		conf = High
 	}
 	a.add(c, ci, rawFinding{class: ClassPAWS, conf: conf, sender: int8(d),
@@ -181,7 +216,7 @@ func (a *analyzer) wscaleFinding(c *conn, ci connInfo, d int) bool {
 	for s := sh; s >= 0; s-- {
 		bs, bl := h.beyondSent[s], h.beyondLost[s]
 		ws, wl := h.withinSent[s], h.withinLost[s]
-		if bs < 4 || ws < 3 || bl < 4 || bl*5 < bs || wl*10 > bl+wl {
+		if bs < minBeyond || ws < minWithin || bl < minBeyondLost || bl*5 < bs || wl*10 > bl+wl {
 			continue
 		}
 		rf := rawFinding{class: ClassWindowScale, conf: High, sender: int8(d), shiftSeen: sh, shiftActing: s,
@@ -226,7 +261,7 @@ func (a *analyzer) wscaleFinding(c *conn, ci connInfo, d int) bool {
 		a.add(c, ci, rf)
 		return true
 	}
-	if sh > 0 && h.unscaledHits >= 20 && h.overUnsc == 0 && h.dataSegs >= 50 {
+	if sh > 0 && h.unscaledHits >= minUnscaledHits && h.overUnsc == 0 && h.dataSegs >= minUnscaledSegs {
 		a.add(c, ci, rawFinding{class: ClassWindowScale, conf: Medium, sender: int8(d), shiftSeen: sh, shiftActing: 0,
 			summary: fmt.Sprintf("%s never had more data in flight than %s's unscaled window field (%d times at the limit) although %s announced shift %d: the shift is lost on the way",
 				ci.endpoint(d), ci.endpoint(recv), h.unscaledHits, ci.endpoint(recv), sh),
@@ -290,7 +325,7 @@ func (a *analyzer) pmtuFinding(c *conn, ci connInfo, d int) bool {
 		return false
 	}
 	peerOpen := o.closedAt == 0 || o.closedAt > h.stuck.sentAt
-	if h.repeatLost >= 1 && h.maxTx >= 3 && !h.stuckAcked && peerOpen && h.minRepeatWire > h.maxDelivered &&
+	if h.repeatLost >= 1 && h.maxTx >= repeatTx && !h.stuckAcked && peerOpen && h.minRepeatWire > h.maxDelivered &&
 		int(h.stuck.wire) > h.maxDelivered && h.stuck.wire > minMTU {
 		working := h.maxDelivered
 		why := fmt.Sprintf("the largest packet acknowledged on its first transmission was %d bytes", working)
@@ -354,7 +389,7 @@ func (a *analyzer) windowLimitFinding(c *conn, ci connInfo, d int) bool {
 		// The receiver was alive: it acknowledged, or at least sent,
 		// something after the first segment beyond the edge.
 		alive := h.advAfter[k] >= 1 || o.lastPktAt > h.firstBeyondAt[k]
-		if bs >= 2 && ws >= 2 && bl*10 >= bs*8 && wl*10 <= ws && alive && h.maxTx >= 2 &&
+		if bs >= minEdgeSegs && ws >= minEdgeSegs && bl*10 >= bs*8 && wl*10 <= ws && alive && h.maxTx >= 2 &&
 			h.nowBeyondLost[S]*5 <= bl {
 			if lo < 0 {
 				lo = k
@@ -366,14 +401,14 @@ func (a *analyzer) windowLimitFinding(c *conn, ci connInfo, d int) bool {
 		bs, bl := h.nowBeyond[hi], h.nowBeyondLost[hi]
 		ws, wl := h.nowWithin[hi], h.nowWithinLost[hi]
 		conf := High
-		if bs < 4 || h.maxTx < 3 || h.advAfter[hi] < 2 {
+		if bs < wlHighBeyond || h.maxTx < repeatTx || h.advAfter[hi] < wlHighAcks {
 			conf = Medium
 		}
 		// Every segment lost was also larger than every one delivered and
 		// than 1280 bytes: a path-MTU black hole fits the same packets.
 		// Both are worked around, and the finding says so.
 		var mss int
-		if h.maxTx >= 3 && !h.stuckAcked && h.minRepeatWire > max(h.maxDelivered, minMTU) && int(h.stuck.wire) > minMTU {
+		if h.maxTx >= repeatTx && !h.stuckAcked && h.minRepeatWire > max(h.maxDelivered, minMTU) && int(h.stuck.wire) > minMTU {
 			conf = Medium
 			mss = minMTU - c.headerLen()
 		}
@@ -402,14 +437,14 @@ func (a *analyzer) windowLimitFinding(c *conn, ci connInfo, d int) bool {
 	// No hole: random loss of a flight shows as segments arriving past
 	// the lost one; a box dropping everything beyond an edge leaves none.
 	// Segments arriving twice (D-SACK) are the sender's timeouts.
-	if K < S && h.pauses >= 4 && h.holes == 0 && h.fullSegs >= 8 {
+	if K < S && h.pauses >= minPauses && h.holes == 0 && h.fullSegs >= minFullSegs {
 		// The positive evidence: packets the sender numbered (IPv4
 		// identification) that never arrived, though the sequence space
 		// has no hole: they lay beyond the edge. Without it an application
 		// sending in short bursts looks the same, so the finding is only
 		// suspected.
 		conf, also := Suspected, fmt.Sprintf(" The capture cannot tell this from an application sending in short bursts (no IPv4 identification gaps to show packets that never arrived): capture at %s's end, or check its retransmission counters, to settle it.", ci.endpoint(d))
-		if h.ipidGaps >= 3 {
+		if h.ipidGaps >= minIPIDGaps {
 			conf = Medium
 			also = fmt.Sprintf(" %s's IPv4 identification numbers skip %d packets in %d places although no sequence hole was seen: packets sent and dropped on the path.", ci.endpoint(d), h.ipidLost, h.ipidGaps)
 		}

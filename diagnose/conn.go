@@ -28,6 +28,23 @@ const (
 	pauseRTTs = 30
 )
 
+// Other thresholds of the per-packet analysis.
+const (
+	// maxIPIDGap: Linux numbers a connection's packets one by one; a
+	// larger jump is a counter reset or a NAT's, not this side's packets
+	// lost.
+	maxIPIDGap = 256
+	// minOpenSegs: a window open for four more full-size segments leaves a
+	// bulk sender no reason to pause.
+	minOpenSegs = 4
+	// sackReach: a SACK block may start below the ack (D-SACK, RFC 2883),
+	// but not by 32 MiB, several times Linux's largest default window.
+	sackReach = 1 << 25
+	// maxReplyPayload: the 354 go-ahead comes in a short segment; 512
+	// octets is the longest SMTP reply line (RFC 5321 section 4.5.3.1.5).
+	maxReplyPayload = 512
+)
+
 // connKey identifies a connection regardless of direction: the endpoint
 // with the smaller address (then port) comes first.
 type connKey struct {
@@ -319,7 +336,7 @@ func (a *analyzer) update(c *conn, d int, s *segment) {
 	h.lastPktAt = a.now
 	h.ttlMin, h.ttlMax = min(h.ttlMin, s.ttl), max(h.ttlMax, s.ttl)
 	if !s.v6 && s.ipid != 0 {
-		if gap := s.ipid - h.lastIPID - 1; h.lastIPID != 0 && gap > 0 && gap < 256 {
+		if gap := s.ipid - h.lastIPID - 1; h.lastIPID != 0 && gap > 0 && gap < maxIPIDGap {
 			h.ipidGaps++
 			h.ipidLost += uint32(gap)
 		}
@@ -428,7 +445,7 @@ func (a *analyzer) handshake(c *conn, d int, s *segment) {
 	h.syns++
 	h.synLastMask = s.optMask
 	h.synLastPkt = a.pkt
-	if h.syns == 3 || (h.syns > 1 && h.synLastMask != h.synFirstMask) {
+	if h.syns == minSYNs || (h.syns > 1 && h.synLastMask != h.synFirstMask) {
 		c.addEvidence(ClassSYNOption, evidence{pkt: a.pkt, time: a.now, side: int8(d), seq: t.Seq(),
 			note: "SYN sent again: " + itoa(int(h.syns)) + " transmissions so far, options " + maskString(s.optMask)})
 	}
@@ -499,7 +516,7 @@ func (a *analyzer) ack(c *conn, d int, s *segment, ackn uint32, win uint16) {
 		for i := 0; i < s.nSACK; i++ {
 			l, r := s.sack[i][0], s.sack[i][1]
 			h.sackBlocks++
-			bad := seqGT(r, o.sndMax+1) || !seqLT(l, r) || seqLT(l, ackn-1<<25)
+			bad := seqGT(r, o.sndMax+1) || !seqLT(l, r) || seqLT(l, ackn-sackReach)
 			if bad {
 				h.sackBad++
 				c.addEvidence(ClassSACK, evidence{pkt: a.pkt, time: a.now, side: int8(d), seq: s.tcp.Seq(), ack: ackn, win: win,
@@ -638,7 +655,7 @@ func (a *analyzer) arrival(c *conn, d int, s *segment, seq uint32, beyondNow uin
 	gap := time.Duration(a.now - o.lastAckTime)
 	rtt := c.handshakeRTT()
 	open := int64(int32(o.cur[sh] - h.sndMax))
-	if mssp := c.mssPayload(d); gap > max(minPause, pauseRTTs*rtt) && mssp > 0 && open >= int64(4*mssp) {
+	if mssp := c.mssPayload(d); gap > max(minPause, pauseRTTs*rtt) && mssp > 0 && open >= int64(minOpenSegs*mssp) {
 		h.pauses++
 		h.maxPause = max(h.maxPause, gap)
 	}
@@ -649,7 +666,7 @@ func (a *analyzer) arrival(c *conn, d int, s *segment, seq uint32, beyondNow uin
 // snap length kept it. Pipelined replies come in one segment with 354
 // last.
 func smtpGoAhead(s *segment) bool {
-	if s.payload > 512 {
+	if s.payload > maxReplyPayload {
 		return false
 	}
 	switch s.tcp.SrcPort() {

@@ -45,7 +45,7 @@ func (a *analyzer) retransmitted(c *conn, d int, seq, end uint32, s *segment) bo
 				e.tx++
 			}
 			e.lastPkt = a.pkt
-			if e.tx == 3 {
+			if e.tx == repeatTx {
 				c.addEvidence(ClassPMTU, evidence{pkt: a.pkt, time: a.now, side: int8(d), seq: seq, ack: s.tcp.Ack(), win: s.tcp.Window(), length: s.payload,
 					note: "third transmission of the segment first sent in packet " + u64toa(e.pkt) + " (" + itoa(int(e.wire)) + "-byte packets)"})
 			}
@@ -85,6 +85,11 @@ func (a *analyzer) acked(c *conn, d int, ackn uint32) {
 		r.size--
 	}
 }
+
+// repeatTx: a segment sent three times was lost twice, the second time
+// after a backed-off timeout: a packet the path does not carry, not a
+// random drop.
+const repeatTx = 3
 
 // lostAfter: a segment unacknowledged this long is lost, not in flight:
 // RFC 6298's initial retransmission timeout.
@@ -139,7 +144,7 @@ func (a *analyzer) account(c *conn, d int, e *segEntry, acked bool) {
 	if !acked {
 		h.unackedAtEnd++
 	}
-	if e.tx >= 3 {
+	if e.tx >= repeatTx {
 		h.repeatLost++
 		if h.minRepeatWire == 0 || int(e.wire) < h.minRepeatWire {
 			h.minRepeatWire = int(e.wire)

@@ -7,6 +7,10 @@ import (
 	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
+// minSYNs: a SYN sent three times went unanswered through two timeouts
+// (1 s, then 2 s on Linux): no single lost packet explains it.
+const minSYNs = 3
+
 // peerStat is what the SYNs to one remote address did, across connections.
 type peerStat struct {
 	unanswered   int
@@ -61,7 +65,7 @@ func (a *analyzer) synStats(c *conn, ci connInfo) {
 			ps.withinCI = ci
 			ps.withinEv = evidenceOf(c, ClassSYNOption)
 		}
-	case !c.refused && cl.syns >= 3:
+	case !c.refused && cl.syns >= minSYNs:
 		if ps.unanswered == 0 {
 			ps.unMask = cl.synFirstMask
 			ps.unCI = ci
