@@ -102,9 +102,6 @@ func decode(ip []byte, wireLen int, s *segment) pktKind {
 	case 4:
 		h := normalize.IPv4(ip)
 		if !h.IsValid() {
-			if len(ip) >= 1 && len(ip) < normalize.IPv4MinimumSize {
-				return kindOther
-			}
 			return kindOther
 		}
 		if h.FragmentOffset() != 0 {
