@@ -177,53 +177,55 @@ func decode(ip []byte, wireLen int, s *segment) pktKind {
 	return kindTCP
 }
 
+// ICMP and ICMPv6 errors (RFC 792, RFC 4443, RFC 1191).
+const (
+	icmpDstUnreachable   = 3 // type
+	icmpFragNeeded       = 4 // its code of fragmentation needed
+	icmpv6DstUnreachable = 1
+	icmpv6PacketTooBig   = 2
+	icmpHeaderLen        = 8 // type, code, checksum, 4 bytes (the MTU); then the quoted packet
+)
+
 // decodeICMP recognizes ICMP fragmentation-needed (RFC 1191) and ICMPv6
 // packet-too-big (RFC 8201), destination-unreachable errors, and the
 // destination of the packet they quote (in tooBigFor).
 func decodeICMP(b []byte, v6 bool, s *segment) pktKind {
-	if len(b) < 8 {
+	if len(b) < icmpHeaderLen {
 		return kindOther
 	}
+	kind := kindUnreachable
 	if v6 {
-		if b[0] == 1 {
-			q := b[8:]
-			if len(q) < 40 || q[0]>>4 != 6 {
-				return kindOther
-			}
-			copy(s.tooBigFor[:], q[24:40])
-			return kindUnreachable
-		}
-		if b[0] != 2 {
+		switch b[0] {
+		case icmpv6DstUnreachable:
+		case icmpv6PacketTooBig:
+			s.tooBigMTU = int(binary.BigEndian.Uint32(b[4:]))
+			kind = kindTooBig
+		default:
 			return kindOther
 		}
-		s.tooBigMTU = int(binary.BigEndian.Uint32(b[4:]))
-		q := b[8:]
-		if len(q) < 40 || q[0]>>4 != 6 {
+		q := normalize.IPv6(b[icmpHeaderLen:])
+		if !q.IsValid() {
 			return kindOther
 		}
-		copy(s.tooBigFor[:], q[24:40])
-		return kindTooBig
+		s.tooBigFor = q.Dst().As16()
+		return kind
 	}
-	if b[0] != 3 {
+	if b[0] != icmpDstUnreachable {
 		return kindOther
 	}
-	if b[1] != 4 {
-		q := b[8:]
-		if len(q) < 20 || q[0]>>4 != 4 {
-			return kindOther
-		}
-		s.tooBigFor = [16]byte{}
-		copy(s.tooBigFor[:4], q[16:20])
-		return kindUnreachable
+	if b[1] == icmpFragNeeded {
+		s.tooBigMTU = int(binary.BigEndian.Uint16(b[6:]))
+		kind = kindTooBig
 	}
-	s.tooBigMTU = int(binary.BigEndian.Uint16(b[6:]))
-	q := b[8:]
-	if len(q) < 20 || q[0]>>4 != 4 {
+	// Only the quoted destination is read: the fixed header suffices.
+	q := normalize.IPv4(b[icmpHeaderLen:])
+	if len(q) < normalize.IPv4MinimumSize || q[0]>>4 != 4 {
 		return kindOther
 	}
+	dst := q.Dst().As4()
 	s.tooBigFor = [16]byte{}
-	copy(s.tooBigFor[:4], q[16:20])
-	return kindTooBig
+	copy(s.tooBigFor[:4], dst[:])
+	return kind
 }
 
 // parseOptions walks the option list once with normalize's iterator.
