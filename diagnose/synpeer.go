@@ -1,8 +1,11 @@
 package diagnose
 
 import (
+	"bytes"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 
 	"github.com/tcpnorm/tcpnorm/normalize"
 )
@@ -89,9 +92,12 @@ func evidenceOf(c *conn, cl Class) []evidence {
 	return ev
 }
 
-// synFindings turns the per-peer SYN statistics into findings.
+// synFindings turns the per-peer SYN statistics into findings, peer by
+// peer in address order: findings of equal rank keep that order.
 func (a *analyzer) synFindings() {
-	for _, ps := range a.peers {
+	addrs := slices.SortedFunc(maps.Keys(a.peers), func(x, y [16]byte) int { return bytes.Compare(x[:], y[:]) })
+	for _, addr := range addrs {
+		ps := a.peers[addr]
 		switch {
 		case ps.within:
 			off := ps.withinFirst &^ ps.withinLast
