@@ -3,8 +3,7 @@ package diagnose
 import (
 	"fmt"
 	"net/netip"
-	"strconv"
-	"strings"
+	"time"
 
 	"github.com/tcpnorm/tcpnorm/normalize"
 )
@@ -33,6 +32,55 @@ const (
 	ClassLoss Class = "loss"
 )
 
+// Thresholds of the findings.
+const (
+	// minMTU is the IPv6 minimum MTU (RFC 8200 section 5): every path
+	// carries packets of this size, so a black hole drops only larger ones.
+	minMTU = 1280
+	// minStall is how long data must stay away before it counts as
+	// dropped for good: RFC 6298's initial retransmission timeout, by
+	// which a sender has sent its data again.
+	minStall = time.Second
+	// stallRTTs is the same in handshake round trips, for slow paths: ten
+	// leave room for the sender's backed-off retransmission timeouts.
+	stallRTTs = 10
+
+	// minBadSACK: a box shifting sequence numbers spoils every block; one
+	// or two stray blocks are a stack's bug, not a path fault.
+	minBadSACK = 3
+	// minBadsumLost: one corrupted segment never acknowledged may be the
+	// last before the capture ended; two are a pattern.
+	minBadsumLost = 2
+	// pawsHigh: a second discard rules out a single reordered segment.
+	pawsHigh = 2
+	// minBeyond, minBeyondLost, minWithin: segments on each side of the
+	// receiver's edge, enough to tell an edge from random loss.
+	minBeyond     = 4
+	minBeyondLost = 4
+	minWithin     = 3
+	// minUnscaledHits, minUnscaledSegs: a flight held at the unscaled
+	// window twenty times in fifty segments is no application pausing.
+	minUnscaledHits = 20
+	minUnscaledSegs = 50
+	// minEdgeSegs: the fewest segments on each side of an edge K that
+	// place it; two rule out one segment lost by chance.
+	minEdgeSegs = 2
+	// wlHighBeyond, wlHighAcks: with this many segments beyond the edge
+	// and acknowledgments after the first, the receiver was alive and the
+	// edge is certain.
+	wlHighBeyond = 4
+	wlHighAcks   = 2
+	// minPauses: one or two pauses are an application's; four timeouts in
+	// a row are a sender held back.
+	minPauses = 4
+	// minFullSegs: eight full-size segments show a bulk sender, which
+	// fills the window it is offered.
+	minFullSegs = 8
+	// minIPIDGaps: one or two gaps in the identification numbers can be
+	// packets of the host's other traffic; three are packets lost.
+	minIPIDGaps = 3
+)
+
 // Fixable reports whether a policy can fix the class.
 func (c Class) Fixable() bool {
 	switch c {
@@ -40,76 +88,6 @@ func (c Class) Fixable() bool {
 		return true
 	}
 	return false
-}
-
-// Confidence levels.
-const (
-	High   = "high"
-	Medium = "medium"
-	Low    = "low"
-	// Suspected is a finding whose evidence is too weak for a policy: it
-	// names what to capture next instead.
-	Suspected = "suspected"
-)
-
-// connInfo is what a finding keeps of its connection.
-type connInfo struct {
-	addr   [2]netip.Addr
-	port   [2]uint16
-	client int8 // -1: the handshake was not in the capture
-	score  int  // > 0: side 0 is the capturing host; < 0: side 1
-	why    []string
-	pkt    uint64 // first packet
-}
-
-// rawFinding is a finding before the vantage point is settled and the
-// findings are grouped by peer.
-type rawFinding struct {
-	class   Class
-	conf    string
-	ci      connInfo
-	sender  int8 // the data sender's side in ci, -1: none (handshake)
-	count   int
-	summary string
-	ev      []evidence
-	fix     Fix
-	// facts for the explanation
-	shiftSeen, shiftActing int
-	mss                    int
-	opts                   uint16
-	peerFixed              bool // the SYN finding is per peer (sender is the client)
-	// window-limit: the range of the cap K the data shows, and the
-	// receiver's window the sender was held to under it
-	capLo, capHi int
-	capWin       uint32
-}
-
-type aggKey struct {
-	class  Class
-	a, b   [16]byte
-	sender int8
-}
-
-// peerStat is what the SYNs to one remote address did, across connections.
-type peerStat struct {
-	unanswered   int
-	unMask       uint16 // options every unanswered SYN carried
-	unSYNs       int
-	unCI         connInfo
-	unEv         []evidence
-	answered     [8]uint16
-	answeredPkt  [8]uint64
-	nAnswered    int
-	within       bool // one connection's later SYN, with fewer options, was answered
-	withinFirst  uint16
-	withinLast   uint16
-	withinCI     connInfo
-	withinEv     []evidence
-	tooBig       int
-	tooBigMTU    int
-	unreachable  int // ICMP destination-unreachable errors about it
-	addr         netip.Addr
-	answeredConn int
 }
 
 // finish analyses a connection that ended (or was evicted, or the capture
@@ -126,7 +104,7 @@ func (a *analyzer) finish(c *conn) {
 	optionFault := false
 	for d := 0; d < 2; d++ {
 		h, o := &c.h[d], &c.h[1-d]
-		if ws := h.ws; ws > 14 {
+		if ws := h.ws; ws > normalize.MaxWindowShift {
 			a.note(fmt.Sprintf("%s sent window-scale shift %d in packet %d: out of range, treated as 14 (RFC 7323)", ci.endpoint(d), ws, h.synPkt))
 		}
 		if h.dataSegs == 0 {
@@ -149,17 +127,17 @@ func (a *analyzer) finish(c *conn) {
 		if !optionFault && a.wscaleFinding(c, ci, d) {
 			optionFault = true
 		}
-		if o.sackBad >= 3 && o.sackBad*2 >= o.sackBlocks {
+		if o.sackBad >= minBadSACK && o.sackBad*2 >= o.sackBlocks {
 			optionFault = true
 			a.add(c, ci, rawFinding{class: ClassSACK, conf: High, sender: int8(d),
 				summary: fmt.Sprintf("%d of %d SACK blocks %s sent about %s's data lie outside anything %s sent: a middlebox shifts sequence numbers without fixing SACK blocks",
 					o.sackBad, o.sackBlocks, ci.endpoint(1-d), ci.endpoint(d), ci.endpoint(d)),
-				fix: Fix{SACKPermitted: "strip"}})
+				fix: Fix{SACKPermitted: true}})
 		}
 		if !optionFault && a.pmtuFinding(c, ci, d) {
 			optionFault = true
 		}
-		if h.badsumLost >= 2 {
+		if h.badsumLost >= minBadsumLost {
 			a.add(c, ci, rawFinding{class: ClassChecksum, conf: Medium, sender: int8(d),
 				summary: fmt.Sprintf("%d segments from %s with bad TCP checksums were never acknowledged (first in packet %d): corrupted on the path",
 					h.badsumLost, ci.endpoint(d), h.badPkt)})
@@ -198,13 +176,13 @@ func (a *analyzer) pawsFinding(c *conn, ci connInfo, d int) bool {
 		return false
 	}
 	conf := Medium
-	if h.paws >= 2 {
+	if h.paws >= pawsHigh {
 		conf = High
 	}
 	a.add(c, ci, rawFinding{class: ClassPAWS, conf: conf, sender: int8(d),
 		summary: fmt.Sprintf("%d times %s sent a data segment whose TSval was older than one %s had already taken in order, and %s never acknowledged it, so it was sent again: PAWS discards (%d TSvals went backwards in all)",
 			h.paws, ci.endpoint(d), ci.endpoint(1-d), ci.endpoint(1-d), h.tsBack),
-		fix: Fix{Timestamps: "strip"}})
+		fix: Fix{Timestamps: normalize.TSStrip}})
 	return true
 }
 
@@ -238,11 +216,11 @@ func (a *analyzer) wscaleFinding(c *conn, ci connInfo, d int) bool {
 	for s := sh; s >= 0; s-- {
 		bs, bl := h.beyondSent[s], h.beyondLost[s]
 		ws, wl := h.withinSent[s], h.withinLost[s]
-		if bs < 4 || ws < 3 || bl < 4 || bl*5 < bs || wl*10 > bl+wl {
+		if bs < minBeyond || ws < minWithin || bl < minBeyondLost || bl*5 < bs || wl*10 > bl+wl {
 			continue
 		}
 		rf := rawFinding{class: ClassWindowScale, conf: High, sender: int8(d), shiftSeen: sh, shiftActing: s,
-			fix: Fix{WindowScale: "strip"}}
+			fix: Fix{WindowScale: normalize.WSStrip}}
 		if s == sh {
 			// The sender read the windows with a larger shift only if it
 			// had one to apply: the shift it announced itself, when larger
@@ -283,11 +261,11 @@ func (a *analyzer) wscaleFinding(c *conn, ci connInfo, d int) bool {
 		a.add(c, ci, rf)
 		return true
 	}
-	if sh > 0 && h.unscaledHits >= 20 && h.overUnsc == 0 && h.dataSegs >= 50 {
+	if sh > 0 && h.unscaledHits >= minUnscaledHits && h.overUnsc == 0 && h.dataSegs >= minUnscaledSegs {
 		a.add(c, ci, rawFinding{class: ClassWindowScale, conf: Medium, sender: int8(d), shiftSeen: sh, shiftActing: 0,
 			summary: fmt.Sprintf("%s never had more data in flight than %s's unscaled window field (%d times at the limit) although %s announced shift %d: the shift is lost on the way",
 				ci.endpoint(d), ci.endpoint(recv), h.unscaledHits, ci.endpoint(recv), sh),
-			fix: Fix{WindowScale: "strip"}})
+			fix: Fix{WindowScale: normalize.WSStrip}})
 		return true
 	}
 	return false
@@ -337,10 +315,6 @@ func (a *analyzer) pmtuFinding(c *conn, ci connInfo, d int) bool {
 	if ps != nil && ps.tooBig > 0 {
 		return false
 	}
-	ipHdr := 20
-	if c.v6 {
-		ipHdr = 40
-	}
 	// The sender's view: a segment sent three times or more and never
 	// acknowledged, larger than anything acknowledged on the first try and
 	// than 1280 bytes (the IPv6 minimum MTU, which paths carry), sent while
@@ -351,22 +325,22 @@ func (a *analyzer) pmtuFinding(c *conn, ci connInfo, d int) bool {
 		return false
 	}
 	peerOpen := o.closedAt == 0 || o.closedAt > h.stuck.sentAt
-	if h.repeatLost >= 1 && h.maxTx >= 3 && !h.stuckAcked && peerOpen && h.minRepeatWire > h.maxDelivered &&
-		int(h.stuck.wire) > h.maxDelivered && h.stuck.wire > 1280 {
+	if h.repeatLost >= 1 && h.maxTx >= repeatTx && !h.stuckAcked && peerOpen && h.minRepeatWire > h.maxDelivered &&
+		int(h.stuck.wire) > h.maxDelivered && h.stuck.wire > minMTU {
 		working := h.maxDelivered
 		why := fmt.Sprintf("the largest packet acknowledged on its first transmission was %d bytes", working)
 		if working == 0 {
 			why = "no data packet was acknowledged on its first transmission, only the handshake got through"
 		}
-		if working < 1280 && h.minRepeatWire > 1280 {
-			working = 1280
+		if working < minMTU && h.minRepeatWire > minMTU {
+			working = minMTU
 			why += "; 1280 bytes (the IPv6 minimum MTU) is a size paths carry"
 		}
 		conf := High
 		if h.maxDelivered == 0 && !c.synAcked {
 			conf = Medium
 		}
-		mss := working - ipHdr - 20
+		mss := working - c.headerLen()
 		c.addEvidence(ClassPMTU, evidence{pkt: h.stuck.pkt, side: int8(d), seq: h.stuck.seq, length: int(h.stuck.end - h.stuck.seq),
 			note: fmt.Sprintf("%d-byte packets: sent %d times, last in packet %d, never acknowledged", h.stuck.wire, h.stuck.tx, h.stuck.lastPkt)})
 		a.add(c, ci, rawFinding{class: ClassPMTU, conf: conf, sender: int8(d), mss: mss,
@@ -415,7 +389,7 @@ func (a *analyzer) windowLimitFinding(c *conn, ci connInfo, d int) bool {
 		// The receiver was alive: it acknowledged, or at least sent,
 		// something after the first segment beyond the edge.
 		alive := h.advAfter[k] >= 1 || o.lastPktAt > h.firstBeyondAt[k]
-		if bs >= 2 && ws >= 2 && bl*10 >= bs*8 && wl*10 <= ws && alive && h.maxTx >= 2 &&
+		if bs >= minEdgeSegs && ws >= minEdgeSegs && bl*10 >= bs*8 && wl*10 <= ws && alive && h.maxTx >= 2 &&
 			h.nowBeyondLost[S]*5 <= bl {
 			if lo < 0 {
 				lo = k
@@ -427,20 +401,16 @@ func (a *analyzer) windowLimitFinding(c *conn, ci connInfo, d int) bool {
 		bs, bl := h.nowBeyond[hi], h.nowBeyondLost[hi]
 		ws, wl := h.nowWithin[hi], h.nowWithinLost[hi]
 		conf := High
-		if bs < 4 || h.maxTx < 3 || h.advAfter[hi] < 2 {
+		if bs < wlHighBeyond || h.maxTx < repeatTx || h.advAfter[hi] < wlHighAcks {
 			conf = Medium
 		}
 		// Every segment lost was also larger than every one delivered and
 		// than 1280 bytes: a path-MTU black hole fits the same packets.
 		// Both are worked around, and the finding says so.
 		var mss int
-		ipHdr := 20
-		if c.v6 {
-			ipHdr = 40
-		}
-		if h.maxTx >= 3 && !h.stuckAcked && h.minRepeatWire > max(h.maxDelivered, 1280) && int(h.stuck.wire) > 1280 {
+		if h.maxTx >= repeatTx && !h.stuckAcked && h.minRepeatWire > max(h.maxDelivered, minMTU) && int(h.stuck.wire) > minMTU {
 			conf = Medium
-			mss = 1280 - ipHdr - 20
+			mss = minMTU - c.headerLen()
 		}
 		rng := fmt.Sprintf("K = %d", lo)
 		if hi > lo {
@@ -467,14 +437,14 @@ func (a *analyzer) windowLimitFinding(c *conn, ci connInfo, d int) bool {
 	// No hole: random loss of a flight shows as segments arriving past
 	// the lost one; a box dropping everything beyond an edge leaves none.
 	// Segments arriving twice (D-SACK) are the sender's timeouts.
-	if K < S && h.pauses >= 4 && h.holes == 0 && h.fullSegs >= 8 {
+	if K < S && h.pauses >= minPauses && h.holes == 0 && h.fullSegs >= minFullSegs {
 		// The positive evidence: packets the sender numbered (IPv4
 		// identification) that never arrived, though the sequence space
 		// has no hole: they lay beyond the edge. Without it an application
 		// sending in short bursts looks the same, so the finding is only
 		// suspected.
 		conf, also := Suspected, fmt.Sprintf(" The capture cannot tell this from an application sending in short bursts (no IPv4 identification gaps to show packets that never arrived): capture at %s's end, or check its retransmission counters, to settle it.", ci.endpoint(d))
-		if h.ipidGaps >= 3 {
+		if h.ipidGaps >= minIPIDGaps {
 			conf = Medium
 			also = fmt.Sprintf(" %s's IPv4 identification numbers skip %d packets in %d places although no sequence hole was seen: packets sent and dropped on the path.", ci.endpoint(d), h.ipidLost, h.ipidGaps)
 		}
@@ -509,9 +479,9 @@ func (a *analyzer) unarrivedFinding(c *conn, ci connInfo, d, S int) bool {
 	win := uint32(o.win)
 	// The stall lasted: retransmissions had time to arrive.
 	last := max(h.lastPktAt, o.lastPktAt)
-	stall := last - h.lastNewData
+	stall := time.Duration(last - h.lastNewData)
 	if gap < uint32(mssp) || win == 0 || win >= uint32(mssp) || win<<S < uint32(mssp) ||
-		stall < max(int64(1e9), 10*c.handshakeRTT()) {
+		stall < max(minStall, stallRTTs*c.handshakeRTT()) {
 		return false
 	}
 	hi := 0
@@ -522,13 +492,9 @@ func (a *analyzer) unarrivedFinding(c *conn, ci connInfo, d, S int) bool {
 	if hi > 0 {
 		rng = fmt.Sprintf("K between 0 and %d", hi)
 	}
-	ipHdr := 20
-	if c.v6 {
-		ipHdr = 40
-	}
 	var mss int
-	if int(o.mss)+ipHdr+20 > 1280 {
-		mss = 1280 - ipHdr - 20
+	if int(o.mss)+c.headerLen() > minMTU {
+		mss = minMTU - c.headerLen()
 	}
 	after := ""
 	if o.dataGoPkt != 0 && h.lastNewData <= o.dataGoAt {
@@ -540,7 +506,7 @@ func (a *analyzer) unarrivedFinding(c *conn, ci connInfo, d, S int) bool {
 		ci.endpoint(recv), win, win<<S, S, ci.endpoint(d), mssp, hi, rng)
 	if mss > 0 {
 		summary += fmt.Sprintf(". A path-MTU black hole dropping the full-size segments (%d-byte packets) would look the same from here, so the policy also lowers the MSS to %d",
-			int(o.mss)+ipHdr+20, mss)
+			int(o.mss)+c.headerLen(), mss)
 	}
 	c.addEvidence(ClassWindowLimit, evidence{pkt: h.aheadPkt, time: h.aheadAt, side: int8(d), seq: h.aheadSeq, ack: o.ack,
 		note: fmt.Sprintf("sequence number %d bytes beyond the data that arrived: sent and dropped before the capture", gap)})
@@ -550,275 +516,3 @@ func (a *analyzer) unarrivedFinding(c *conn, ci connInfo, d, S int) bool {
 		capWin: win << hi, mss: mss, summary: summary})
 	return true
 }
-
-// synStats records the connection's handshake in its server's peerStat.
-func (a *analyzer) synStats(c *conn, ci connInfo) {
-	if c.client < 0 {
-		return
-	}
-	cl := &c.h[c.client]
-	if !cl.synSeen || cl.synWasSYNACK {
-		return
-	}
-	ps := a.peer(c.addr[1-c.client])
-	if ps == nil {
-		return
-	}
-	ps.addr = c.netAddr(1 - int(c.client))
-	switch {
-	case c.synAcked:
-		ps.answeredConn++
-		found := false
-		for i := 0; i < ps.nAnswered; i++ {
-			found = found || ps.answered[i] == cl.synLastMask
-		}
-		if !found && ps.nAnswered < len(ps.answered) {
-			ps.answered[ps.nAnswered] = cl.synLastMask
-			ps.answeredPkt[ps.nAnswered] = cl.synLastPkt
-			ps.nAnswered++
-		}
-		if cl.syns >= 2 && cl.synFirstMask&^cl.synLastMask != 0 && !ps.within {
-			ps.within = true
-			ps.withinFirst, ps.withinLast = cl.synFirstMask, cl.synLastMask
-			ps.withinCI = ci
-			ps.withinEv = evidenceOf(c, ClassSYNOption)
-		}
-	case !c.refused && cl.syns >= 3:
-		if ps.unanswered == 0 {
-			ps.unMask = cl.synFirstMask
-			ps.unCI = ci
-			ps.unEv = evidenceOf(c, ClassSYNOption)
-			ps.unSYNs = int(cl.syns)
-			ps.unEv = append([]evidence{{class: ClassSYNOption, pkt: cl.synPkt, side: c.client, seq: cl.isn,
-				note: "SYN with options " + maskString(cl.synFirstMask)}}, ps.unEv...)
-		}
-		ps.unMask &= cl.synLastMask & cl.synFirstMask
-		ps.unanswered++
-	}
-}
-
-func evidenceOf(c *conn, cl Class) []evidence {
-	var ev []evidence
-	for _, e := range c.ev {
-		if e.class == cl {
-			ev = append(ev, e)
-		}
-	}
-	return ev
-}
-
-// synFindings turns the per-peer SYN statistics into findings.
-func (a *analyzer) synFindings() {
-	for _, ps := range a.peers {
-		switch {
-		case ps.within:
-			off := ps.withinFirst &^ ps.withinLast
-			rf := rawFinding{class: ClassSYNOption, conf: Medium, sender: -1, opts: off, ci: ps.withinCI, count: 1, peerFixed: true,
-				summary: fmt.Sprintf("SYNs to %s with options %s went unanswered; the retransmitted SYN without %s was answered",
-					ps.addr, maskString(ps.withinFirst), maskString(off)),
-				ev: ps.withinEv, fix: synFix(off)}
-			a.addRaw(rf)
-		case ps.unanswered > 0:
-			var off uint16
-			var cmp uint64
-			for i := 0; i < ps.nAnswered; i++ {
-				if d := ps.unMask &^ ps.answered[i]; d != 0 && (off == 0 || bitsSet(d) < bitsSet(off)) {
-					off, cmp = d, ps.answeredPkt[i]
-				}
-			}
-			rf := rawFinding{class: ClassSYNOption, sender: -1, ci: ps.unCI, count: ps.unanswered, ev: ps.unEv, peerFixed: true}
-			switch {
-			case off != 0:
-				rf.conf = High
-				rf.summary = fmt.Sprintf("%d connection(s) to %s: SYNs with options %s sent up to %d times, never answered, while the SYN without %s (packet %d) was answered",
-					ps.unanswered, ps.addr, maskString(ps.unMask), ps.unSYNs, maskString(off), cmp)
-				rf.ev = append(rf.ev, evidence{class: ClassSYNOption, pkt: cmp, side: ps.unCI.client, note: "answered SYN without " + maskString(off)})
-			case ps.answeredConn > 0:
-				// SYNs with the same options were answered too: not the options.
-				rf.class, rf.conf = ClassLoss, Medium
-				rf.summary = fmt.Sprintf("%d connection(s) to %s got no answer to their SYNs, while others with the same options were answered: loss or an overloaded server, not an option fault",
-					ps.unanswered, ps.addr)
-				a.addRaw(rf)
-				continue
-			case ps.unreachable > 0:
-				rf.class, rf.conf = ClassLoss, Medium
-				rf.summary = fmt.Sprintf("%d connection(s) to %s got no answer to their SYNs, and %d ICMP destination-unreachable error(s) about %s are in the capture: the host is unreachable, not an option fault",
-					ps.unanswered, ps.addr, ps.unreachable, ps.addr)
-				a.addRaw(rf)
-				continue
-			default:
-				off = ps.unMask & (optBitTS | optBitWS | optBitSACKOK | optBitTFO | optBitMPTCP | optBitOther)
-				if off&optBitTS != 0 {
-					off = optBitTS
-				}
-				if off == 0 {
-					rf.class, rf.conf = ClassLoss, Low
-					rf.summary = fmt.Sprintf("%d connection(s) to %s got no answer to SYNs sent up to %d times, which carried no option a policy can remove (%s): the host is down or filtered, not an option fault",
-						ps.unanswered, ps.addr, ps.unSYNs, maskString(ps.unMask))
-					a.addRaw(rf)
-					continue
-				}
-				// Silence alone: an unreachable or overloaded host looks
-				// the same, so no policy until a SYN without the options
-				// is seen answered.
-				rf.conf = Suspected
-				rf.summary = fmt.Sprintf("%d connection(s) to %s: SYNs with options %s sent up to %d times, never answered (no RST, no ICMP). No SYN without them to compare: a SYN-option firewall is suspected (timestamps most often), but an unreachable host looks the same. "+
-					"To settle it, capture one connection attempt to %s with %s off (e.g. sysctl net.ipv4.tcp_timestamps=0 for the test): answered, it is the option",
-					ps.unanswered, ps.addr, maskString(ps.unMask), ps.unSYNs, ps.addr, maskString(off))
-			}
-			rf.opts = off
-			rf.fix = synFix(off)
-			a.addRaw(rf)
-		}
-	}
-}
-
-// synFix strips the offending options; kinds the policy cannot name alone
-// fall under unknown = "strip".
-func synFix(off uint16) Fix {
-	var f Fix
-	if off&optBitTS != 0 {
-		f.Timestamps = "strip"
-	}
-	if off&optBitWS != 0 {
-		f.WindowScale = "strip"
-	}
-	if off&optBitSACKOK != 0 {
-		f.SACKPermitted = "strip"
-	}
-	if off&(optBitTFO|optBitMPTCP|optBitOther) != 0 {
-		f.Unknown = "strip"
-	}
-	return f
-}
-
-func bitsSet(m uint16) int {
-	n := 0
-	for ; m != 0; m &= m - 1 {
-		n++
-	}
-	return n
-}
-
-// add groups a connection's finding with those of the same class and peer.
-func (a *analyzer) add(c *conn, ci connInfo, rf rawFinding) {
-	rf.ci = ci
-	rf.count = 1
-	rf.ev = evidenceOf(c, rf.class)
-	if rf.class == ClassLoss || rf.class == ClassChecksum {
-		rf.ev = nil
-	}
-	a.addRaw(rf)
-}
-
-func (a *analyzer) addRaw(rf rawFinding) {
-	k := aggKey{class: rf.class, sender: rf.sender}
-	k.a = addr16(rf.ci.addr[0])
-	k.b = addr16(rf.ci.addr[1])
-	if f, ok := a.agg[k]; ok {
-		f.count += rf.count
-		return
-	}
-	if len(a.agg) >= maxAggregated {
-		a.rep.Unlisted++
-		return
-	}
-	p := &rf
-	a.agg[k] = p
-	a.aggOrder = append(a.aggOrder, p)
-}
-
-func addr16(a netip.Addr) [16]byte { return a.As16() }
-
-func (a *analyzer) note(s string) {
-	if a.notes[s] || len(a.notes) >= 64 {
-		return
-	}
-	a.notes[s] = true
-	a.rep.Notes = append(a.rep.Notes, s)
-}
-
-// connInfo settles what the connection says about the vantage point.
-func (a *analyzer) connInfo(c *conn) connInfo {
-	ci := connInfo{client: c.client, pkt: c.firstPkt}
-	for d := 0; d < 2; d++ {
-		ci.addr[d], ci.port[d] = c.netAddr(d), c.port[d]
-	}
-	for d := 0; d < 2; d++ {
-		for _, p := range a.opt.Local {
-			if p.Contains(ci.addr[d]) {
-				ci.score += 100 * (1 - 2*d)
-				ci.why = append(ci.why, fmt.Sprintf("%s is a local address (--local)", ci.addr[d]))
-			}
-		}
-	}
-	if ci.score != 0 {
-		return ci
-	}
-	h0, h1 := &c.h[0], &c.h[1]
-	if h0.pkts > 0 && h1.pkts > 0 {
-		i0, i1 := initialTTL(h0.ttlMax), initialTTL(h1.ttlMax)
-		switch {
-		case i0 && !i1:
-			ci.score += 2
-			ci.why = append(ci.why, fmt.Sprintf("%s's packets leave with TTL/hop limit %d (an initial value) and arrive from %s with %d (after hops)", ci.addr[0], h0.ttlMax, ci.addr[1], h1.ttlMax))
-		case i1 && !i0:
-			ci.score -= 2
-			ci.why = append(ci.why, fmt.Sprintf("%s's packets leave with TTL/hop limit %d (an initial value) and arrive from %s with %d (after hops)", ci.addr[1], h1.ttlMax, ci.addr[0], h0.ttlMax))
-		}
-	}
-	switch {
-	case h0.partial > 0 && h1.partial == 0:
-		ci.score += 3
-		ci.why = append(ci.why, fmt.Sprintf("%s's segments carry partial checksums: transmit offload on the capturing host", ci.addr[0]))
-	case h1.partial > 0 && h0.partial == 0:
-		ci.score -= 3
-		ci.why = append(ci.why, fmt.Sprintf("%s's segments carry partial checksums: transmit offload on the capturing host", ci.addr[1]))
-	}
-	if c.client >= 0 && c.synTime != 0 && c.synAckTime != 0 && c.ackTime != 0 {
-		d1, d2 := c.synAckTime-c.synTime, c.ackTime-c.synAckTime
-		sign := 1 - 2*int(c.client) // toward the client
-		switch {
-		case d1 > 4*d2 && d1 > 0:
-			ci.score += sign
-			ci.why = append(ci.why, fmt.Sprintf("the client answered the SYN-ACK within %v but the SYN-ACK took %v: the capture is near the client", timeDur(d2), timeDur(d1)))
-		case d2 > 4*d1 && d2 > 0:
-			ci.score -= sign
-			ci.why = append(ci.why, fmt.Sprintf("the server answered the SYN within %v but the client took %v to answer the SYN-ACK: the capture is near the server", timeDur(d1), timeDur(d2)))
-		}
-	}
-	switch {
-	case ci.score > 0:
-		a.votes[ci.addr[0]]++
-	case ci.score < 0:
-		a.votes[ci.addr[1]]++
-	}
-	return ci
-}
-
-func initialTTL(t uint8) bool { return t == 64 || t == 128 || t == 255 || t == 32 }
-
-func timeDur(ns int64) string {
-	return fmt.Sprint(roundDur(ns))
-}
-
-func (ci *connInfo) endpoint(d int) string {
-	return netip.AddrPortFrom(ci.addr[d], ci.port[d]).String()
-}
-
-func maskString(m uint16) string {
-	if m == 0 {
-		return "(none)"
-	}
-	var parts []string
-	for _, o := range optNames {
-		if m&o.bit != 0 {
-			parts = append(parts, o.name)
-		}
-	}
-	return strings.Join(parts, ",")
-}
-
-func itoa(i int) string      { return strconv.Itoa(i) }
-func utoa(u uint32) string   { return strconv.FormatUint(uint64(u), 10) }
-func u64toa(u uint64) string { return strconv.FormatUint(u, 10) }

@@ -1,16 +1,49 @@
 package diagnose
 
-import "github.com/tcpnorm/tcpnorm/normalize"
+import (
+	"time"
+
+	"github.com/tcpnorm/tcpnorm/normalize"
+)
 
 // numShifts is the number of window-scale shifts 0..14 (RFC 7323 section 2.3).
 const numShifts = normalize.MaxWindowShift + 1
 
-// ringSize bounds the outstanding segments tracked per sending side. Older
-// ones are accounted for early when it fills.
-const ringSize = 64
-
 // maxEvidence bounds the evidence kept per connection and class.
 const maxEvidence = 6
+
+// Time thresholds of the per-packet analysis.
+const (
+	// dupWindow: the same packet captured twice (on two interfaces, or a
+	// bridge and its port) comes again within microseconds; 50 ms is far
+	// above that and below a retransmission timeout (200 ms at least on
+	// Linux).
+	dupWindow = 50 * time.Millisecond
+	// minPause is the shortest pause in a sender's new data that counts as
+	// a retransmission timeout: below Linux's 200 ms minimum RTO, above
+	// its 40 ms delayed ACK.
+	minPause = 150 * time.Millisecond
+	// pauseRTTs is the same in handshake round trips, for slow paths: a
+	// sender clocked by ACKs never waits thirty of them.
+	pauseRTTs = 30
+)
+
+// Other thresholds of the per-packet analysis.
+const (
+	// maxIPIDGap: Linux numbers a connection's packets one by one; a
+	// larger jump is a counter reset or a NAT's, not this side's packets
+	// lost.
+	maxIPIDGap = 256
+	// minOpenSegs: a window open for four more full-size segments leaves a
+	// bulk sender no reason to pause.
+	minOpenSegs = 4
+	// sackReach: a SACK block may start below the ack (D-SACK, RFC 2883),
+	// but not by 32 MiB, several times Linux's largest default window.
+	sackReach = 1 << 25
+	// maxReplyPayload: the 354 go-ahead comes in a short segment; 512
+	// octets is the longest SMTP reply line (RFC 5321 section 4.5.3.1.5).
+	maxReplyPayload = 512
+)
 
 // connKey identifies a connection regardless of direction: the endpoint
 // with the smaller address (then port) comes first.
@@ -18,29 +51,6 @@ type connKey struct {
 	a, b   [16]byte
 	pa, pb uint16
 }
-
-// segEntry is one transmission of new data, until it is acknowledged.
-type segEntry struct {
-	seq, end uint32
-	wire     uint16 // IP packet length of one wire segment of it
-	tx       uint8  // transmissions so far
-	badsum   bool
-	beyond   uint16 // bit s: its end was beyond the receiver's edge under shift s
-	// bit s: its end was beyond ack + field << s of the receiver's latest
-	// acknowledgment: what a box computing windows with shift s forwards
-	beyondNow uint16
-	sentAt    int64
-	pkt       uint64 // first transmission
-	lastPkt   uint64 // latest retransmission
-}
-
-// segRing holds a side's outstanding segments in sequence order.
-type segRing struct {
-	e          [ringSize]segEntry
-	head, size int
-}
-
-func (r *segRing) at(i int) *segEntry { return &r.e[(r.head+i)%ringSize] }
 
 // sig is what makes a packet a duplicate of the previous one from its side.
 type sig struct {
@@ -63,14 +73,33 @@ type evidence struct {
 }
 
 // half is what one endpoint of a connection sent, and what it acknowledged
-// of the other's data.
+// of the other's data. Its parts are embedded: the analysis reads their
+// fields as the half's own.
 type half struct {
 	pkts           uint64
 	ttlMin, ttlMax uint8
 	partial, bad   uint32 // checksum states of complete segments
 	badPkt         uint64
+	lastPktAt      int64 // when this side's latest packet was captured
+	closedAt       int64 // when this side sent its FIN or RST
+	lastSig        sig   // to tell the same packet captured twice
+	lastSigTime    int64
+	lastSigSet     bool
 
-	// handshake: SYN or SYN-ACK
+	synSent
+	dataSent
+	resolved
+	beyondEdge
+	arrivals
+	ipids
+	unarrived
+	acksSent
+	tsSent
+	sackSent
+}
+
+// synSent is the handshake: SYN or SYN-ACK.
+type synSent struct {
 	syns          uint16
 	synFirstMask  uint16
 	synLastMask   uint16
@@ -84,17 +113,26 @@ type half struct {
 	synWasSYNACK  bool
 	firstDataSeq  uint32
 	firstDataSeen bool
+}
 
-	// data sent
-	sndMaxSet               bool
-	sndMax                  uint32
-	dataSegs, dataBytes     uint64
-	retx, reorder, dups     uint32
-	oversize                uint32
-	maxPayload              int
-	lastNewData, lastRetx   int64
-	fin, rst                bool
-	ring                    *segRing
+// dataSent is the data sent.
+type dataSent struct {
+	sndMaxSet              bool
+	sndMax                 uint32
+	dataSegs, dataBytes    uint64
+	retx, reorder, dups    uint32
+	oversize               uint32
+	maxPayload             int
+	lastNewData, lastRetx  int64
+	fin, rst               bool
+	ring                   *segRing
+	unscaledHits, overUnsc uint32
+	flightMax              uint32
+}
+
+// resolved is what the ledger counted of the data sent as each segment was
+// acknowledged, sent again or left outstanding (ledger.go).
+type resolved struct {
 	beyondSent, beyondLost  [numShifts]uint32
 	withinSent, withinLost  [numShifts]uint32
 	delivered, lost         uint32 // segments acked on the first try / retransmitted
@@ -105,52 +143,59 @@ type half struct {
 	stuck                   segEntry // the most retransmitted segment
 	stuckAcked              bool     // and it was acknowledged in the end
 	unackedAtEnd            uint32
-	unscaledHits, overUnsc  uint32
-	flightMax               uint32
-	lastSig                 sig
-	lastSigTime             int64
-	lastSigSet              bool
 	badsumLost, badsumAcked uint32
 	// against the receiver's latest edges (beyondNow): entries beyond and
 	// within each shift's edge, and those of them lost (sent again or
 	// never acknowledged)
 	nowBeyond, nowBeyondLost [numShifts]uint32
 	nowWithin, nowWithinLost [numShifts]uint32
-	// per shift: when the first segment beyond the latest edge was sent,
-	// and how often the receiver's ack advanced after that (it was alive
-	// and taking the data within the edge)
+}
+
+// beyondEdge is, per shift, when the first segment beyond the latest edge
+// was sent, and how often the receiver's ack advanced after that (it was
+// alive and taking the data within the edge).
+type beyondEdge struct {
 	firstBeyondAt [numShifts]int64
 	advAfter      [numShifts]uint32
-	// the receiver's view of this side's new data: the smallest shift
-	// whose latest edge every segment fitted (fitMax), pauses the receiver
-	// did not cause, segments arriving past a hole, full-size segments
+}
+
+// arrivals is the receiver's view of this side's new data: the smallest
+// shift whose latest edge every segment fitted (fitMax), pauses the
+// receiver did not cause, segments arriving past a hole, full-size
+// segments.
+type arrivals struct {
 	fitMax   int
 	fitSegs  uint32
 	pauses   uint32
 	holes    uint32
 	fullSegs uint32
-	maxPause int64
-	// IPv4 identification: Linux numbers the packets of a connection one
-	// by one, so a jump is packets this side sent that never reached the
-	// capture
-	lastIPID  uint16
-	ipidGaps  uint32
-	ipidLost  uint32
-	lastPktAt int64 // when this side's latest packet was captured
-	closedAt  int64 // when this side sent its FIN or RST
+	maxPause time.Duration
+}
 
-	// the receiver's view of data that never arrived: this side's packets
-	// without data (acknowledgments, FIN, RST) carry its SND.NXT (RFC 9293
-	// section 3.10.7.4), which lies beyond everything of its data in the
-	// capture when segments it sent were dropped before the capture
+// ipids is the IPv4 identification: Linux numbers the packets of a
+// connection one by one, so a jump is packets this side sent that never
+// reached the capture.
+type ipids struct {
+	lastIPID uint16
+	ipidGaps uint32
+	ipidLost uint32
+}
+
+// unarrived is the receiver's view of data that never arrived: this side's
+// packets without data (acknowledgments, FIN, RST) carry its SND.NXT (RFC
+// 9293 section 3.10.7.4), which lies beyond everything of its data in the
+// capture when segments it sent were dropped before the capture.
+type unarrived struct {
 	aheadSeq  uint32 // the furthest such sequence number
 	aheadN    uint32 // packets showing it
 	aheadPkt  uint64 // the first of them
 	aheadAt   int64
 	dataGoPkt uint64 // latest data segment holding an SMTP 354 reply (go ahead with the body)
 	dataGoAt  int64
+}
 
-	// acknowledgments and windows this side sent
+// acksSent is the acknowledgments and windows this side sent.
+type acksSent struct {
 	ackSet      bool
 	dupAcks     uint32 // acks without data repeating ack since it last advanced
 	ack         uint32
@@ -160,8 +205,10 @@ type half struct {
 	cur         [numShifts]uint32 // ack + field << s of the latest acknowledgment
 	lastAdvance int64
 	lastAckTime int64
+}
 
-	// timestamps this side sent
+// tsSent is the timestamps this side sent.
+type tsSent struct {
 	tsSet       bool
 	tsMax       uint32
 	tsBack      uint32
@@ -172,8 +219,10 @@ type half struct {
 	suspRecent  uint32
 	suspSet     bool
 	paws        uint32
+}
 
-	// SACK blocks this side sent about the other's data
+// sackSent is the SACK blocks this side sent about the other's data.
+type sackSent struct {
 	sackBlocks, sackBad uint32
 }
 
@@ -235,6 +284,19 @@ func (c *conn) shift(d int) (int, bool) {
 	return int(min(h.ws, normalize.MaxWindowShift)), true
 }
 
+// tsOptionSpace is what the timestamps option takes of a full-size
+// segment: its 10 bytes and the two NOPs every stack pads it with.
+const tsOptionSpace = 12
+
+// headerLen is the size of the IP and TCP headers without options: a full
+// packet's size less its payload.
+func (c *conn) headerLen() int {
+	if c.v6 {
+		return normalize.IPv6MinimumSize + normalize.TCPMinimumSize
+	}
+	return normalize.IPv4MinimumSize + normalize.TCPMinimumSize
+}
+
 // mssPayload is the payload of a full-size segment side d sends: the peer's
 // MSS less the timestamps option, or 0 if unknown.
 func (c *conn) mssPayload(d int) int {
@@ -244,7 +306,7 @@ func (c *conn) mssPayload(d int) int {
 	}
 	p := int(o.mss)
 	if c.h[d].ts && o.ts {
-		p -= 12
+		p -= tsOptionSpace
 	}
 	return p
 }
@@ -262,7 +324,7 @@ func (a *analyzer) update(c *conn, d int, s *segment) {
 	if !s.v6 {
 		sg.ipid = s.ipid
 	}
-	if h.lastSigSet && sg == h.lastSig && c.lastSide == int8(d) && a.now-h.lastSigTime < 50e6 {
+	if h.lastSigSet && sg == h.lastSig && c.lastSide == int8(d) && time.Duration(a.now-h.lastSigTime) < dupWindow {
 		h.dups++
 		a.dups++
 		return
@@ -274,20 +336,22 @@ func (a *analyzer) update(c *conn, d int, s *segment) {
 	h.lastPktAt = a.now
 	h.ttlMin, h.ttlMax = min(h.ttlMin, s.ttl), max(h.ttlMax, s.ttl)
 	if !s.v6 && s.ipid != 0 {
-		if gap := s.ipid - h.lastIPID - 1; h.lastIPID != 0 && gap > 0 && gap < 256 {
+		if gap := s.ipid - h.lastIPID - 1; h.lastIPID != 0 && gap > 0 && gap < maxIPIDGap {
 			h.ipidGaps++
 			h.ipidLost += uint32(gap)
 		}
 		h.lastIPID = s.ipid
 	}
-	switch s.csum {
-	case csumPartial:
-		h.partial++
-	case csumBad:
-		if h.bad == 0 {
-			h.badPkt = a.pkt
+	if s.complete {
+		switch s.csum {
+		case normalize.ChecksumPartial:
+			h.partial++
+		case normalize.ChecksumBad:
+			if h.bad == 0 {
+				h.badPkt = a.pkt
+			}
+			h.bad++
 		}
-		h.bad++
 	}
 
 	if s.payload == 0 && flags&normalize.FlagSYN == 0 && h.sndMaxSet && seqGT(seq, h.sndMax) {
@@ -381,7 +445,7 @@ func (a *analyzer) handshake(c *conn, d int, s *segment) {
 	h.syns++
 	h.synLastMask = s.optMask
 	h.synLastPkt = a.pkt
-	if h.syns == 3 || (h.syns > 1 && h.synLastMask != h.synFirstMask) {
+	if h.syns == minSYNs || (h.syns > 1 && h.synLastMask != h.synFirstMask) {
 		c.addEvidence(ClassSYNOption, evidence{pkt: a.pkt, time: a.now, side: int8(d), seq: t.Seq(),
 			note: "SYN sent again: " + itoa(int(h.syns)) + " transmissions so far, options " + maskString(s.optMask)})
 	}
@@ -452,7 +516,7 @@ func (a *analyzer) ack(c *conn, d int, s *segment, ackn uint32, win uint16) {
 		for i := 0; i < s.nSACK; i++ {
 			l, r := s.sack[i][0], s.sack[i][1]
 			h.sackBlocks++
-			bad := seqGT(r, o.sndMax+1) || !seqLT(l, r) || seqLT(l, ackn-1<<25)
+			bad := seqGT(r, o.sndMax+1) || !seqLT(l, r) || seqLT(l, ackn-sackReach)
 			if bad {
 				h.sackBad++
 				c.addEvidence(ClassSACK, evidence{pkt: a.pkt, time: a.now, side: int8(d), seq: s.tcp.Seq(), ack: ackn, win: win,
@@ -542,7 +606,7 @@ func (a *analyzer) data(c *conn, d int, s *segment, seq, end uint32) {
 		if h.ring == nil {
 			h.ring = a.getRing()
 		}
-		a.push(c, d, segEntry{seq: seq, end: end, wire: uint16(min(wire, 0xffff)), tx: 1, badsum: s.csum == csumBad, beyond: beyond, beyondNow: beyondNow, sentAt: a.now, pkt: a.pkt})
+		a.push(c, d, segEntry{seq: seq, end: end, wire: uint16(min(wire, 0xffff)), tx: 1, badsum: s.badChecksum(), beyond: beyond, beyondNow: beyondNow, sentAt: a.now, pkt: a.pkt})
 		h.sndMax = end
 		return
 	}
@@ -564,142 +628,6 @@ func (a *analyzer) data(c *conn, d int, s *segment, seq, end uint32) {
 	}
 	h.retx++
 	h.lastRetx = a.now
-}
-
-// retransmitted marks the ring entries [seq, end) overlaps as sent again and
-// reports whether there was one.
-func (a *analyzer) retransmitted(c *conn, d int, seq, end uint32, s *segment) bool {
-	r := c.h[d].ring
-	hit := false
-	for i := 0; i < r.size; i++ {
-		e := r.at(i)
-		if seqGE(e.seq, end) {
-			break
-		}
-		if seqGT(e.end, seq) {
-			hit = true
-			if e.tx < 255 {
-				e.tx++
-			}
-			e.lastPkt = a.pkt
-			if e.tx == 3 {
-				c.addEvidence(ClassPMTU, evidence{pkt: a.pkt, time: a.now, side: int8(d), seq: seq, ack: s.tcp.Ack(), win: s.tcp.Window(), length: s.payload,
-					note: "third transmission of the segment first sent in packet " + u64toa(e.pkt) + " (" + itoa(int(e.wire)) + "-byte packets)"})
-			}
-		}
-	}
-	return hit
-}
-
-func (a *analyzer) getRing() *segRing {
-	if n := len(a.rings); n > 0 {
-		r := a.rings[n-1]
-		a.rings = a.rings[:n-1]
-		r.head, r.size = 0, 0
-		return r
-	}
-	return new(segRing)
-}
-
-// push appends an entry, accounting for the oldest one early when full.
-func (a *analyzer) push(c *conn, d int, e segEntry) {
-	r := c.h[d].ring
-	if r.size == ringSize {
-		a.account(c, d, r.at(0), false)
-		r.head = (r.head + 1) % ringSize
-		r.size--
-	}
-	*r.at(r.size) = e
-	r.size++
-}
-
-// acked accounts for side d's entries the peer's ack covers.
-func (a *analyzer) acked(c *conn, d int, ackn uint32) {
-	r := c.h[d].ring
-	for r.size > 0 && seqLE(r.at(0).end, ackn) {
-		a.account(c, d, r.at(0), true)
-		r.head = (r.head + 1) % ringSize
-		r.size--
-	}
-}
-
-// account folds one resolved entry into side d's counters. acked says the
-// peer acknowledged it (rather than the ring or the capture ending).
-func (a *analyzer) account(c *conn, d int, e *segEntry, acked bool) {
-	h := &c.h[d]
-	lost := e.tx > 1
-	// Never acknowledged, and a second passed: lost too; sent just before
-	// the capture ended, it tells nothing.
-	gone := lost || !acked && a.now-e.sentAt > 1e9
-	for sh := 0; sh < numShifts; sh++ {
-		if e.beyondNow&(1<<sh) != 0 {
-			h.nowBeyond[sh]++
-			if gone {
-				h.nowBeyondLost[sh]++
-			}
-		} else {
-			h.nowWithin[sh]++
-			if gone {
-				h.nowWithinLost[sh]++
-			}
-		}
-		if e.beyond&(1<<sh) != 0 {
-			h.beyondSent[sh]++
-			if lost {
-				h.beyondLost[sh]++
-			}
-		} else {
-			h.withinSent[sh]++
-			if lost {
-				h.withinLost[sh]++
-			}
-		}
-	}
-	if e.badsum {
-		if lost || !acked {
-			h.badsumLost++
-		} else {
-			h.badsumAcked++
-		}
-	}
-	switch {
-	case lost:
-		h.lost++
-	case acked:
-		h.delivered++
-		h.maxDelivered = max(h.maxDelivered, int(e.wire))
-	}
-	if !acked {
-		h.unackedAtEnd++
-	}
-	if e.tx >= 3 {
-		h.repeatLost++
-		if h.minRepeatWire == 0 || int(e.wire) < h.minRepeatWire {
-			h.minRepeatWire = int(e.wire)
-		}
-	}
-	if e.tx > h.maxTx {
-		h.maxTx = e.tx
-		h.stuck = *e
-		h.stuckAcked = acked
-	}
-}
-
-// drain accounts for every entry still outstanding when the connection ends.
-func (a *analyzer) drain(c *conn) {
-	for d := range c.h {
-		r := c.h[d].ring
-		if r == nil {
-			continue
-		}
-		for r.size > 0 {
-			a.account(c, d, r.at(0), false)
-			r.head = (r.head + 1) % ringSize
-			r.size--
-		}
-		a.rings = append(a.rings, r)
-		c.h[d].ring = nil
-	}
 }
 
 // arrival records what the receiver's side of a capture shows of side d's
@@ -724,10 +652,10 @@ func (a *analyzer) arrival(c *conn, d int, s *segment, seq uint32, beyondNow uin
 	if !ok || !o.ackSet || o.lastAckTime == 0 {
 		return
 	}
-	gap := a.now - o.lastAckTime
+	gap := time.Duration(a.now - o.lastAckTime)
 	rtt := c.handshakeRTT()
 	open := int64(int32(o.cur[sh] - h.sndMax))
-	if mssp := c.mssPayload(d); gap > max(150e6, 30*rtt) && mssp > 0 && open >= int64(4*mssp) {
+	if mssp := c.mssPayload(d); gap > max(minPause, pauseRTTs*rtt) && mssp > 0 && open >= int64(minOpenSegs*mssp) {
 		h.pauses++
 		h.maxPause = max(h.maxPause, gap)
 	}
@@ -738,7 +666,7 @@ func (a *analyzer) arrival(c *conn, d int, s *segment, seq uint32, beyondNow uin
 // snap length kept it. Pipelined replies come in one segment with 354
 // last.
 func smtpGoAhead(s *segment) bool {
-	if s.payload > 512 {
+	if s.payload > maxReplyPayload {
 		return false
 	}
 	switch s.tcp.SrcPort() {
@@ -757,9 +685,9 @@ func smtpGoAhead(s *segment) bool {
 
 // handshakeRTT is the round trip the handshake took as the capture saw
 // it, 0 if unknown.
-func (c *conn) handshakeRTT() int64 {
+func (c *conn) handshakeRTT() time.Duration {
 	if c.synTime != 0 && c.ackTime > c.synTime {
-		return c.ackTime - c.synTime
+		return time.Duration(c.ackTime - c.synTime)
 	}
 	return 0
 }

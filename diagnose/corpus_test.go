@@ -5,6 +5,7 @@ package diagnose
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -135,6 +136,7 @@ func TestCorpus(t *testing.T) {
 		for _, p := range rep.Policies {
 			checkPolicy(t, p)
 		}
+		checkSameTwice(t, cf.path, data, rep)
 		if optional, ok := strings.CutSuffix(cf.want, "?"); ok {
 			faults++
 			first := len(rep.Findings) > 0 && string(rep.Findings[0].Class) == optional
@@ -163,6 +165,35 @@ func TestCorpus(t *testing.T) {
 	}
 	t.Logf("corpus: %d captures: %d healthy with %d false alarms, %d lab faults with %d named first, %d unreadable (not captures)",
 		len(files), healthy, falseAlarms, faults, named, unreadable)
+}
+
+// checkSameTwice: a second reading of the same capture renders byte for
+// byte what the first did, in JSON and in text (a report pasted into a
+// ticket must not change when it is made again).
+func checkSameTwice(t *testing.T, path string, data []byte, first *Report) {
+	t.Helper()
+	again, err := DiagnoseBytes(data, Options{Now: testNow})
+	if err != nil {
+		t.Errorf("%s: second reading: %v", path, err)
+		return
+	}
+	for _, r := range []struct {
+		form  string
+		write func(*Report, io.Writer) error
+	}{
+		{"JSON", (*Report).WriteJSON},
+		{"text", func(r *Report, w io.Writer) error { return r.WriteText(w, path) }},
+	} {
+		var a, b bytes.Buffer
+		if err := r.write(first, &a); err != nil {
+			t.Errorf("%s: %s: %v", path, r.form, err)
+			continue
+		}
+		r.write(again, &b)
+		if a.String() != b.String() {
+			t.Errorf("%s: the %s of two readings differ:\n%s\n---\n%s", path, r.form, a.String(), b.String())
+		}
+	}
 }
 
 // TestProposedPoliciesLoad: every policy diagnose proposes for a capture of

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/klauspost/compress/zstd"
 	"github.com/tcpnorm/tcpnorm/config"
+	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
 var testNow = time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
@@ -80,7 +81,7 @@ func loadPolicies(t *testing.T, ps []Policy) error {
 // vantage and fix.
 type got struct {
 	Class   Class
-	Vantage string
+	Vantage Vantage
 	Fix     Fix
 }
 
@@ -101,7 +102,7 @@ func TestClasses(t *testing.T) {
 	tests := []struct {
 		name    string
 		setup   func(s *sim)
-		verdict string
+		verdict Verdict
 		want    []got
 	}{
 		{name: "healthy upload at the client", setup: func(s *sim) { s.upload, s.atClient = true, true }, verdict: VerdictHealthy},
@@ -113,39 +114,39 @@ func TestClasses(t *testing.T) {
 		}, verdict: VerdictHealthy},
 		{name: "lossy upload at the client", setup: func(s *sim) {
 			s.upload, s.atClient, s.drop = true, true, randomDrop(0.03, 1)
-		}, verdict: VerdictNoOptionFault, want: []got{{Class: ClassLoss, Vantage: "sender"}}},
+		}, verdict: VerdictNoOptionFault, want: []got{{Class: ClassLoss, Vantage: VantageSender}}},
 		{name: "lossy upload at the server", setup: func(s *sim) {
 			s.upload, s.atClient, s.drop = true, false, randomDrop(0.03, 2)
-		}, verdict: VerdictNoOptionFault, want: []got{{Class: ClassLoss, Vantage: "receiver"}}},
+		}, verdict: VerdictNoOptionFault, want: []got{{Class: ClassLoss, Vantage: VantageReceiver}}},
 		{name: "lossy download at the client, IPv6", setup: func(s *sim) {
 			s.v6, s.atClient, s.drop = true, true, randomDrop(0.05, 3)
-		}, verdict: VerdictNoOptionFault, want: []got{{Class: ClassLoss, Vantage: "receiver"}}},
+		}, verdict: VerdictNoOptionFault, want: []got{{Class: ClassLoss, Vantage: VantageReceiver}}},
 		{name: "pmtu upload at the client", setup: func(s *sim) {
 			s.upload, s.atClient, s.smallFirst = true, true, 3
 			s.drop = func(_ uint32, wire, _ int) bool { return wire > 1280 }
-		}, verdict: VerdictOptionFault, want: []got{{Class: ClassPMTU, Vantage: "sender", Fix: Fix{MSSMax: 1240}}}},
+		}, verdict: VerdictOptionFault, want: []got{{Class: ClassPMTU, Vantage: VantageSender, Fix: Fix{MSSMax: 1240}}}},
 		{name: "pmtu upload at the client with TSO, IPv6", setup: func(s *sim) {
 			s.v6, s.upload, s.atClient, s.smallFirst, s.tso, s.partial = true, true, true, 3, true, true
 			s.drop = func(_ uint32, wire, _ int) bool { return wire > 1280 }
-		}, verdict: VerdictOptionFault, want: []got{{Class: ClassPMTU, Vantage: "sender", Fix: Fix{MSSMax: 1220}}}},
+		}, verdict: VerdictOptionFault, want: []got{{Class: ClassPMTU, Vantage: VantageSender, Fix: Fix{MSSMax: 1220}}}},
 		{name: "paws download at the client", setup: func(s *sim) {
 			s.atClient = true
 			s.scramble = func(seq uint32) bool { return (seq*2654435761)>>28 == 5 }
-		}, verdict: VerdictOptionFault, want: []got{{Class: ClassPAWS, Vantage: "receiver", Fix: Fix{Timestamps: "strip"}}}},
+		}, verdict: VerdictOptionFault, want: []got{{Class: ClassPAWS, Vantage: VantageReceiver, Fix: Fix{Timestamps: normalize.TSStrip}}}},
 		{name: "paws download at the client, first data segment scrambled", setup: func(s *sim) {
 			s.atClient = true
 			s.scramble = func(seq uint32) bool { return seq == 5000001 }
-		}, verdict: VerdictOptionFault, want: []got{{Class: ClassPAWS, Vantage: "receiver", Fix: Fix{Timestamps: "strip"}}}},
+		}, verdict: VerdictOptionFault, want: []got{{Class: ClassPAWS, Vantage: VantageReceiver, Fix: Fix{Timestamps: normalize.TSStrip}}}},
 		{name: "paws upload at the server", setup: func(s *sim) {
 			s.upload, s.atClient = true, false
 			s.scramble = func(seq uint32) bool { return (seq*2654435761)>>28 == 5 }
-		}, verdict: VerdictOptionFault, want: []got{{Class: ClassPAWS, Vantage: "receiver", Fix: Fix{Timestamps: "strip"}}}},
+		}, verdict: VerdictOptionFault, want: []got{{Class: ClassPAWS, Vantage: VantageReceiver, Fix: Fix{Timestamps: normalize.TSStrip}}}},
 		{name: "wscale raised, upload at the client", setup: func(s *sim) {
 			s.upload, s.atClient, s.srvWS, s.pathSrvWS, s.rcvBuf = true, true, 2, 14, 32768
-		}, verdict: VerdictOptionFault, want: []got{{Class: ClassWindowScale, Vantage: "sender", Fix: Fix{WindowScale: "strip"}}}},
+		}, verdict: VerdictOptionFault, want: []got{{Class: ClassWindowScale, Vantage: VantageSender, Fix: Fix{WindowScale: normalize.WSStrip}}}},
 		{name: "wscale raised, upload at the server", setup: func(s *sim) {
 			s.upload, s.atClient, s.srvWS, s.pathSrvWS, s.rcvBuf = true, false, 2, 14, 32768
-		}, verdict: VerdictOptionFault, want: []got{{Class: ClassWindowScale, Vantage: "receiver", Fix: Fix{WindowScale: "strip"}}}},
+		}, verdict: VerdictOptionFault, want: []got{{Class: ClassWindowScale, Vantage: VantageReceiver, Fix: Fix{WindowScale: normalize.WSStrip}}}},
 		{name: "wscale in SYN-ACK without one in the SYN: a note, nothing to strip", setup: func(s *sim) {
 			s.upload, s.atClient, s.cliWS, s.srvWSAlone, s.bytes = true, true, -1, true, 20000
 		}, verdict: VerdictHealthy},
@@ -154,20 +155,20 @@ func TestClasses(t *testing.T) {
 		}, verdict: VerdictHealthy},
 		{name: "sender ignoring flow control, no scaling: overrun, no policy", setup: func(s *sim) {
 			s.upload, s.atClient, s.cliWS, s.rcvBuf, s.ignoreWnd = true, true, -1, 16384, true
-		}, verdict: VerdictNoOptionFault, want: []got{{Class: ClassOverrun, Vantage: "sender"}}},
+		}, verdict: VerdictNoOptionFault, want: []got{{Class: ClassOverrun, Vantage: VantageSender}}},
 		// Both ends announce shift 7 and the receiver's windows are small;
 		// the sender goes far beyond them. A larger shift would bound its
 		// data, but nothing in the handshake gave it one.
 		{name: "sender ignoring flow control, shift 7 both ways, at the sender: overrun, no policy", setup: func(s *sim) {
 			s.upload, s.atClient, s.rcvBuf, s.ignoreWnd = true, true, 16384, true
-		}, verdict: VerdictNoOptionFault, want: []got{{Class: ClassOverrun, Vantage: "sender"}}},
+		}, verdict: VerdictNoOptionFault, want: []got{{Class: ClassOverrun, Vantage: VantageSender}}},
 		// The same seen by the receiver, and the transfer stalls: after
 		// 300 kB nothing more arrives and the sender retransmits until the
 		// capture ends.
 		{name: "sender ignoring flow control, shift 7 both ways, at the receiver, stalled: overrun, no policy", setup: func(s *sim) {
 			s.upload, s.atClient, s.rcvBuf, s.ignoreWnd = true, false, 16384, true
 			s.drop = func(seq uint32, _, _ int) bool { return seq-1000001 >= 300_000 }
-		}, verdict: VerdictNoOptionFault, want: []got{{Class: ClassOverrun, Vantage: "receiver"}}},
+		}, verdict: VerdictNoOptionFault, want: []got{{Class: ClassOverrun, Vantage: VantageReceiver}}},
 		// Mail coming in through a box that reads the receiver's window
 		// field unscaled (503 bytes under shift 7): the dialogue passes,
 		// every full-size segment of the body is dropped, and the sender's
@@ -175,7 +176,7 @@ func TestClasses(t *testing.T) {
 		{name: "body stalled at the receiver behind a window-limit box, IPv6", setup: func(s *sim) {
 			s.v6, s.upload, s.atClient, s.rcvBuf, s.smallFirst, s.giveUp = true, true, false, 64384, 3, true
 			s.drop = func(_ uint32, wire, _ int) bool { return wire > 600 }
-		}, verdict: VerdictOptionFault, want: []got{{Class: ClassWindowLimit, Vantage: "receiver", Fix: Fix{WindowScale: "clamp", WindowScaleMax: new(int), MSSMax: 1220}}}},
+		}, verdict: VerdictOptionFault, want: []got{{Class: ClassWindowLimit, Vantage: VantageReceiver, Fix: Fix{WindowScale: normalize.WSClamp, WindowScaleMax: new(int), MSSMax: 1220}}}},
 		// The same stall with a window field above the segment size: a
 		// box reading it with any shift lets a full-size segment through,
 		// so it is no window fault, and the receiver's view of a black
@@ -186,10 +187,10 @@ func TestClasses(t *testing.T) {
 		}, verdict: VerdictHealthy},
 		{name: "broken sack, upload at the client", setup: func(s *sim) {
 			s.upload, s.atClient, s.drop, s.sackOffset = true, true, randomDrop(0.03, 4), 0x40000000
-		}, verdict: VerdictOptionFault, want: []got{{Class: ClassSACK, Vantage: "sender", Fix: Fix{SACKPermitted: "strip"}}}},
+		}, verdict: VerdictOptionFault, want: []got{{Class: ClassSACK, Vantage: VantageSender, Fix: Fix{SACKPermitted: true}}}},
 		{name: "syn option black hole without comparison: suspected, no policy", setup: func(s *sim) {
 			s.upload, s.atClient, s.synDropTS = true, true, true
-		}, verdict: VerdictSuspected, want: []got{{Class: ClassSYNOption, Vantage: "client"}}},
+		}, verdict: VerdictSuspected, want: []got{{Class: ClassSYNOption, Vantage: VantageClient}}},
 		{name: "syn option black hole, no timestamps: healthy", setup: func(s *sim) {
 			s.upload, s.atClient, s.synDropTS, s.cliTS = true, true, true, boolp(false)
 		}, verdict: VerdictHealthy},
@@ -224,7 +225,7 @@ func TestBodyStalledCaptureCut(t *testing.T) {
 		t.Fatalf("the simulation did not end with the sender's RST: %+v", last)
 	}
 	rep := diag(t, pcapBytes(t, s, pkts[:len(pkts)-1], writeOpts{}), Options{})
-	want := []got{{Class: ClassWindowLimit, Vantage: "receiver", Fix: Fix{WindowScale: "clamp", WindowScaleMax: new(int), MSSMax: 1220}}}
+	want := []got{{Class: ClassWindowLimit, Vantage: VantageReceiver, Fix: Fix{WindowScale: normalize.WSClamp, WindowScaleMax: new(int), MSSMax: 1220}}}
 	if diff := cmp.Diff(want, summarize(rep)); diff != "" || rep.Verdict != VerdictOptionFault {
 		t.Errorf("verdict %q; findings (-want +got):\n%s", rep.Verdict, diff)
 	}
@@ -247,7 +248,7 @@ func TestSYNBlackHoleCompared(t *testing.T) {
 	// Both connections in one file: the writer takes the client port per sim.
 	buf = mergeCaptures(t, []*sim{a, b}, [][]wirePkt{pa, pb})
 	rep := diag(t, buf, Options{Domain: "example.net"})
-	want := []got{{Class: ClassSYNOption, Vantage: "client", Fix: Fix{Timestamps: "strip"}}}
+	want := []got{{Class: ClassSYNOption, Vantage: VantageClient, Fix: Fix{Timestamps: normalize.TSStrip}}}
 	if diff := cmp.Diff(want, summarize(rep)); diff != "" {
 		t.Fatalf("findings (-want +got):\n%s", diff)
 	}
@@ -290,8 +291,8 @@ func TestPolicyPerDirection(t *testing.T) {
 		if p.Peer != srvV4.String() {
 			t.Errorf("policy for %s, want %s", p.Peer, srvV4)
 		}
-		dirs[p.Direction] = p.File
-		if !strings.Contains(p.Text, `direction = "`+p.Direction+`"`) {
+		dirs[p.Direction.String()] = p.File
+		if !strings.Contains(p.Text, `direction = "`+p.Direction.String()+`"`) {
 			t.Errorf("policy %s lacks its direction:\n%s", p.File, p.Text)
 		}
 	}
@@ -364,7 +365,7 @@ func TestFormats(t *testing.T) {
 		{name: "duplicated packets", data: pcapBytes(t, s, pkts, writeOpts{dup: everyNth(len(pkts), 7)})},
 		{name: "reordered packets", data: pcapBytes(t, s, pkts, writeOpts{swap: everyNth(len(pkts), 11)})},
 	}
-	want := []got{{Class: ClassPMTU, Vantage: "sender", Fix: Fix{MSSMax: 1240}}}
+	want := []got{{Class: ClassPMTU, Vantage: VantageSender, Fix: Fix{MSSMax: 1240}}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rep := diag(t, tt.data, Options{})

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/tcpnorm/tcpnorm/internal/netns"
 	"github.com/tcpnorm/tcpnorm/lab"
+	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
 // labCases are the lab's fault classes and what diagnose must find in a
@@ -32,18 +33,18 @@ var labCases = []struct {
 	v6Suspected bool
 }{
 	{name: "none", fault: lab.FaultNone},
-	{name: "syn-ts", fault: lab.FaultSYNTS, want: ClassSYNOption, wantFix: Fix{Timestamps: "strip"}},
-	{name: "wscale", fault: lab.FaultWScale, want: ClassWindowScale, wantFix: Fix{WindowScale: "strip"}},
-	{name: "ts-scramble", fault: lab.FaultTSScramble, dir: lab.Download, want: ClassPAWS, wantFix: Fix{Timestamps: "strip"}},
+	{name: "syn-ts", fault: lab.FaultSYNTS, want: ClassSYNOption, wantFix: Fix{Timestamps: normalize.TSStrip}},
+	{name: "wscale", fault: lab.FaultWScale, want: ClassWindowScale, wantFix: Fix{WindowScale: normalize.WSStrip}},
+	{name: "ts-scramble", fault: lab.FaultTSScramble, dir: lab.Download, want: ClassPAWS, wantFix: Fix{Timestamps: normalize.TSStrip}},
 	{name: "pmtu", fault: lab.FaultPMTU, want: ClassPMTU},
 	// The window-limit firewall ignoring scaling, the sender's view (the
 	// mail server sending): strip.
 	{name: "wscale-cap0-upload", fault: lab.FaultWScaleCap, opt: lab.PathOptions{WScaleCap: lab.WScaleCapZero},
-		want: ClassWindowLimit, wantFix: Fix{WindowScale: "strip"}},
+		want: ClassWindowLimit, wantFix: Fix{WindowScale: normalize.WSStrip}},
 	// Honouring shift 5 of the client's 10, the receiver's view (mail
 	// coming in): clamp to 5.
 	{name: "wscale-cap5-download", fault: lab.FaultWScaleCap, opt: lab.PathOptions{WScaleCap: 5}, dir: lab.Download,
-		want: ClassWindowLimit, wantFix: Fix{WindowScale: "clamp", WindowScaleMax: intp(5)}, v6Suspected: true},
+		want: ClassWindowLimit, wantFix: Fix{WindowScale: normalize.WSClamp, WindowScaleMax: intp(5)}, v6Suspected: true},
 }
 
 func intp(i int) *int { return &i }

@@ -6,16 +6,11 @@ import (
 	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
-// IP protocol numbers and IPv6 extension headers (RFC 8200 section 4).
+// IP protocol numbers.
 const (
-	protoICMP      = 1
-	protoTCP       = 6
-	protoICMPv6    = 58
-	ipv6HopByHop   = 0
-	ipv6Routing    = 43
-	ipv6Fragment   = 44
-	ipv6DestOpts   = 60
-	maxIPv6ExtHdrs = 8
+	protoICMP   = 1
+	protoTCP    = 6
+	protoICMPv6 = 58
 )
 
 // pktKind says what a frame turned out to be.
@@ -41,8 +36,9 @@ type segment struct {
 	tcp      normalize.TCP
 	payload  int  // payload length on the wire
 	complete bool // the whole segment is in the frame
-	// csum is the checksum state of a complete segment.
-	csum csumState
+	// csum is the checksum state of a complete segment; of another, it
+	// means nothing.
+	csum normalize.ChecksumState
 	// tooBigFor is the destination of the packet an ICMP too-big quotes.
 	tooBigFor [16]byte
 	tooBigMTU int
@@ -73,35 +69,21 @@ const (
 	optBitMalformed
 )
 
-// optNames names the bits of an option set, in the order they are printed.
+// optNames names the bits of an option set, in the order they are printed:
+// the kinds tcpdump names by its names, as the option printer does.
 var optNames = [...]struct {
 	bit  uint16
 	name string
 }{
-	{optBitMSS, "mss"}, {optBitWS, "wscale"}, {optBitSACKOK, "sackOK"}, {optBitTS, "TS"},
-	{optBitSACK, "sack"}, {optBitTFO, "tfo"}, {optBitMPTCP, "mptcp"}, {optBitAuth, "md5/ao"},
+	{optBitMSS, normalize.OptionName(normalize.OptMSS)}, {optBitWS, normalize.OptionName(normalize.OptWS)},
+	{optBitSACKOK, normalize.OptionName(normalize.OptSACKOK)}, {optBitTS, normalize.OptionName(normalize.OptTS)},
+	{optBitSACK, normalize.OptionName(normalize.OptSACK)}, {optBitTFO, "tfo"}, {optBitMPTCP, "mptcp"}, {optBitAuth, "md5/ao"},
 	{optBitOther, "other"}, {optBitMalformed, "malformed"},
 }
 
-// csumState is a segment's checksum as normalize.VerifyTCPChecksum found
-// it, or csumUnchecked when the capture does not hold the whole segment.
-type csumState uint8
-
-const (
-	csumUnchecked csumState = iota
-	csumGood
-	csumBad
-	csumPartial // the pseudo-header sum only: transmit checksum offload
-)
-
-func checkTCP(ip []byte, seg []byte) csumState {
-	switch normalize.VerifyTCPChecksum(ip, seg) {
-	case normalize.ChecksumGood:
-		return csumGood
-	case normalize.ChecksumPartial:
-		return csumPartial
-	}
-	return csumBad
+// badChecksum reports a complete segment whose checksum fails.
+func (s *segment) badChecksum() bool {
+	return s.complete && s.csum == normalize.ChecksumBad
 }
 
 // decode parses an IP packet into s. wireLen is the frame's original length
@@ -120,9 +102,6 @@ func decode(ip []byte, wireLen int, s *segment) pktKind {
 	case 4:
 		h := normalize.IPv4(ip)
 		if !h.IsValid() {
-			if len(ip) >= 1 && len(ip) < normalize.IPv4MinimumSize {
-				return kindOther
-			}
 			return kindOther
 		}
 		if h.FragmentOffset() != 0 {
@@ -130,12 +109,12 @@ func decode(ip []byte, wireLen int, s *segment) pktKind {
 		}
 		hl = h.HeaderLength()
 		s.v6 = false
-		s.src = [16]byte{}
-		s.dst = [16]byte{}
-		copy(s.src[:4], ip[12:16])
-		copy(s.dst[:4], ip[16:20])
-		s.ttl = ip[8]
-		s.ipid = binary.BigEndian.Uint16(ip[4:])
+		src, dst := h.Src().As4(), h.Dst().As4()
+		s.src, s.dst = [16]byte{}, [16]byte{}
+		copy(s.src[:4], src[:])
+		copy(s.dst[:4], dst[:])
+		s.ttl = h.TTL()
+		s.ipid = h.ID()
 		s.ipLen = int(h.TotalLength())
 		if s.ipLen < hl {
 			s.ipLen = wireLen
@@ -148,14 +127,13 @@ func decode(ip []byte, wireLen int, s *segment) pktKind {
 			return kindOther
 		}
 		s.v6 = true
-		copy(s.src[:], ip[8:24])
-		copy(s.dst[:], ip[24:40])
-		s.ttl = ip[7]
+		s.src, s.dst = h.Src().As16(), h.Dst().As16()
+		s.ttl = h.HopLimit()
 		s.ipLen = normalize.IPv6MinimumSize + int(h.PayloadLength())
 		if h.PayloadLength() == 0 {
 			s.ipLen = wireLen // jumbogram or BIG TCP
 		}
-		off, p, ok := ipv6Transport(ip)
+		off, p, ok := h.FirstFragmentTransport()
 		if !ok {
 			return kindOther
 		}
@@ -192,86 +170,62 @@ func decode(ip []byte, wireLen int, s *segment) pktKind {
 		s.payload = 0
 	}
 	s.complete = hl+len(l4) >= s.ipLen && len(l4) == s.ipLen-hl
-	s.csum = csumUnchecked
 	if s.complete {
-		s.csum = checkTCP(ip, l4)
+		s.csum = normalize.VerifyTCPChecksum(ip, l4)
 	}
 	s.parseOptions()
 	return kindTCP
 }
 
-// ipv6Transport walks the extension headers. A fragment header ends the walk
-// unusable (ok false) unless it is the first fragment of a TCP packet.
-func ipv6Transport(b []byte) (off int, proto uint8, ok bool) {
-	off, proto = normalize.IPv6MinimumSize, b[6]
-	for i := 0; i < maxIPv6ExtHdrs; i++ {
-		switch proto {
-		case ipv6HopByHop, ipv6Routing, ipv6DestOpts:
-			if off+8 > len(b) {
-				return 0, 0, false
-			}
-			proto = b[off]
-			off += (int(b[off+1]) + 1) * 8
-		case ipv6Fragment:
-			if off+8 > len(b) || binary.BigEndian.Uint16(b[off+2:])&0xfff8 != 0 {
-				return 0, 0, false
-			}
-			proto = b[off]
-			off += 8
-		default:
-			return off, proto, off <= len(b)
-		}
-	}
-	return 0, 0, false
-}
+// ICMP and ICMPv6 errors (RFC 792, RFC 4443, RFC 1191).
+const (
+	icmpDstUnreachable   = 3 // type
+	icmpFragNeeded       = 4 // its code of fragmentation needed
+	icmpv6DstUnreachable = 1
+	icmpv6PacketTooBig   = 2
+	icmpHeaderLen        = 8 // type, code, checksum, 4 bytes (the MTU); then the quoted packet
+)
 
 // decodeICMP recognizes ICMP fragmentation-needed (RFC 1191) and ICMPv6
 // packet-too-big (RFC 8201), destination-unreachable errors, and the
 // destination of the packet they quote (in tooBigFor).
 func decodeICMP(b []byte, v6 bool, s *segment) pktKind {
-	if len(b) < 8 {
+	if len(b) < icmpHeaderLen {
 		return kindOther
 	}
+	kind := kindUnreachable
 	if v6 {
-		if b[0] == 1 {
-			q := b[8:]
-			if len(q) < 40 || q[0]>>4 != 6 {
-				return kindOther
-			}
-			copy(s.tooBigFor[:], q[24:40])
-			return kindUnreachable
-		}
-		if b[0] != 2 {
+		switch b[0] {
+		case icmpv6DstUnreachable:
+		case icmpv6PacketTooBig:
+			s.tooBigMTU = int(binary.BigEndian.Uint32(b[4:]))
+			kind = kindTooBig
+		default:
 			return kindOther
 		}
-		s.tooBigMTU = int(binary.BigEndian.Uint32(b[4:]))
-		q := b[8:]
-		if len(q) < 40 || q[0]>>4 != 6 {
+		q := normalize.IPv6(b[icmpHeaderLen:])
+		if !q.IsValid() {
 			return kindOther
 		}
-		copy(s.tooBigFor[:], q[24:40])
-		return kindTooBig
+		s.tooBigFor = q.Dst().As16()
+		return kind
 	}
-	if b[0] != 3 {
+	if b[0] != icmpDstUnreachable {
 		return kindOther
 	}
-	if b[1] != 4 {
-		q := b[8:]
-		if len(q) < 20 || q[0]>>4 != 4 {
-			return kindOther
-		}
-		s.tooBigFor = [16]byte{}
-		copy(s.tooBigFor[:4], q[16:20])
-		return kindUnreachable
+	if b[1] == icmpFragNeeded {
+		s.tooBigMTU = int(binary.BigEndian.Uint16(b[6:]))
+		kind = kindTooBig
 	}
-	s.tooBigMTU = int(binary.BigEndian.Uint16(b[6:]))
-	q := b[8:]
-	if len(q) < 20 || q[0]>>4 != 4 {
+	// Only the quoted destination is read: the fixed header suffices.
+	q := normalize.IPv4(b[icmpHeaderLen:])
+	if len(q) < normalize.IPv4MinimumSize || q[0]>>4 != 4 {
 		return kindOther
 	}
+	dst := q.Dst().As4()
 	s.tooBigFor = [16]byte{}
-	copy(s.tooBigFor[:4], q[16:20])
-	return kindTooBig
+	copy(s.tooBigFor[:4], dst[:])
+	return kind
 }
 
 // parseOptions walks the option list once with normalize's iterator.

@@ -1,27 +1,43 @@
 package diagnose
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/netip"
 	"sort"
-	"strings"
-	"time"
-
-	"github.com/tcpnorm/tcpnorm/config"
-	"github.com/tcpnorm/tcpnorm/internal/textfmt"
-	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
-// Verdicts.
+// Verdict is the outcome of a whole capture.
+type Verdict uint8
+
 const (
-	VerdictHealthy       = "healthy"
-	VerdictOptionFault   = "option-fault"    // at least one finding a policy fixes
-	VerdictNoOptionFault = "no-option-fault" // trouble, but not one a policy fixes
+	VerdictHealthy       Verdict = iota
+	VerdictOptionFault           // at least one finding a policy fixes
+	VerdictNoOptionFault         // trouble, but not one a policy fixes
 	// VerdictSuspected: an option fault is suspected, but the evidence is
 	// too weak to propose a policy; the findings say what would settle it.
-	VerdictSuspected = "suspected"
+	VerdictSuspected
+)
+
+// Vantage is whose view of a finding the capture shows: the sender or
+// receiver of the data, or the client or server for handshake findings.
+type Vantage uint8
+
+const (
+	VantageSender Vantage = iota
+	VantageReceiver
+	VantageClient
+	VantageServer
+)
+
+// Direction is who opened a finding's connections, seen from the capturing
+// host: Outbound, it sent the SYN. DirectionUnknown: the handshake is not in
+// the capture.
+type Direction uint8
+
+const (
+	DirectionUnknown Direction = iota
+	Outbound
+	Inbound
 )
 
 // Report is the outcome of Diagnose.
@@ -38,7 +54,7 @@ type Report struct {
 	NonTCP           uint64    `json:"non_tcp"`
 	ICMPTooBig       uint64    `json:"icmp_too_big"`
 	Unlisted         uint64    `json:"unlisted_findings,omitempty"`
-	Verdict          string    `json:"verdict"`
+	Verdict          Verdict   `json:"verdict"`
 	Findings         []Finding `json:"findings"`
 	Policies         []Policy  `json:"policies"`
 	Notes            []string  `json:"notes,omitempty"`
@@ -47,18 +63,16 @@ type Report struct {
 
 // Finding is one failure class seen on the connections to one peer.
 type Finding struct {
-	Class      Class  `json:"class"`
-	Fixable    bool   `json:"fixable"`
-	Confidence string `json:"confidence"`
-	Summary    string `json:"summary"`
-	Client     string `json:"client,omitempty"` // the SYN sender, when the handshake was seen
-	Server     string `json:"server,omitempty"`
-	Local      string `json:"local"` // the capturing host's end
-	Peer       string `json:"peer"`
-	Direction  string `json:"direction"` // outbound | inbound: who opened the connection
-	// Vantage is whose view the capture shows: "sender" or "receiver" of
-	// the data, or "client" or "server" for handshake findings.
-	Vantage        string     `json:"vantage"`
+	Class          Class      `json:"class"`
+	Fixable        bool       `json:"fixable"`
+	Confidence     Confidence `json:"confidence"`
+	Summary        string     `json:"summary"`
+	Client         string     `json:"client,omitempty"` // the SYN sender, when the handshake was seen
+	Server         string     `json:"server,omitempty"`
+	Local          string     `json:"local"` // the capturing host's end
+	Peer           string     `json:"peer"`
+	Direction      Direction  `json:"direction"` // who opened the connection
+	Vantage        Vantage    `json:"vantage"`
 	VantageWhy     []string   `json:"vantage_evidence"`
 	VantageAssumed bool       `json:"vantage_assumed"`
 	Connections    int        `json:"connections"`
@@ -84,49 +98,14 @@ type Evidence struct {
 	Note   string `json:"note"`
 }
 
-// Fix is the [options] a policy needs; empty fields stay at their defaults.
-type Fix struct {
-	WindowScale    string `json:"window_scale,omitempty"`
-	WindowScaleMax *int   `json:"window_scale_max,omitempty"`
-	Timestamps     string `json:"timestamps,omitempty"`
-	SACKPermitted  string `json:"sack_permitted,omitempty"`
-	MSSMax         int    `json:"mss_max,omitempty"`
-	Unknown        string `json:"unknown,omitempty"`
-}
-
-func (f Fix) empty() bool { return f == Fix{} }
-
-// merge combines two fixes for one peer: strip beats clamp, the smaller
-// MSS wins.
-func (f Fix) merge(g Fix) Fix {
-	if g.WindowScale == "strip" || f.WindowScale == "" {
-		if g.WindowScale != "" {
-			f.WindowScale, f.WindowScaleMax = g.WindowScale, g.WindowScaleMax
-		}
-	}
-	if g.Timestamps == "strip" || f.Timestamps == "" && g.Timestamps != "" {
-		f.Timestamps = g.Timestamps
-	}
-	if g.SACKPermitted != "" {
-		f.SACKPermitted = g.SACKPermitted
-	}
-	if g.Unknown != "" {
-		f.Unknown = g.Unknown
-	}
-	if g.MSSMax > 0 && (f.MSSMax == 0 || g.MSSMax < f.MSSMax) {
-		f.MSSMax = g.MSSMax
-	}
-	return f
-}
-
 // Policy is a ready policy file for one peer.
 type Policy struct {
-	Peer        string  `json:"peer"`
-	Direction   string  `json:"direction,omitempty"` // outbound | inbound: whose connections it covers
-	File        string  `json:"file"`                // suggested name in policy_dir
-	Classes     []Class `json:"classes"`
-	Text        string  `json:"text"`
-	Explanation string  `json:"explanation"` // for the upstream ticket
+	Peer        string    `json:"peer"`
+	Direction   Direction `json:"direction,omitempty"` // whose connections it covers
+	File        string    `json:"file"`                // suggested name in policy_dir
+	Classes     []Class   `json:"classes"`
+	Text        string    `json:"text"`
+	Explanation string    `json:"explanation"` // for the upstream ticket
 }
 
 // report settles the vantage point of every finding, groups the fixes per
@@ -149,7 +128,7 @@ func (a *analyzer) report() *Report {
 	// directions.
 	type peerDir struct {
 		peer netip.Addr
-		dir  string
+		dir  Direction
 	}
 	byPeer := map[peerDir]int{}
 	for i := range rep.Findings {
@@ -208,7 +187,7 @@ func (a *analyzer) report() *Report {
 	return rep
 }
 
-func rank(conf string) int {
+func rank(conf Confidence) int {
 	switch conf {
 	case High:
 		return 0
@@ -264,20 +243,20 @@ func (a *analyzer) finding(rf *rawFinding) Finding {
 		f.Client, f.Server = ci.endpoint(int(ci.client)), ci.endpoint(1-int(ci.client))
 		f.serverPort = ci.port[1-ci.client]
 		if local == int(ci.client) {
-			f.Direction = "outbound"
+			f.Direction = Outbound
 		} else {
-			f.Direction = "inbound"
+			f.Direction = Inbound
 		}
 	}
 	switch {
 	case rf.sender < 0 && local == int(ci.client):
-		f.Vantage = "client"
+		f.Vantage = VantageClient
 	case rf.sender < 0:
-		f.Vantage = "server"
+		f.Vantage = VantageServer
 	case int(rf.sender) == local:
-		f.Vantage = "sender"
+		f.Vantage = VantageSender
 	default:
-		f.Vantage = "receiver"
+		f.Vantage = VantageReceiver
 	}
 	for _, e := range rf.ev {
 		f.Evidence = append(f.Evidence, Evidence{Packet: e.pkt, From: ci.endpoint(int(e.side)), To: ci.endpoint(1 - int(e.side)),
@@ -295,311 +274,4 @@ func (a *analyzer) finding(rf *rawFinding) Finding {
 		f.Fix = &fx
 	}
 	return f
-}
-
-// policy writes the policy file and the ticket paragraph for one peer and
-// direction, with config's formatter.
-func (a *analyzer) policy(p *Policy) {
-	var fix Fix
-	var fs []*Finding
-	for i := range a.rep.Findings {
-		f := &a.rep.Findings[i]
-		if f.Fix != nil && f.Peer == p.Peer && f.Direction == p.Direction {
-			fix = fix.merge(*f.Fix)
-			fs = append(fs, f)
-		}
-	}
-	first := fs[0]
-	names := make([]string, len(p.Classes))
-	for i, c := range p.Classes {
-		names[i] = string(c)
-	}
-	header := []string{fmt.Sprintf("Proposed by tcpnorm diagnose: %s (peer %s).", strings.Join(names, ", "), p.Peer)}
-	pf := &config.PolicyFile{}
-	pol := &normalize.Policy{Direction: normalize.Both, Mode: normalize.Enforce}
-	pf.Policy = pol
-	base := strings.ReplaceAll(p.Peer, ":", "-")
-	if a.opt.Domain != "" {
-		base = a.opt.Domain
-		pf.Domain = a.opt.Domain
-		if first.Direction == "inbound" {
-			pf.SPF = true // the domain's sending hosts (inbound mail)
-		} else {
-			pf.MX = true // the domain's MX hosts (outbound mail)
-		}
-		header = append(header, "The capture showed the peer at "+p.Peer+".")
-	} else {
-		bits := 32
-		if first.peer.Is6() {
-			bits = 128
-		}
-		pf.CIDRs = []netip.Prefix{netip.PrefixFrom(first.peer, bits)}
-	}
-	p.File = base + ".toml"
-	if a.twoDirections(p.Peer) {
-		p.File = base + "-" + p.Direction + ".toml"
-		header = append(header, "One of two files for this peer: the other direction needs a different fix.")
-	}
-	if first.serverPort != 0 {
-		pol.Ports = []uint16{first.serverPort}
-	}
-	if first.Direction != "" {
-		pol.Direction.UnmarshalText([]byte(first.Direction))
-	}
-	pol.Expires = a.opt.Now.UTC().Add(90 * 24 * time.Hour).Truncate(24 * time.Hour)
-	header = append(header, "A workaround, not a fix: it expires; escalate upstream.")
-	pol.Reason = reasonFor(first)
-	fix.apply(pol)
-	p.Text = config.FormatPolicy(pf, header...)
-	var ex []string
-	for _, f := range fs {
-		ex = append(ex, explain(f))
-	}
-	p.Explanation = strings.Join(ex, "\n\n")
-}
-
-// twoDirections reports whether peer has policies for both directions.
-func (a *analyzer) twoDirections(peer string) bool {
-	var in, out bool
-	for _, p := range a.rep.Policies {
-		if p.Peer == peer {
-			in = in || p.Direction == "inbound"
-			out = out || p.Direction != "inbound"
-		}
-	}
-	return in && out
-}
-
-// apply sets the fix's options on p.
-func (f Fix) apply(p *normalize.Policy) {
-	p.WindowScale.UnmarshalText([]byte(f.WindowScale))
-	if f.WindowScaleMax != nil {
-		p.WindowScaleMax = uint8(*f.WindowScaleMax)
-	}
-	p.Timestamps.UnmarshalText([]byte(f.Timestamps))
-	p.StripSACKOK = f.SACKPermitted == "strip"
-	p.MSSMax = uint16(f.MSSMax)
-	p.StripUnknown = f.Unknown == "strip"
-}
-
-// windowLimitFix is the fix for a window-limit box, by who sends the data.
-// Clamping rewrites the windows the local host sends so that field << K is
-// its real window: it helps when the local host receives. As the sender,
-// the local host is bounded by what the box computes for the remote's
-// windows, remote window >> (S - K), which no rewriting of its own windows
-// raises; stripping scaling makes both ends' windows plain 16-bit values
-// the box reads right (up to 64 KiB).
-func windowLimitFix(rf *rawFinding, local int) Fix {
-	if int(rf.sender) == local {
-		return Fix{WindowScale: "strip", MSSMax: rf.mss}
-	}
-	k := rf.capLo
-	return Fix{WindowScale: "clamp", WindowScaleMax: &k, MSSMax: rf.mss}
-}
-
-func reasonFor(f *Finding) string {
-	switch f.Class {
-	case ClassWindowScale:
-		return "window-scale mismatch on the path (diagnosed from a capture)"
-	case ClassPAWS:
-		return "timestamps rewritten on the path: PAWS discards valid segments"
-	case ClassSYNOption:
-		return "SYNs carrying " + maskString(f.raw.opts) + " are dropped on the path"
-	case ClassPMTU:
-		return "path-MTU black hole: large segments vanish, ICMP too-big filtered"
-	case ClassSACK:
-		return "SACK blocks broken by sequence rewriting on the path"
-	case ClassWindowLimit:
-		return fmt.Sprintf("a box on the path tracks windows with window-scale shift %d at most and drops data beyond them", f.raw.capHi)
-	}
-	return string(f.Class)
-}
-
-// explain is the paragraph for the upstream ticket.
-func explain(f *Finding) string {
-	rf := f.raw
-	ci := rf.ci
-	local, peer := ci.addr[f.local], ci.addr[1-f.local]
-	sender, receiver := local, peer
-	if rf.sender >= 0 {
-		sender, receiver = ci.addr[rf.sender], ci.addr[1-rf.sender]
-	}
-	cite := ""
-	if len(f.Evidence) > 0 {
-		cite = fmt.Sprintf(" (see packet %d of our capture, taken on %s)", f.Evidence[0].Packet, local)
-	}
-	switch f.Class {
-	case ClassPAWS:
-		return fmt.Sprintf("Data segments from %s reach %s carrying TCP timestamp values (TSval) older than values already received on the same connection%s. "+
-			"The PAWS check of RFC 7323 section 5 makes the receiver discard such segments silently, so the sender retransmits them, they are discarded again and the transfer stalls; "+
-			"the receiver keeps acknowledging an old sequence number although the segment is visible in the capture. "+
-			"A device on the path between us rewrites TSval (for example a firewall or load balancer that randomizes timestamps per packet or per direction); "+
-			"it must leave the option alone or rewrite it consistently for the whole connection. "+
-			"Until this is fixed we disable TCP timestamps on connections with %s.", sender, receiver, cite, peer)
-	case ClassWindowScale:
-		return fmt.Sprintf("The window-scale option (RFC 7323 section 2) is not delivered intact between %s and %s: %s%s. "+
-			"With the two ends disagreeing on the shift, one side reads every advertised window wrongly, sends beyond what the other accepts, and segments are dropped and retransmitted until the connection stalls. "+
-			"A device on the path rewrites or strips the window-scale option in the SYN or SYN-ACK; it must pass it unchanged. "+
-			"Until this is fixed we disable window scaling on connections with %s (windows are then limited to 64 KB: slower on long paths, but correct).",
-			local, peer, rf.summary, cite, peer)
-	case ClassSYNOption:
-		return fmt.Sprintf("SYNs from %s to %s that carry the TCP option(s) %s are dropped silently on the path: no SYN-ACK, no RST and no ICMP error comes back%s. "+
-			"These options are standard (RFC 7323, RFC 2018) and RFC 9293 requires hosts and middleboxes to pass options they do not implement. "+
-			"A firewall between us filters SYNs by their TCP options; please remove that rule. "+
-			"Until this is fixed we remove %s from the SYNs of connections with %s.", local, peer, maskString(rf.opts), cite, maskString(rf.opts), peer)
-	case ClassPMTU:
-		return fmt.Sprintf("Full-size packets from %s to %s are lost every time while smaller ones arrive, and no ICMP fragmentation-needed (IPv4) or packet-too-big (IPv6) message reaches the sender%s. "+
-			"A link on the path has a smaller MTU and the ICMP errors that path-MTU discovery relies on (RFC 1191, RFC 8201) are filtered, which makes a black hole (RFC 2923 section 2.1). "+
-			"Please let these ICMP messages through (RFC 4890) or clamp the MSS where the MTU shrinks. "+
-			"Until this is fixed we lower the MSS announced on connections with %s to %d.", sender, receiver, cite, peer, rf.fix.MSSMax)
-	case ClassWindowLimit:
-		fix := fmt.Sprintf("Until this is fixed we clamp the window-scale shift on connections with %s to %d and rewrite the windows %s advertises so that the device's computation (field << %d) gives the real window; "+
-			"this keeps window scaling for the data %s receives (stripping the option instead would cap it at 64 KB).", peer, rf.capLo, local, rf.capLo, local)
-		if rf.capLo == 0 {
-			fix = fmt.Sprintf("Until this is fixed we clamp the window-scale shift on connections with %s to 0 and rewrite the windows %s advertises as plain 16-bit values, which the device reads correctly (up to 64 KB).", peer, local)
-		}
-		if rf.fix.WindowScale == "strip" {
-			fix = fmt.Sprintf("Until this is fixed we disable window scaling on connections with %s: both ends then send plain 16-bit windows, which the device reads correctly (up to 64 KB). "+
-				"Clamping would not help here: %s sends the data, and the device holds it to %s's window field << %d, about %d bytes, whatever %s advertises itself.",
-				peer, local, peer, rf.capHi, rf.capWin, local)
-		}
-		return fmt.Sprintf("Data from %s to %s is dropped on the path once it goes beyond the receiver's acknowledgment plus its window field shifted by %d, although the receiver announced window-scale shift %d (RFC 7323 section 2) and its window had room for it: %s%s. "+
-			"A stateful firewall or load balancer between us tracks TCP windows but ignores or caps the window-scale shift; it must apply the shift both ends announced (or stop enforcing windows). %s",
-			sender, receiver, rf.capHi, rf.shiftSeen, rf.summary, cite, fix)
-	case ClassSACK:
-		return fmt.Sprintf("SACK blocks sent by %s refer to sequence numbers %s never sent%s. "+
-			"A device on the path rewrites TCP sequence numbers (sequence randomization) without rewriting the SACK option (RFC 2018) accordingly, so the sender's loss recovery acts on nonsense and the connection stalls. "+
-			"Please disable sequence randomization for this traffic or let the device translate SACK blocks. "+
-			"Until this is fixed we disable SACK on connections with %s.", receiver, sender, cite, peer)
-	}
-	return rf.summary
-}
-
-// WriteJSON writes the report as indented JSON.
-func (r *Report) WriteJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(r)
-}
-
-// WriteText writes the report for people.
-func (r *Report) WriteText(w io.Writer, name string) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "tcpnorm diagnose: %s (%s, %d packets, %d TCP segments, %d connections)\n", name, r.Format, r.Packets, r.TCPSegments, r.Connections)
-	switch r.Verdict {
-	case VerdictHealthy:
-		b.WriteString("verdict: healthy: no stall, retransmission or option fault found\n")
-	case VerdictOptionFault:
-		var cls []string
-		seen := map[Class]bool{}
-		for _, f := range r.Findings {
-			if f.Fixable && !seen[f.Class] {
-				seen[f.Class] = true
-				cls = append(cls, string(f.Class))
-			}
-		}
-		fmt.Fprintf(&b, "verdict: FAULT: %s: a path fault tcpnorm can work around (policy below)\n", strings.Join(cls, ", "))
-	case VerdictSuspected:
-		b.WriteString("verdict: suspected option fault, but the evidence is too weak for a policy (findings below)\n")
-	default:
-		b.WriteString("verdict: trouble, but no option fault: no tcpnorm policy helps (findings below)\n")
-	}
-	for i, f := range r.Findings {
-		fmt.Fprintf(&b, "\nfinding %d: %s (confidence %s", i+1, f.Class, f.Confidence)
-		switch {
-		case !f.Fixable:
-			b.WriteString("; not an option fault, no policy fixes it")
-		case f.Confidence == Suspected:
-			b.WriteString("; suspected only: no policy proposed")
-		}
-		b.WriteString(")\n")
-		if f.Client != "" {
-			fmt.Fprintf(&b, "  connection: %s -> %s (%s", f.Client, f.Server, f.Direction)
-		} else {
-			fmt.Fprintf(&b, "  connection: %s <-> %s (handshake not captured", f.Local, f.Peer)
-		}
-		if f.Connections > 1 {
-			fmt.Fprintf(&b, "; %d connections like it", f.Connections)
-		}
-		b.WriteString(")\n")
-		fmt.Fprintf(&b, "  vantage:    %s\n", vantageLine(&f))
-		for _, w := range f.VantageWhy {
-			fmt.Fprintf(&b, "              - %s\n", w)
-		}
-		b.WriteString(textfmt.Wrap("  what:       ", "              ", f.Summary, 100))
-		if len(f.Evidence) > 0 {
-			b.WriteString("  evidence (packet numbers as in Wireshark, absolute sequence numbers as tcpdump -S prints them):\n")
-			for _, e := range f.Evidence {
-				fmt.Fprintf(&b, "    #%-7d %s > %s seq %d", e.Packet, e.From, e.To, e.Seq)
-				if e.Ack != 0 {
-					fmt.Fprintf(&b, " ack %d", e.Ack)
-				}
-				if e.Win != 0 {
-					fmt.Fprintf(&b, " win %d", e.Win)
-				}
-				if e.Len != 0 {
-					fmt.Fprintf(&b, " len %d", e.Len)
-				}
-				fmt.Fprintf(&b, ": %s\n", e.Note)
-			}
-		}
-	}
-	for _, p := range r.Policies {
-		dir := ""
-		if p.Direction != "" {
-			dir = ", " + p.Direction + " connections"
-		}
-		fmt.Fprintf(&b, "\npolicy for %s%s (save as policy_dir/%s, then `tcpnorm check` and reload):\n\n", p.Peer, dir, p.File)
-		for _, l := range strings.Split(strings.TrimRight(p.Text, "\n"), "\n") {
-			fmt.Fprintf(&b, "    %s\n", l)
-		}
-		b.WriteString("\nfor the upstream ticket:\n\n")
-		for _, para := range strings.Split(p.Explanation, "\n\n") {
-			b.WriteString(textfmt.Wrap("    ", "    ", para, 78))
-			b.WriteString("\n")
-		}
-	}
-	if len(r.Notes) > 0 {
-		b.WriteString("\nnotes:\n")
-		for _, n := range r.Notes {
-			b.WriteString(textfmt.Wrap("  - ", "    ", n, 100))
-		}
-	}
-	if len(r.Warnings) > 0 {
-		b.WriteString("\nwarnings:\n")
-		for _, n := range r.Warnings {
-			b.WriteString(textfmt.Wrap("  - ", "    ", n, 100))
-		}
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
-}
-
-func vantageLine(f *Finding) string {
-	s := ""
-	switch f.Vantage {
-	case "sender":
-		s = fmt.Sprintf("the sender's view: captured on %s, which sent the data", f.Local)
-	case "receiver":
-		s = fmt.Sprintf("the receiver's view: captured on %s, which received the data", f.Local)
-	case "client":
-		s = fmt.Sprintf("the client's view: captured on %s, which sent the SYNs", f.Local)
-	default:
-		s = fmt.Sprintf("the server's view: captured on %s, which received the SYNs", f.Local)
-	}
-	if f.VantageAssumed {
-		s += " (assumed)"
-	}
-	return s
-}
-
-func roundDur(ns int64) time.Duration {
-	d := time.Duration(ns)
-	switch {
-	case d >= time.Second:
-		return d.Round(time.Millisecond)
-	case d >= time.Millisecond:
-		return d.Round(10 * time.Microsecond)
-	}
-	return d.Round(time.Microsecond)
 }

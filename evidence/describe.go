@@ -1,12 +1,12 @@
 package evidence
 
 import (
-	"encoding/binary"
 	"fmt"
 	"strings"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"github.com/tcpnorm/tcpnorm/normalize"
 )
 
 // Describe renders an IP packet holding TCP as tcpdump -n prints it, e.g.
@@ -63,42 +63,17 @@ func Flags(t *layers.TCP) string {
 	return string(b)
 }
 
-// Options lists TCP options as tcpdump prints them.
+// Options lists TCP options as tcpdump prints them, with normalize's
+// option printer.
 func Options(opts []layers.TCPOption) string {
-	var out []string
-	for _, o := range opts {
-		switch o.OptionType {
-		case layers.TCPOptionKindEndList:
-			out = append(out, "eol")
-		case layers.TCPOptionKindNop:
-			out = append(out, "nop")
-		case layers.TCPOptionKindMSS:
-			if len(o.OptionData) == 2 {
-				out = append(out, fmt.Sprintf("mss %d", binary.BigEndian.Uint16(o.OptionData)))
-				continue
-			}
-			out = append(out, "mss?")
-		case layers.TCPOptionKindWindowScale:
-			if len(o.OptionData) == 1 {
-				out = append(out, fmt.Sprintf("wscale %d", o.OptionData[0]))
-				continue
-			}
-			out = append(out, "wscale?")
-		case layers.TCPOptionKindSACKPermitted:
-			out = append(out, "sackOK")
-		case layers.TCPOptionKindSACK:
-			out = append(out, "sack")
-		case layers.TCPOptionKindTimestamps:
-			if len(o.OptionData) == 8 {
-				out = append(out, fmt.Sprintf("TS val %d ecr %d", binary.BigEndian.Uint32(o.OptionData), binary.BigEndian.Uint32(o.OptionData[4:])))
-				continue
-			}
-			out = append(out, "TS?")
-		default:
-			out = append(out, fmt.Sprintf("opt-%d", o.OptionType))
+	var b []byte
+	for i, o := range opts {
+		if i > 0 {
+			b = append(b, ',')
 		}
+		b = normalize.AppendOption(b, uint8(o.OptionType), o.OptionData, normalize.OptionTcpdump)
 	}
-	return strings.Join(out, ",")
+	return string(b)
 }
 
 // Line is one packet of an evidence file as report shows it: its time, the

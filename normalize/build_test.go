@@ -140,41 +140,33 @@ func unhex(t testing.TB, s string) []byte {
 	return b
 }
 
-// optString renders an option list the way tcpdump does, for test diffs.
+// optString renders an option list the way tcpdump does, for test diffs:
+// the value of an option not decoded in full in hex; a malformed length
+// ends the list with "bad".
 func optString(b []byte) string {
-	var parts []string
+	var out []byte
 	for i := 0; i < len(b); {
-		k := b[i]
-		if k == OptEOL {
-			parts = append(parts, "eol")
-			break
+		if len(out) > 0 {
+			out = append(out, ',')
 		}
-		if k == OptNOP {
-			parts = append(parts, "nop")
+		k := b[i]
+		if k == OptEOL || k == OptNOP {
+			out = AppendOption(out, k, nil, OptionBytes)
+			if k == OptEOL {
+				break
+			}
 			i++
 			continue
 		}
 		if i+1 >= len(b) || b[i+1] < 2 || i+int(b[i+1]) > len(b) {
-			parts = append(parts, "bad")
+			out = append(out, "bad"...)
 			break
 		}
 		n := int(b[i+1])
-		o := b[i : i+n]
-		switch {
-		case k == OptMSS && n == 4:
-			parts = append(parts, "mss "+itoa(int(optMSS(o))))
-		case k == OptWS && n == 3:
-			parts = append(parts, "wscale "+itoa(int(o[2])))
-		case k == OptSACKOK && n == 2:
-			parts = append(parts, "sackOK")
-		case k == OptTS && n == 10:
-			parts = append(parts, "TS val "+itoa(int(optTSval(o)))+" ecr "+itoa(int(optTSecr(o))))
-		default:
-			parts = append(parts, "opt-"+itoa(int(k))+":"+hex.EncodeToString(o[2:]))
-		}
+		out = AppendOption(out, k, b[i+2:i+n], OptionBytes)
 		i += n
 	}
-	return strings.Join(parts, ",")
+	return string(out)
 }
 
 func itoa(i int) string {

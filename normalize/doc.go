@@ -2,7 +2,8 @@
 // carrying TCP in place, looks up the policy for the remote peer, and strips,
 // clamps or drops TCP options of connection handshakes, fixing the checksum.
 //
-// It owns the header views (IPv4, IPv6, TCP), the option walker, checksum
+// It owns the header views (IPv4, IPv6, TCP), the option walker, the one
+// printer of options (tcpdump's form, for logs, reports and tests), checksum
 // arithmetic and the per-worker handshake table that carries a SYN's decision
 // to its SYN-ACK.
 //

@@ -21,7 +21,9 @@ type IPv4 []byte
 const (
 	IPv4MinimumSize = 20
 	ipv4TotalLen    = 2
+	ipv4ID          = 4
 	ipv4FlagsFrag   = 6
+	ipv4TTL         = 8
 	ipv4Protocol    = 9
 	ipv4Src         = 12
 	ipv4Dst         = 16
@@ -39,6 +41,8 @@ func (b IPv4) IsValid() bool {
 
 func (b IPv4) HeaderLength() int       { return int(b[0]&0x0f) * 4 }
 func (b IPv4) TotalLength() uint16     { return binary.BigEndian.Uint16(b[ipv4TotalLen:]) }
+func (b IPv4) ID() uint16              { return binary.BigEndian.Uint16(b[ipv4ID:]) }
+func (b IPv4) TTL() uint8              { return b[ipv4TTL] }
 func (b IPv4) Protocol() uint8         { return b[ipv4Protocol] }
 func (b IPv4) Src() netip.Addr         { return netip.AddrFrom4([4]byte(b[ipv4Src : ipv4Src+4])) }
 func (b IPv4) Dst() netip.Addr         { return netip.AddrFrom4([4]byte(b[ipv4Dst : ipv4Dst+4])) }
@@ -54,8 +58,11 @@ const (
 	IPv6MinimumSize = 40
 	ipv6PayloadLen  = 4
 	ipv6NextHeader  = 6
+	ipv6HopLimit    = 7
 	ipv6Src         = 8
 	ipv6Dst         = 24
+	ipv6FragOffset  = 2      // in the fragment header
+	ipv6FragMask    = 0xfff8 // the fragment offset, without the M flag
 )
 
 // IsValid reports whether the fixed header is complete and version 6.
@@ -65,6 +72,7 @@ func (b IPv6) IsValid() bool {
 
 func (b IPv6) PayloadLength() uint16   { return binary.BigEndian.Uint16(b[ipv6PayloadLen:]) }
 func (b IPv6) NextHeader() uint8       { return b[ipv6NextHeader] }
+func (b IPv6) HopLimit() uint8         { return b[ipv6HopLimit] }
 func (b IPv6) Src() netip.Addr         { return netip.AddrFrom16([16]byte(b[ipv6Src : ipv6Src+16])) }
 func (b IPv6) Dst() netip.Addr         { return netip.AddrFrom16([16]byte(b[ipv6Dst : ipv6Dst+16])) }
 func (b IPv6) pseudoHeaderSum() uint32 { return sum16(b[ipv6Src:ipv6Dst+16], 0) }
@@ -74,6 +82,18 @@ func (b IPv6) pseudoHeaderSum() uint32 { return sum16(b[ipv6Src:ipv6Dst+16], 0) 
 // fragment header (RFC 8200 section 4.5): such a packet is never rewritten.
 // ok is false when the chain runs past the buffer or is too long.
 func (b IPv6) Transport() (off int, proto uint8, frag, ok bool) {
+	return b.transport(false)
+}
+
+// FirstFragmentTransport is Transport for tools that read captures: the
+// fragment header of a first fragment (offset 0), whose upper-layer header
+// follows, is walked past; any later fragment is not ok.
+func (b IPv6) FirstFragmentTransport() (off int, proto uint8, ok bool) {
+	off, proto, _, ok = b.transport(true)
+	return off, proto, ok
+}
+
+func (b IPv6) transport(pastFirstFragment bool) (off int, proto uint8, frag, ok bool) {
 	off, proto = IPv6MinimumSize, b.NextHeader()
 	for i := 0; i < maxIPv6ExtHdrs; i++ {
 		switch proto {
@@ -84,9 +104,17 @@ func (b IPv6) Transport() (off int, proto uint8, frag, ok bool) {
 			proto = b[off]
 			off += (int(b[off+1]) + 1) * 8
 		case ipv6Fragment:
-			return off, proto, true, true
+			if !pastFirstFragment {
+				return off, proto, true, true
+			}
+			if off+8 > len(b) || binary.BigEndian.Uint16(b[off+ipv6FragOffset:])&ipv6FragMask != 0 {
+				return 0, 0, true, false
+			}
+			proto = b[off]
+			off += 8
+			frag = true
 		default:
-			return off, proto, false, off <= len(b)
+			return off, proto, frag, off <= len(b)
 		}
 	}
 	return 0, 0, false, false

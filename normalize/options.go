@@ -1,6 +1,10 @@
 package normalize
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"strconv"
+)
 
 // TCP option kinds (IANA "TCP Option Kind Numbers").
 const (
@@ -160,3 +164,54 @@ func setOptMSS(o []byte, v uint16)   { binary.BigEndian.PutUint16(o[2:], v) }
 func optTSval(o []byte) uint32       { return binary.BigEndian.Uint32(o[2:]) }
 func optTSecr(o []byte) uint32       { return binary.BigEndian.Uint32(o[6:]) }
 func setOptTSval(o []byte, v uint32) { binary.BigEndian.PutUint32(o[2:], v) }
+
+// OptionForm is how AppendOption renders an option it does not decode in
+// full.
+type OptionForm uint8
+
+const (
+	// OptionTcpdump names it as tcpdump does: "opt-27", a known kind of
+	// the wrong length "mss?", SACK blocks "sack". For people reading
+	// packets (tcpnorm report, the lab's segment logs).
+	OptionTcpdump OptionForm = iota
+	// OptionBytes shows its kind and value in hex, "opt-27:0001", for test
+	// diffs that must tell such options apart.
+	OptionBytes
+)
+
+// optionNames are tcpdump's names of the kinds it decodes.
+var optionNames = [256]string{OptEOL: "eol", OptNOP: "nop", OptMSS: "mss", OptWS: "wscale", OptSACKOK: "sackOK", OptSACK: "sack", OptTS: "TS"}
+
+// OptionName is tcpdump's name of an option kind, or "opt-" and its number.
+func OptionName(kind uint8) string {
+	if n := optionNames[kind]; n != "" {
+		return n
+	}
+	return "opt-" + strconv.Itoa(int(kind))
+}
+
+// AppendOption appends an option as tcpdump -n prints it in a list of
+// options ("mss 1460", "TS val 1 ecr 0"), from its kind and value (the
+// bytes after its length byte). It is the one option printer: for logs,
+// reports and tests, never the packet path.
+func AppendOption(b []byte, kind uint8, value []byte, form OptionForm) []byte {
+	switch {
+	case kind == OptEOL || kind == OptNOP:
+		return append(b, optionNames[kind]...)
+	case kind == OptMSS && len(value) == 2:
+		return strconv.AppendUint(append(b, "mss "...), uint64(binary.BigEndian.Uint16(value)), 10)
+	case kind == OptWS && len(value) == 1:
+		return strconv.AppendUint(append(b, "wscale "...), uint64(value[0]), 10)
+	case kind == OptSACKOK && (len(value) == 0 || form == OptionTcpdump):
+		return append(b, "sackOK"...)
+	case kind == OptTS && len(value) == 8:
+		b = strconv.AppendUint(append(b, "TS val "...), uint64(binary.BigEndian.Uint32(value)), 10)
+		return strconv.AppendUint(append(b, " ecr "...), uint64(binary.BigEndian.Uint32(value[4:])), 10)
+	case form == OptionBytes:
+		b = strconv.AppendUint(append(b, "opt-"...), uint64(kind), 10)
+		return hex.AppendEncode(append(b, ':'), value)
+	case kind == OptMSS || kind == OptWS || kind == OptTS:
+		return append(append(b, optionNames[kind]...), '?')
+	}
+	return append(b, OptionName(kind)...)
+}

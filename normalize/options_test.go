@@ -46,3 +46,35 @@ func TestOptionIter(t *testing.T) {
 		})
 	}
 }
+
+func TestAppendOption(t *testing.T) {
+	tests := []struct {
+		name         string
+		kind         uint8
+		value        []byte
+		tcpdump, hex string
+	}{
+		{name: "eol", kind: OptEOL, tcpdump: "eol", hex: "eol"},
+		{name: "nop", kind: OptNOP, tcpdump: "nop", hex: "nop"},
+		{name: "mss", kind: OptMSS, value: []byte{5, 0xb4}, tcpdump: "mss 1460", hex: "mss 1460"},
+		{name: "mss of 3 bytes", kind: OptMSS, value: []byte{5, 0xb4, 0}, tcpdump: "mss?", hex: "opt-2:05b400"},
+		{name: "wscale", kind: OptWS, value: []byte{7}, tcpdump: "wscale 7", hex: "wscale 7"},
+		{name: "wscale without value", kind: OptWS, tcpdump: "wscale?", hex: "opt-3:"},
+		{name: "sackOK", kind: OptSACKOK, tcpdump: "sackOK", hex: "sackOK"},
+		{name: "sackOK with a value", kind: OptSACKOK, value: []byte{1}, tcpdump: "sackOK", hex: "opt-4:01"},
+		{name: "timestamps", kind: OptTS, value: []byte{0, 0, 0, 1, 0, 0, 0, 2}, tcpdump: "TS val 1 ecr 2", hex: "TS val 1 ecr 2"},
+		{name: "timestamps cut short", kind: OptTS, value: []byte{0, 0, 0, 1}, tcpdump: "TS?", hex: "opt-8:00000001"},
+		{name: "sack blocks", kind: OptSACK, value: []byte{0, 0, 0, 1, 0, 0, 0, 16}, tcpdump: "sack", hex: "opt-5:0000000100000010"},
+		{name: "unknown", kind: 27, value: []byte{0, 1}, tcpdump: "opt-27", hex: "opt-27:0001"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := string(AppendOption(nil, tt.kind, tt.value, OptionTcpdump)); got != tt.tcpdump {
+				t.Errorf("OptionTcpdump: %q, want %q", got, tt.tcpdump)
+			}
+			if got := string(AppendOption(nil, tt.kind, tt.value, OptionBytes)); got != tt.hex {
+				t.Errorf("OptionBytes: %q, want %q", got, tt.hex)
+			}
+		})
+	}
+}

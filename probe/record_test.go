@@ -167,7 +167,7 @@ func TestCheckCapture(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := &Result{Addrs: []AddressResult{{Addr: a, Verdict: tt.verdict, Class: tt.class}}}
-			r.CheckCapture("p.pcapng", RecordStats{Packets: 10}, &diagnose.Report{Verdict: "x", Findings: tt.findings})
+			r.CheckCapture("p.pcapng", RecordStats{Packets: 10}, &diagnose.Report{Findings: tt.findings})
 			c := r.Capture
 			if c.Agrees != tt.agrees || len(c.Lines) != 1 || c.Lines[0] != tt.line {
 				t.Errorf("Agrees %v, Lines %q; want %v, %q", c.Agrees, c.Lines, tt.agrees, tt.line)

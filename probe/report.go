@@ -41,9 +41,9 @@ type Result struct {
 // the capture of the same connections: two readings of one event, one
 // from the kernel's counters, one from the packets.
 type CaptureCheck struct {
-	File     string      `json:"file"`
-	Recorded RecordStats `json:"recorded"`
-	Verdict  string      `json:"diagnose_verdict"`
+	File     string           `json:"file"`
+	Recorded RecordStats      `json:"recorded"`
+	Verdict  diagnose.Verdict `json:"diagnose_verdict"`
 	// Agrees is false if diagnose contradicts the probe on any address
 	// (addresses without an option verdict are not compared).
 	Agrees bool     `json:"agrees"`
