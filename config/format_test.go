@@ -138,3 +138,30 @@ func TestLoadDisjointDirections(t *testing.T) {
 		t.Errorf("conflicts %v, want none", m.conflicts)
 	}
 }
+
+// TestManagerProbed: Probed lists the policies with a probe interval, as
+// Status describes them, and no other.
+func TestManagerProbed(t *testing.T) {
+	path := writeTree(t, "policy_dir = \"policies.d\"\n", map[string]string{
+		"probed.toml": "cidrs = [\"198.18.3.2\"]\nprobe = \"12h\"\n[options]\nwindow_scale = \"strip\"\n",
+		"plain.toml":  "cidrs = [\"198.18.3.3\"]\n[options]\ntimestamps = \"strip\"\n",
+	})
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	m := NewManager(cfg, nil)
+	m.recompileLocked(time.Now(), false)
+	got := m.Probed()
+	if len(got) != 1 || got[0].Name != "probed" || got[0].ProbeEvery != 12*time.Hour {
+		t.Fatalf("Probed() = %+v, want the policy probed every 12h alone", got)
+	}
+	for _, s := range m.Status() {
+		if s.Name == "probed" && !cmp.Equal(s, got[0], cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })) {
+			t.Errorf("Probed() = %+v, Status() has %+v", got[0], s)
+		}
+	}
+	if n := len(m.Status()); n != 2 {
+		t.Errorf("Status() lists %d policies, want 2", n)
+	}
+}

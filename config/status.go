@@ -42,12 +42,28 @@ type PolicyStatus struct {
 }
 
 // Status lists every policy with its current addresses.
-func (m *Manager) Status() []PolicyStatus {
+func (m *Manager) Status() []PolicyStatus { return m.status(nil) }
+
+// Probed is Status of the policies with a probe interval only: what the
+// daemon's re-test scheduler reads every second, at no cost for the
+// policies it does not probe.
+func (m *Manager) Probed() []PolicyStatus {
+	return m.status(func(pf *PolicyFile) bool { return pf.Probe != 0 })
+}
+
+// status lists the policies keep accepts (nil: all).
+func (m *Manager) status(keep func(*PolicyFile) bool) []PolicyStatus {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.clock.Now()
-	out := make([]PolicyStatus, 0, len(m.states))
+	var out []PolicyStatus
+	if keep == nil {
+		out = make([]PolicyStatus, 0, len(m.states))
+	}
 	for _, s := range m.states {
+		if keep != nil && !keep(s.pf) {
+			continue
+		}
 		p := s.pf.Policy
 		addrs := append(slices.Clone(s.pf.CIDRs), s.addrs...)
 		addrs = uniqPrefixes(addrs)

@@ -19,8 +19,8 @@ import (
 func probeTargets(mgr *config.Manager) func() []probe.Target {
 	return func() []probe.Target {
 		var ts []probe.Target
-		for _, p := range mgr.Status() {
-			if p.ProbeEvery == 0 || p.Expired || p.Policy == nil {
+		for _, p := range mgr.Probed() {
+			if p.Expired || p.Policy == nil {
 				continue
 			}
 			w := probe.Workload{Port: 25, Proto: probe.SMTP, Bytes: 2 << 20, RcptTo: "Postmaster",
