@@ -18,11 +18,12 @@
 // traffic flows while tcpnorm is not running. Handshakes with any other
 // peer never leave the kernel.
 //
-// Install removes stale rules and sets from an earlier run, creates the
-// sets, then applies each family's rules with `iptables-restore --noflush`
-// (atomic per family), so a crashed run's rules and sets are replaced, never
-// duplicated; Uninstall removes the rules before the sets, which cannot be
-// destroyed while a rule matches them. UpdateSets swaps new contents into
+// Install creates the sets (keeping an earlier run's), then applies each
+// family's rules with one `iptables-restore --noflush` that also deletes an
+// earlier run's jumps and chains in the same commit per table, so a crashed
+// run's rules are replaced, never duplicated, and the flows it leaves never
+// pass without rules in between; Uninstall removes the rules before the
+// sets, which cannot be destroyed while a rule matches them. UpdateSets swaps new contents into
 // the sets atomically. The text Install feeds to the tools is exactly what
 // Ruleset.String prints.
 package rules

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 )
 
@@ -56,23 +57,33 @@ func (x Exec) Run(ctx context.Context, stdin string, name string, args ...string
 	return stdout.String(), nil
 }
 
-// Install removes every rule and the address sets of an earlier run, then
-// creates the sets, empty, and applies rs for both families: the sets must
-// exist before the rules that match them. On failure it removes whatever it
-// applied and returns the error. Filling the sets is UpdateSets' job.
+// Install applies rs: it creates the address sets (an earlier run's are
+// kept, members and all, until UpdateSets fills them), then replaces, in
+// one iptables-restore per family, whatever rules of tcpnorm's are there
+// with rs's: each table's old jumps and chains go in the same commit as
+// the new ones come in. So a daemon started over a killed one's rules
+// never leaves the flows it inherits without rules: between a removal and
+// an install they would pass unrewritten (a clamped flow's windows read as
+// field << N, a repaired flow's scrambled TSvals reaching the local host).
+// A set an earlier run left with other parameters is replaced the old way:
+// every rule and set removed, then created anew. On failure Install removes
+// whatever it applied and returns the error.
 func Install(ctx context.Context, r Runner, rs *Ruleset) error {
-	if err := Uninstall(ctx, r, rs.Spec); err != nil {
-		return fmt.Errorf("removing stale rules: %w", err)
-	}
 	if err := CreateSets(ctx, r, rs.Spec); err != nil {
-		return err
+		if err := Uninstall(ctx, r, rs.Spec); err != nil {
+			return fmt.Errorf("removing stale rules: %w", err)
+		}
+		if err := CreateSets(ctx, r, rs.Spec); err != nil {
+			return err
+		}
 	}
 	for _, f := range Families {
-		if _, err := r.Run(ctx, rs.Script(f), f.RestoreTool(), "-w", "--noflush"); err != nil {
-			var e *Error
-			if errors.As(err, &e) {
-				e.Op = "install " + f.String()
-			}
+		script, err := daemon.replaceScript(ctx, r, f, rs)
+		if err == nil {
+			_, err = r.Run(ctx, script, f.RestoreTool(), "-w", "--noflush")
+			err = opErr(err, "install "+f.String())
+		}
+		if err != nil {
 			if rerr := Uninstall(ctx, r, rs.Spec); rerr != nil {
 				return errors.Join(err, rerr)
 			}
@@ -80,6 +91,64 @@ func Install(ctx context.Context, r Runner, rs *Ruleset) error {
 		}
 	}
 	return nil
+}
+
+// replaceScript is the input for `RestoreTool --noflush` of family f that
+// replaces the rules of own's present in each table with rs's: the chains
+// declared (and so flushed), every copy of a known jump deleted, rs's rules
+// and jumps added, and the chains rs no longer has deleted, one commit per
+// table.
+func (own owner) replaceScript(ctx context.Context, r Runner, f Family, rs *Ruleset) (string, error) {
+	tables := own.knownTables()
+	for _, t := range rs.Tables {
+		if !slices.Contains(tables, t.Name) {
+			tables = append(tables, t.Name)
+		}
+	}
+	var b strings.Builder
+	for _, name := range tables {
+		save, err := r.Run(ctx, "", f.SaveTool(), "-t", name)
+		if err != nil {
+			return "", opErr(err, "list "+f.String()+" "+name)
+		}
+		present := parseSave(save, own.known)
+		var t Table
+		if i := slices.IndexFunc(rs.Tables, func(t Table) bool { return t.Name == name }); i >= 0 {
+			t = rs.Tables[i]
+		}
+		var stale []string
+		for _, c := range own.knownChains(name) {
+			if present.chains[c] && !slices.Contains(t.Chains, c) {
+				stale = append(stale, c)
+			}
+		}
+		var drop []string
+		for _, j := range own.known {
+			if j.Table == name {
+				for range min(present.jumps[j], maxDuplicates) {
+					drop = append(drop, "-D "+j.From+" "+j.Rule())
+				}
+			}
+		}
+		if len(t.Chains)+len(t.Rules)+len(t.Jumps)+len(stale)+len(drop) == 0 {
+			continue
+		}
+		b.WriteString("*" + name + "\n")
+		// Declaring a stale chain flushes it: nothing jumps from it any
+		// more when it is deleted below.
+		for _, c := range append(slices.Clone(t.Chains), stale...) {
+			b.WriteString(":" + c + " - [0:0]\n")
+		}
+		for _, d := range drop {
+			b.WriteString(d + "\n")
+		}
+		rs.writeRules(&b, f, t)
+		for _, c := range stale {
+			b.WriteString("-X " + c + "\n")
+		}
+		b.WriteString("COMMIT\n")
+	}
+	return b.String(), nil
 }
 
 // Uninstall removes every rule of tcpnorm's (Remove), then the address sets

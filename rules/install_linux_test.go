@@ -262,11 +262,22 @@ func TestInstallRemove(t *testing.T) {
 		run(t, r, "", f.Tool(), "-w", "-t", "mangle", "-A", "FORWARD", "-j", "TCPNORM-FWD")
 		run(t, r, "", f.Tool(), "-w", "-t", "mangle", "-A", "TCPNORM-FWD", "-j", "ACCEPT")
 	}
-	if err := Install(ctx, r, gw); err != nil {
+	// In place: no iptables command of its own removes a rule or chain
+	// before the restore that puts the new ones in (the flows a killed
+	// daemon left would pass without rules in between).
+	rec := &recordingRunner{Runner: r}
+	if err := Install(ctx, rec, gw); err != nil {
 		t.Fatalf("second Install: %v", err)
 	}
 	if diff := cmp.Diff(wantGW, tcpnormLines(t, r)); diff != "" {
 		t.Fatalf("after reinstall over stale rules (-want +got):\n%s", diff)
+	}
+	for _, c := range rec.calls {
+		for _, f := range Families {
+			if strings.HasPrefix(c, f.Tool()+" ") {
+				t.Errorf("reinstall ran %q besides its restores; all calls:\n%s", c, strings.Join(rec.calls, "\n"))
+			}
+		}
 	}
 
 	// Switching mode replaces the gateway rules with the host rules.
@@ -430,4 +441,15 @@ func TestProbeRules(t *testing.T) {
 	if after := saveAll(t, r); after != before {
 		t.Errorf("the operator's rules changed:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
+}
+
+// recordingRunner records the command lines it runs.
+type recordingRunner struct {
+	Runner
+	calls []string
+}
+
+func (r *recordingRunner) Run(ctx context.Context, stdin string, name string, args ...string) (string, error) {
+	r.calls = append(r.calls, strings.Join(append([]string{name}, args...), " "))
+	return r.Runner.Run(ctx, stdin, name, args...)
 }

@@ -254,17 +254,22 @@ func (rs *Ruleset) Script(f Family) string {
 		for _, c := range t.Chains {
 			b.WriteString(":" + c + " - [0:0]\n")
 		}
-		for _, r := range t.Rules {
-			b.WriteString(strings.ReplaceAll(r, setToken, rs.Spec.SetName(f)) + "\n")
-		}
-		for _, j := range t.Jumps {
-			// First in the built-in chain: an operator's earlier ACCEPT in
-			// mangle must not hide handshakes from tcpnorm.
-			b.WriteString("-I " + j.From + " 1 " + j.Rule() + "\n")
-		}
+		rs.writeRules(&b, f, t)
 		b.WriteString("COMMIT\n")
 	}
 	return b.String()
+}
+
+// writeRules writes t's rules, for family f, and its jumps.
+func (rs *Ruleset) writeRules(b *strings.Builder, f Family, t Table) {
+	for _, r := range t.Rules {
+		b.WriteString(strings.ReplaceAll(r, setToken, rs.Spec.SetName(f)) + "\n")
+	}
+	for _, j := range t.Jumps {
+		// First in the built-in chain: an operator's earlier ACCEPT in
+		// mangle must not hide handshakes from tcpnorm.
+		b.WriteString("-I " + j.From + " 1 " + j.Rule() + "\n")
+	}
 }
 
 // String prints what Install applies, in order, with the command that
