@@ -23,7 +23,9 @@
 // earlier run's jumps and chains in the same commit per table, so a crashed
 // run's rules are replaced, never duplicated, and the flows it leaves never
 // pass without rules in between; Uninstall removes the rules before the
-// sets, which cannot be destroyed while a rule matches them. UpdateSets swaps new contents into
-// the sets atomically. The text Install feeds to the tools is exactly what
-// Ruleset.String prints.
+// sets, which cannot be destroyed while a rule matches them. UpdateSets
+// swaps new contents into the sets atomically. On a host with no earlier
+// run's rules, the text Install feeds to the tools is exactly what
+// Ruleset.String prints; over an earlier run's, each table's part starts
+// by deleting its jumps and ends by deleting the chains no longer used.
 package rules
